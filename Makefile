@@ -1,0 +1,41 @@
+# disclatent: `make test` and `make book` create .venv (pinned, from requirements.lock) when it
+# is missing, then do their job. All build outputs go to _build/ (delete it for a clean start).
+#   make book [PROFILE=quick|default|paper] [DATA=/path/to/SPIDER]
+#   make test | make lint | make clean | make distclean
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PROFILE ?= default
+DATA    ?=
+BUILD   ?= _build
+
+.PHONY: all book test lint clean distclean venv
+
+all: book
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name disclatent --display-name "Python (disclatent)" >/dev/null
+	@touch $@
+
+book: $(STAMP)
+	$(PY) -m disclatent book --profile $(PROFILE) --data "$(DATA)" --build-dir $(BUILD)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests notebooks benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf $(VENV) src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,171 @@
+"""Execute the notebooks with papermill (cached) and build the book with Jupyter Book 1.
+
+Everything is written under one build folder (``_build`` by default)::
+
+    _build/site/        the Sphinx source: book/ pages, _config.yml, _toc.yml and the
+                        executed notebooks (notebooks/NN_name.ipynb)
+    _build/html/        the rendered book (open index.html)
+    _build/data/        cohorts (the phantom), _build/tables/ CSV tables, _build/models/ ...
+
+A notebook is re-executed only when its cache key changes. The key chains the package source,
+the parameters (profile, data folder) and the sources of this and every earlier notebook, so
+a change to an early step re-runs the steps after it and nothing before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import disclatent
+
+KERNEL_NAME = "disclatent"
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository root: the nearest folder upward holding ``_toc.yml`` and ``notebooks``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").exists() and (folder / "notebooks").is_dir():
+            return folder
+    raise FileNotFoundError(f"no disclatent project (with _toc.yml and notebooks/) above {here}")
+
+
+def resolve_build_dir(build_dir: str | os.PathLike = "_build") -> Path:
+    """Absolute build folder; a relative path is taken from the project root."""
+    path = Path(build_dir)
+    return path if path.is_absolute() else project_root() / path
+
+
+def package_digest() -> str:
+    h = hashlib.sha256()
+    pkg = Path(disclatent.__file__).parent
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(path.relative_to(pkg).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def notebook_sources(root: Path) -> list[Path]:
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
+def _kernel_name() -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path) -> float:
+    """Convert a jupytext source to ipynb, execute it with papermill, write it atomically."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    nb = jupytext.read(source)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_in = output.with_name(f".{output.stem}.in.ipynb")
+    tmp_out = output.with_name(f".{output.stem}.out.ipynb")
+    nbformat.write(nb, tmp_in)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(tmp_in), str(tmp_out), parameters=parameters,
+                            kernel_name=_kernel_name(), cwd=str(cwd), progress_bar=False,
+                            log_output=False)
+        seconds = time.perf_counter() - start
+        done = nbformat.read(tmp_out, as_version=4)
+        done.metadata.setdefault("disclatent", {})["seconds"] = round(seconds, 1)
+        nbformat.write(done, tmp_out)
+        os.replace(tmp_out, output)
+    finally:
+        tmp_in.unlink(missing_ok=True)
+        tmp_out.unlink(missing_ok=True)
+    return seconds
+
+
+def _cached_key(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["metadata"]["disclatent"]["cache_key"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _stamp_key(path: Path, key: str) -> None:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.setdefault("disclatent", {})["cache_key"] = key
+    tmp = path.with_name(f".{path.name}.tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, path)
+
+
+def execute_all(profile: str, data: str, build_dir: Path, force: bool = False,
+                root: Path | None = None) -> list[tuple[str, float | None]]:
+    """Execute every notebook whose inputs changed; returns (name, seconds or None if cached)."""
+    root = root or project_root()
+    site = build_dir / "site"
+    parameters = {"profile": profile, "data_dir": str(data or ""), "build_dir": str(build_dir)}
+    key = hashlib.sha256((package_digest() + json.dumps(parameters, sort_keys=True)).encode())
+    timings = []
+    for source in notebook_sources(root):
+        key.update(source.read_bytes())
+        digest = key.hexdigest()
+        output = site / "notebooks" / f"{source.stem}.ipynb"
+        if not force and output.exists() and _cached_key(output) == digest:
+            print(f"{source.stem}: up to date")
+            timings.append((source.stem, None))
+            continue
+        print(f"{source.stem}: executing ({profile} profile) ...", flush=True)
+        seconds = execute_notebook(source, output, parameters, cwd=root)
+        _stamp_key(output, digest)
+        print(f"{source.stem}: executed in {seconds:.1f} s", flush=True)
+        timings.append((source.stem, seconds))
+    return timings
+
+
+def stage_pages(root: Path, site: Path) -> None:
+    """Copy the book's own pages and configuration into the Sphinx source folder."""
+    site.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(root / "book", site / "book", dirs_exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        src, dst = root / name, site / name
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            shutil.copy2(src, dst)
+
+
+def build_html(build_dir: Path) -> Path:
+    """Run Jupyter Book (Sphinx, warnings are errors) on ``build_dir/site``."""
+    from jupyter_book.sphinx import build_sphinx
+
+    site = build_dir / "site"
+    out = build_dir / "html"
+    status = build_sphinx(site, out, use_external_toc=True, noconfig=True,
+                          path_config=str(site / "_config.yml"),
+                          confoverrides={"external_toc_path": str(site / "_toc.yml")},
+                          builder="html", warningiserror=True, keep_going=True,
+                          doctreedir=build_dir / ".doctrees", verbosity=0, quiet=True)
+    if status:
+        raise RuntimeError(f"Jupyter Book build failed (status {status}); see the warnings above")
+    return out / "index.html"
+
+
+def build_book(profile: str = "default", data: str = "", build_dir: Path = Path("_build"),
+               html: bool = True, force: bool = False) -> None:
+    root = project_root()
+    build_dir = resolve_build_dir(build_dir)
+    start = time.perf_counter()
+    timings = execute_all(profile, data, build_dir, force=force, root=root)
+    stage_pages(root, build_dir / "site")
+    if html:
+        t = time.perf_counter()
+        index = build_html(build_dir)
+        timings.append(("html", time.perf_counter() - t))
+        print(f"book: {index}")
+    print("timings (s): " + ", ".join(f"{n} {'cached' if s is None else f'{s:.1f}'}"
+                                      for n, s in timings)
+          + f"; total {time.perf_counter() - start:.1f}")

@@ -1,0 +1,143 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from disclatent import io, spider
+from disclatent import labels as lab
+from disclatent import phantom as ph
+from disclatent.inspect import inspect_path
+
+
+def test_layout_and_columns(phantom_dir):
+    names = sorted(p.name for p in (phantom_dir / "masks").iterdir())
+    assert names == sorted(f"{i}_{m}.mha" for i in range(1, 5) for m in ("t1", "t2"))
+    assert sorted(p.name for p in (phantom_dir / "images").iterdir()) == names
+    overview = pd.read_csv(phantom_dir / "overview.csv")
+    assert set(spider.OVERVIEW_COLUMNS) <= set(overview.columns)
+    gradings = pd.read_csv(phantom_dir / "radiological_gradings.csv")
+    assert list(gradings.columns) == spider.GRADING_COLUMNS
+    assert (gradings["IVD label"] == 0).sum() == 1  # SPIDER's quirk, reproduced
+    truth = pd.read_csv(phantom_dir / "phantom_truth.csv")
+    for col in ["series", "patient", "ivd_label", "level", *ph.TRUTH_GEOMETRY,
+                "narrowing_factor", "bulge_mm"]:
+        assert col in truth
+    assert sorted(overview["institution"].unique()) == ["A", "B", "C", "D"]
+
+
+def test_headers_like_spider(phantom_dir):
+    overview = pd.read_csv(phantom_dir / "overview.csv").set_index("new_file_name")
+    for report in inspect_path(phantom_dir):
+        assert report["orientation"] == "LPS"  # identity direction, as SPIDER's files
+        sx, sy, sz = report["spacing_mm"]
+        assert 3.0 <= sx <= 4.6  # thick left-right slices
+        assert 0.5 <= sy <= 0.9 and 0.5 <= sz <= 0.9
+        assert 5 <= report["n_discs"] <= 7
+        assert [d["ivd_label"] for d in report["discs"]] == list(range(1, report["n_discs"] + 1))
+        row = overview.loc[report["series"]]
+        assert row["num_discs"] == report["n_discs"]
+        assert row["SliceThickness"] == pytest.approx(sx)
+        assert "spinal canal" in report["structures"]
+
+
+def test_same_seed_same_bytes(tmp_path):
+    a = ph.write_phantom(tmp_path / "a", n_patients=2, seed=3, workers=1)
+    b = ph.write_phantom(tmp_path / "b", n_patients=2, seed=3, workers=2)
+    c = ph.write_phantom(tmp_path / "c", n_patients=2, seed=4, workers=1)
+    assert ph.tree_digest(a) == ph.tree_digest(b)
+    assert ph.tree_digest(a) != ph.tree_digest(c)
+    assert ph.phantom_is_current(a, 2, 3) and not ph.phantom_is_current(a, 2, 4)
+
+
+def test_truth_matches_the_masks(phantom_dir):
+    """Voxel volume and centre of each disc agree with its generating truth."""
+    truth = pd.read_csv(phantom_dir / "phantom_truth.csv")
+    errors, offsets = [], []
+    for series, rows in truth.groupby("series"):
+        mask = io.read_mask(phantom_dir / "masks" / f"{series}.mha")
+        for _, r in rows.iterrows():
+            idx = np.argwhere(mask.array == lab.disc_mask_label(int(r.ivd_label)))
+            volume = len(idx) * mask.voxel_volume_mm3
+            errors.append(volume / r.volume_mm3 - 1)
+            centre = mask.index_to_world(idx[:, ::-1].mean(axis=0))
+            offsets.append(np.linalg.norm(centre - r[["centroid_x_mm", "centroid_y_mm",
+                                                         "centroid_z_mm"]].to_numpy(float)))
+    errors = np.abs(errors)
+    assert np.median(errors) < 0.01 and errors.max() < 0.05
+    assert np.median(offsets) < 0.3 and max(offsets) < 1.0
+
+
+def test_truth_is_physiological(phantom_dir):
+    t = pd.read_csv(phantom_dir / "phantom_truth.csv")
+    # real healthy discs: 5-8 cm3; narrowed discs are smaller, bulging ones larger
+    lo, med, hi = t["volume_mm3"].quantile([0.05, 0.5, 0.95])
+    assert 3000 < lo and 5000 < med < 8000 and hi < 11000
+    assert t["ap_width_mm"].between(22, 44).all()  # 29-33 mm typical, plus bulges
+    assert t["lateral_width_mm"].between(32, 54).all()
+    assert t["height_mm"].between(3, 10).all()
+    # lordosis: L5/S1 tilts forward much more than L1/L2
+    by_level = t.groupby("ivd_label")["sagittal_angle_deg"].mean()
+    assert by_level[1] - by_level[5] < -25
+
+
+def test_per_level_prevalence_resembles_spider():
+    """Grading prevalence per level from 300 simulated patients (no images needed)."""
+    rows = []
+    for i in range(300):
+        spec = ph.make_patient(11, i, 300)
+        rows += [{"k": g["IVD label"], "n": g["Disc narrowing"], "b": g["Disc bulging"],
+                  "pf": g["Pfirrman grade"]} for g in ph._gradings(spec, 11, i)]
+    df = pd.DataFrame(rows).groupby("k").mean()
+    for k in range(1, 6):
+        assert df.loc[k, "n"] == pytest.approx(ph.NARROWING_PREVALENCE[k - 1], abs=0.08)
+        assert df.loc[k, "b"] == pytest.approx(ph.BULGING_PREVALENCE[k - 1], abs=0.08)
+    assert df.loc[1, "pf"] > df.loc[5, "pf"] + 0.5
+
+
+def _flat_disc(**kw) -> ph.DiscSpec:
+    base = dict(patient="1", ivd_label=1, center=np.zeros(3), rotation=np.eye(3),
+                sagittal_deg=0, coronal_deg=0, transverse_deg=0, a_lat=20.0, a_ant=16.0,
+                a_post=16.0, notch_halfwidth=6.0, notch_depth=2.0, convexity=0.0, wedge=0.0,
+                h0=8.0, narrowing_factor=1.0, bulge_mm=0.0, narrowing_severity=0.0,
+                bulge_severity=0.0, pfirrmann=2)
+    base.update(kw)
+    return ph.DiscSpec(**base)
+
+
+def test_truth_of_analytic_discs():
+    d = _flat_disc()
+    t = d.truth(step_mm=0.02)
+    assert t["height_mm"] == pytest.approx(8.0, rel=1e-6)  # flat, no wedge: thickness h0
+    assert t["ap_width_mm"] == pytest.approx(30.0)
+    assert t["lateral_width_mm"] == pytest.approx(40.0)
+    notch = np.pi * 6.0 * (0.6 * 6.0 + 2.0)  # full notch ellipse area
+    lens = t["footprint_area_mm2"] - (np.pi * 20 * 16 - notch)
+    assert 0 < lens < notch  # only part of the notch ellipse lies inside the disc
+    assert t["volume_mm3"] == pytest.approx(8.0 * t["footprint_area_mm2"], rel=1e-6)
+    # convex endplates: mean thickness over an ellipse of h0 (1 - c r^2) is h0 (1 - c/2)
+    e = _flat_disc(convexity=0.3, notch_depth=0.0, notch_halfwidth=1e-6)
+    assert e.truth(step_mm=0.02)["height_mm"] == pytest.approx(8.0 * 0.85, rel=2e-3)
+    # wedge: anterior (v < 0) taller than posterior
+    w = _flat_disc(wedge=0.3)
+    assert w.thickness(0.0, -10.0) > w.thickness(0.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("angles", "expected"),
+    [((10, 0, 0), (10, 0, 0)), ((0, -7, 0), (0, -7, 0)), ((0, 0, 5), (0, 0, 5)),
+     ((-30, 0, 0), (-30, 0, 0))],
+)
+def test_angle_conventions(angles, expected):
+    r = ph.rotation_matrix(*angles)
+    np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-12)
+    got = ph.plane_angles(r)
+    np.testing.assert_allclose([got["sagittal_angle_deg"], got["coronal_angle_deg"],
+                                got["transverse_angle_deg"]], expected, atol=1e-9)
+    # positive sagittal angle: the anterior edge (-v) is superior
+    if angles[0] > 0:
+        assert (-r[:, 1])[2] > 0
+
+
+def test_sites_cover_the_cohort():
+    assert [ph._site_for(i, 4).name for i in range(4)] == ["A", "B", "C", "D"]
+    counts = pd.Series([ph._site_for(i, 40).name for i in range(40)]).value_counts()
+    assert counts.to_dict() == {"A": 12, "B": 10, "C": 10, "D": 8}
