@@ -26,30 +26,21 @@ seed = 0  # phantom seed
 
 # %%
 import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
 from disclatent import io, spider
-from disclatent.book import resolve_build_dir
+from disclatent.book import cohort_root, resolve_build_dir
 from disclatent.inspect import inspect_path
-from disclatent.phantom import TRUTH_GEOMETRY, phantom_is_current, write_phantom
+from disclatent.phantom import TRUTH_GEOMETRY
 from disclatent.plots import level_boxplots, show_sagittal
-from disclatent.profiles import get_profile
 from disclatent.tables import save_table
 
-cfg = get_profile(profile)
 build = resolve_build_dir(build_dir)
-if data_dir:
-    root = Path(data_dir).expanduser()
-    is_phantom = (root / "phantom_truth.csv").exists()
-else:
-    root = build / "data" / f"phantom-{profile}"
-    is_phantom = True
-    if not phantom_is_current(root, cfg.n_patients, seed):
-        write_phantom(root, n_patients=cfg.n_patients, seed=seed)
+root = cohort_root(profile, data_dir, build_dir, seed)
+is_phantom = (root / "phantom_truth.csv").exists()
 folder = spider.SpiderFolder(root)
 folder.check()
 display(Markdown(f"Cohort folder: `{root}` ({'phantom' if is_phantom else 'real data'}, "
@@ -114,19 +105,19 @@ acq
 # superior up).
 
 # %%
-examples = overview[overview["series"].isin(discs["series"].unique()) |
-                    overview["modality"].eq("t2")]
-picks = []
-for _site, grp in examples.groupby(site_col if site_col in examples else "Manufacturer"):
-    patient = grp["patient"].iloc[0]
-    picks += [s for s in (f"{patient}_t1", f"{patient}_t2") if s in set(grp["series"])]
-picks = picks[:8]
-fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 5.2), squeeze=False)
-for ax, series in zip(axes[0], picks, strict=False):
-    image, mask = io.read_pair(folder.image_path(series), folder.mask_path(series))
-    site = overview.set_index("series").loc[series, site_col]
-    show_sagittal(ax, image, mask, title=f"{series} (site {site})")
-    ax.label_outer()
+sites = overview[overview["series"].isin(discs["series"])].groupby(site_col)["patient"].first()
+sites = sites.iloc[:4]
+fig, axes = plt.subplots(2, len(sites), figsize=(3.1 * len(sites), 9.5), squeeze=False)
+for col, (site, patient) in enumerate(sites.items()):
+    for row, modality in enumerate(("t1", "t2")):
+        series = f"{patient}_{modality}"
+        ax = axes[row, col]
+        if series not in set(overview["series"]):
+            ax.axis("off")
+            continue
+        image, mask = io.read_pair(folder.image_path(series), folder.mask_path(series))
+        show_sagittal(ax, image, mask, title=f"{series} (site {site})")
+        ax.label_outer()
 fig.tight_layout()
 
 # %% [markdown]

@@ -41,6 +41,26 @@ def resolve_build_dir(build_dir: str | os.PathLike = "_build") -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
+def cohort_root(profile: str = "default", data_dir: str | os.PathLike = "",
+                build_dir: str | os.PathLike = "_build", seed: int | None = None) -> Path:
+    """The SPIDER-format folder a notebook reads: ``data_dir`` if given, else the profile's
+    phantom cohort under ``<build>/data/phantom-<profile>``, written first if missing."""
+    from .phantom import phantom_is_current, write_phantom
+    from .profiles import get_profile
+
+    if data_dir:
+        root = Path(data_dir).expanduser().resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: data folder not found")
+        return root
+    cfg = get_profile(profile)
+    seed = cfg.phantom_seed if seed is None else seed
+    root = resolve_build_dir(build_dir) / "data" / f"phantom-{profile}"
+    if not phantom_is_current(root, cfg.n_patients, seed):
+        write_phantom(root, n_patients=cfg.n_patients, seed=seed)
+    return root
+
+
 def package_digest() -> str:
     h = hashlib.sha256()
     pkg = Path(disclatent.__file__).parent
@@ -146,7 +166,8 @@ def build_html(build_dir: Path) -> Path:
     out = build_dir / "html"
     status = build_sphinx(site, out, use_external_toc=True, noconfig=True,
                           path_config=str(site / "_config.yml"),
-                          confoverrides={"external_toc_path": str(site / "_toc.yml")},
+                          confoverrides={"external_toc_path": str(site / "_toc.yml"),
+                                         "latex_individualpages": False},
                           builder="html", warningiserror=True, keep_going=True,
                           doctreedir=build_dir / ".doctrees", verbosity=0, quiet=True)
     if status:

@@ -1,0 +1,53 @@
+"""The whole book, built end to end with the quick profile (the notebooks as a reader runs them)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc["parts"]:
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+def build(build_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "disclatent", "book", "--profile", "quick", "--build-dir",
+         str(build_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1500, check=False,
+    )
+
+
+@pytest.mark.slow
+def test_quick_book_builds_and_caches(tmp_path):
+    build_dir = tmp_path / "_build"
+    first = build(build_dir)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    html = build_dir / "html"
+    for page in toc_files():
+        assert (html / f"{page}.html").exists(), page
+    data_page = (html / "notebooks" / "00_data.html").read_text()
+    assert data_page.count("<table") >= 4  # cohort, prevalence, acquisition, truth tables
+    images = re.findall(r'<img[^>]+src="([^"]+)"', data_page)
+    assert len(images) >= 2
+    for src in images:
+        assert (html / "notebooks" / src).resolve().exists(), src
+    assert "Traceback" not in data_page and "Error" not in data_page
+    tables = {p.name for p in (build_dir / "tables").glob("*.csv")}
+    assert {"cohort_by_site.csv", "prevalence_by_level.csv"} <= tables
+    # nothing changed: every notebook is reused
+    second = build(build_dir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    for name in notebooks:
+        assert f"{name}: up to date" in second.stdout
+    assert "executing" not in second.stdout
