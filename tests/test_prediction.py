@@ -1,0 +1,81 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from disclatent import prediction as pr
+
+
+def cohort(n_patients=60, discs=6, seed=0, signal=1.0):
+    rng = np.random.default_rng(seed)
+    patient = np.repeat(np.arange(n_patients), discs)
+    x1 = rng.normal(size=len(patient))
+    logit = signal * 2 * x1 - 0.5
+    y = (rng.random(len(patient)) < 1 / (1 + np.exp(-logit))).astype(int)
+    X = pd.DataFrame({"height_mm": x1, "noise": rng.normal(size=len(patient))})
+    return X, y, patient
+
+
+def test_classifier_has_the_paper_settings_and_fold_weights():
+    clf = pr.DiscXGBClassifier(class_weighted=True)
+    assert (clf.max_depth, clf.n_estimators, clf.learning_rate) == (3, 200, 0.1)
+    X, y, _ = cohort()
+    clf.fit(X.to_numpy(), y)
+    assert clf.scale_pos_weight_ == pytest.approx((y == 0).sum() / (y == 1).sum())
+    assert clf.model_.get_params()["max_depth"] == 3
+    assert pr.DiscXGBClassifier().fit(X.to_numpy(), y).scale_pos_weight_ == 1.0
+
+
+def test_grouped_folds_never_share_a_patient():
+    X, y, groups = cohort()
+    res = pr.cross_validate(pr.make_pipeline(["height_mm"]), X, y, groups, n_repeats=2)
+    assert (res.folds["patients_shared"] == 0).all()
+    assert not np.isnan(res.oof).any()
+    ungrouped = pr.cross_validate(pr.make_pipeline(["height_mm"]), X, y, groups, n_repeats=1,
+                                  grouped=False)
+    assert (ungrouped.folds["patients_shared"] > 0).all()
+
+
+def test_summary_recovers_a_real_signal_with_a_ci():
+    X, y, groups = cohort(signal=1.0)
+    s = pr.cross_validate(pr.make_pipeline(["height_mm"]), X, y, groups, n_repeats=2).summary(
+        n_boot=200)
+    assert 0.7 < s["auc"] < 0.95 and s["auc_lo"] < s["auc"] < s["auc_hi"]
+    assert 0 < s["f1"] <= 1 and s["f1_lo"] <= s["f1"] <= s["f1_hi"]
+    noise = pr.cross_validate(pr.make_pipeline(["noise"]), X, y, groups, n_repeats=2).summary(
+        n_boot=200)
+    assert noise["auc_lo"] < 0.5 + 0.12 and noise["auc"] < s["auc"] - 0.15
+
+
+def test_ungrouped_folds_leak_a_patient_identity_feature():
+    """Labels shared within a patient + a feature that identifies the patient: ungrouped CV
+    'predicts' from identity (optimistic), grouped CV sees chance."""
+    rng = np.random.default_rng(1)
+    patients = np.repeat(np.arange(50), 6)
+    y = np.repeat(rng.integers(0, 2, 50), 6)
+    X = pd.DataFrame({"id_like": np.repeat(rng.normal(size=50), 6) + rng.normal(0, 0.01, 300)})
+    honest = pr.cross_validate(pr.make_pipeline(["id_like"]), X, y, patients, n_repeats=2)
+    leaky = pr.cross_validate(pr.make_pipeline(["id_like"]), X, y, patients, n_repeats=2,
+                              grouped=False)
+    assert leaky.pooled("auc") > 0.8
+    assert abs(honest.pooled("auc") - 0.5) < 0.15
+
+
+def test_compare_finds_the_better_feature_set():
+    X, y, groups = cohort(signal=1.0, seed=3)
+    a = pr.cross_validate(pr.make_pipeline(["noise"]), X, y, groups, n_repeats=2)
+    b = pr.cross_validate(pr.make_pipeline(["height_mm", "noise"]), X, y, groups, n_repeats=2)
+    c = pr.compare(a, b, n_boot=300)
+    assert c["difference"] > 0.2 and c["p_bootstrap"] < 0.01 and c["p_corrected_t"] < 0.01
+
+
+def test_missing_feature_column_is_named():
+    X, y, groups = cohort()
+    with pytest.raises(KeyError, match="latent_0"):
+        pr.make_pipeline(["latent_0"]).fit(X, y)
+
+
+def test_paper_table_is_complete():
+    t = pr.PAPER_RESULTS
+    assert len(t) == 12
+    row = t[(t.source == "gt") & (t.target == "disc_narrowing") & (t.features == "latent")]
+    assert row[["f1", "auc"]].values.tolist() == [[0.81, 0.75]]
