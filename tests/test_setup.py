@@ -53,3 +53,15 @@ def test_notebooks_have_parameters_and_kernelspec():
         # the parameters come before any code that uses them
         first_code = next(c for c in nb.cells if c.cell_type == "code")
         assert first_code is tagged[0], src.name
+
+
+def test_data_fingerprint_follows_the_files(tmp_path):
+    from disclatent.book import data_fingerprint
+
+    assert data_fingerprint("") == ""
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "1_t1.mha").write_bytes(b"a")
+    first = data_fingerprint(tmp_path)
+    assert data_fingerprint(tmp_path) == first
+    (tmp_path / "masks" / "2_t1.mha").write_bytes(b"b")
+    assert data_fingerprint(tmp_path) != first

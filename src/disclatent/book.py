@@ -8,8 +8,9 @@ Everything is written under one build folder (``_build`` by default)::
     _build/data/        cohorts (the phantom), _build/tables/ CSV tables, _build/models/ ...
 
 A notebook is re-executed only when its cache key changes. The key chains the package source,
-the parameters (profile, data folder) and the sources of this and every earlier notebook, so
-a change to an early step re-runs the steps after it and nothing before it.
+the parameters (profile, data folder and a fingerprint of its files) and the sources of this
+and every earlier notebook, so a change to an early step re-runs the steps after it and
+nothing before it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,18 @@ def package_digest() -> str:
     for path in sorted(pkg.rglob("*.py")):
         h.update(path.relative_to(pkg).as_posix().encode())
         h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(data: str | os.PathLike) -> str:
+    """Cheap identity of a data folder: every file's relative path, size and mtime."""
+    if not data:
+        return ""
+    root = Path(data).expanduser()
+    h = hashlib.sha256(str(root.resolve()).encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 
@@ -130,7 +143,8 @@ def execute_all(profile: str, data: str, build_dir: Path, force: bool = False,
     root = root or project_root()
     site = build_dir / "site"
     parameters = {"profile": profile, "data_dir": str(data or ""), "build_dir": str(build_dir)}
-    key = hashlib.sha256((package_digest() + json.dumps(parameters, sort_keys=True)).encode())
+    key = hashlib.sha256((package_digest() + json.dumps(parameters, sort_keys=True)
+                          + data_fingerprint(data)).encode())
     timings = []
     for source in notebook_sources(root):
         key.update(source.read_bytes())
