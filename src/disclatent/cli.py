@@ -54,6 +54,48 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_geometry(args: argparse.Namespace) -> int:
+    from .geometry import measure_masks
+    from .io import atomic_path
+    from .isolation import parse_label_spec
+
+    labels = parse_label_spec(args.labels) if args.labels else None
+    modalities = None if args.modalities == "all" else tuple(args.modalities.split(","))
+    start = time.perf_counter()
+    table = measure_masks(args.masks, labels, label_offset=args.label_offset,
+                          modalities=modalities, progress=not args.quiet, step_mm=args.step_mm)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+    if not args.quiet:
+        print(f"measured {len(table)} discs of {table['series'].nunique()} masks in "
+              f"{time.perf_counter() - start:.1f} s -> {args.out}")
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .segmentation import config_from_profile, predict_images, train
+
+    log = None if args.quiet else print
+    if args.segment_command == "train":
+        overrides = {k: v for k, v in (("max_epochs", args.max_epochs),
+                                       ("iters_per_epoch", args.iters_per_epoch),
+                                       ("max_minutes", args.max_minutes),
+                                       ("test_site", args.test_site), ("device", args.device),
+                                       ("threads", args.threads)) if v is not None}
+        cfg = config_from_profile(args.profile, args.model, **overrides)
+        result = train(args.data, args.out, cfg, log=log)
+        if not args.quiet:
+            print(f"model written to {args.out} (split in {Path(args.out) / 'split.csv'}); "
+                  f"best validation IoU {result['best_val_iou']:.4f} at epoch "
+                  f"{result['best_epoch']}")
+        return 0
+    table = predict_images(args.model, args.images, args.out, log=log)
+    if not args.quiet:
+        print(f"wrote {len(table)} mask(s) to {Path(args.out) / 'masks'} in "
+              f"{table['seconds'].sum():.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="disclatent",
@@ -86,6 +128,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true", help="execute notebooks only")
     p.add_argument("--force", action="store_true", help="re-execute every notebook")
     p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser("geometry", help="measure every disc of masks (mm, degrees) to a CSV")
+    p.add_argument("--masks", required=True,
+                   help="a mask file, a folder of masks (.mha, .nii.gz, ...) or a SPIDER folder")
+    p.add_argument("--out", required=True, help="output CSV file")
+    p.add_argument("--labels", default="",
+                   help="disc label values, e.g. '201-207' or '11,12,13' (default: "
+                        "offset+1 to offset+25, SPIDER's 201-225)")
+    p.add_argument("--label-offset", type=int, default=200,
+                   help="IVD label = value - offset, 1 = L5/S1 (SPIDER: 200)")
+    p.add_argument("--modalities", default="all",
+                   help="SPIDER series to measure, e.g. 't1' or 't1,t2' (default: all)")
+    p.add_argument("--step-mm", type=float, default=0.25,
+                   help="sampling step of the mid-plane section (mm)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_geometry)
+
+    p = sub.add_parser("segment", help="train a disc segmentation model, or segment images")
+    seg = p.add_subparsers(dest="segment_command", required=True)
+    t = seg.add_parser("train", help="train on a SPIDER-format folder, one site held out")
+    t.add_argument("--data", required=True, help="a SPIDER-format folder (images/, masks/, "
+                   "overview.csv)")
+    t.add_argument("--out", required=True, help="model folder (weights, split.csv, history)")
+    t.add_argument("--model", default=None, choices=["UNet", "SegResNet", "SwinUNETR"],
+                   help="network (default: the profile's; SwinUNETR is SwinUNETR-V2)")
+    t.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
+    t.add_argument("--test-site", default=None, help="site held out (default: auto)")
+    t.add_argument("--max-epochs", type=int, default=None, help="override the profile's")
+    t.add_argument("--iters-per-epoch", type=int, default=None, help="override the profile's")
+    t.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    t.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_segment)
+    t = seg.add_parser("predict", help="segment images; write SPIDER-format disc masks")
+    t.add_argument("--model", required=True, help="a model folder written by `segment train`")
+    t.add_argument("--images", required=True,
+                   help="an image file, a folder of images, or a SPIDER folder")
+    t.add_argument("--out", required=True,
+                   help="output folder; masks go to OUT/masks/ with the input file names")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_segment)
     return parser
 
 
