@@ -79,3 +79,37 @@ def test_paper_table_is_complete():
     assert len(t) == 12
     row = t[(t.source == "gt") & (t.target == "disc_narrowing") & (t.features == "latent")]
     assert row[["f1", "auc"]].values.tolist() == [[0.81, 0.75]]
+
+
+class _MeanLatent:
+    """A stand-in latent extractor: fitted statistic = mean cube of the training rows."""
+
+    def get_params(self, deep=False):
+        return {}
+
+    def set_params(self, **kw):
+        return self
+
+    def fit(self, cubes):
+        self.mean_ = cubes.mean(axis=0)
+        self.seen_ = len(cubes)
+        return self
+
+    def transform(self, cubes):
+        return ((cubes - self.mean_) ** 2).reshape(len(cubes), -1).sum(axis=1, keepdims=True)
+
+
+def test_append_latent_fits_on_the_training_rows_only():
+    rng = np.random.default_rng(0)
+    cubes = rng.random((30, 4, 4, 4))
+    X = pd.DataFrame({"cube_index": np.arange(30), "height_mm": rng.normal(size=30)})
+    step = pr.AppendLatent(cubes, _MeanLatent())
+    out = step.fit(X.iloc[:20]).transform(X.iloc[20:])
+    assert step.latent_.seen_ == 20
+    np.testing.assert_allclose(step.latent_.mean_, cubes[:20].mean(axis=0))
+    assert list(out.columns) == ["cube_index", "height_mm", "latent_0"]
+    expected = ((cubes[20:] - cubes[:20].mean(axis=0)) ** 2).reshape(10, -1).sum(axis=1)
+    np.testing.assert_allclose(out["latent_0"], expected)
+    y = (X["height_mm"] > 0).astype(int).to_numpy()
+    pipe = pr.make_pipeline(["height_mm", "latent_0"], steps=[("latent", step)])
+    assert pipe.fit(X, y).predict_proba(X).shape == (30, 2)

@@ -119,6 +119,33 @@ class DiscXGBClassifier(BaseEstimator, ClassifierMixin):
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 
+class AppendLatent(BaseEstimator, TransformerMixin):
+    """Fit a latent-feature extractor on the fold's training discs; append its columns.
+
+    ``X`` is the feature table with a ``cube_index`` column pointing into ``cubes`` (the disc
+    store's cubes). ``latent`` is an unfitted scikit-learn transformer from cubes to latent
+    vectors (:class:`disclatent.autoencoder.LatentFeatures`); a fresh clone is fitted on the
+    training rows only, so no test disc shapes the latent space.
+    """
+
+    def __init__(self, cubes=None, latent=None, prefix: str = "latent_"):
+        self.cubes = cubes
+        self.latent = latent
+        self.prefix = prefix
+
+    def _cubes(self, X):  # noqa: N803
+        return np.asarray(self.cubes)[X["cube_index"].to_numpy(int)]
+
+    def fit(self, X, y=None):  # noqa: N803
+        self.latent_ = clone(self.latent).fit(self._cubes(X))
+        return self
+
+    def transform(self, X):  # noqa: N803
+        z = np.asarray(self.latent_.transform(self._cubes(X)), float)
+        cols = {f"{self.prefix}{i}": z[:, i] for i in range(z.shape[1])}
+        return X.drop(columns=[c for c in cols if c in X]).assign(**cols)
+
+
 def make_pipeline(columns: Sequence[str], class_weighted: bool = False, seed: int = 0,
                   steps: Sequence[tuple[str, object]] = ()) -> Pipeline:
     """``[extra steps ->] select columns -> XGBoost``; every step is fitted inside a fold."""
