@@ -113,3 +113,16 @@ def test_append_latent_fits_on_the_training_rows_only():
     y = (X["height_mm"] > 0).astype(int).to_numpy()
     pipe = pr.make_pipeline(["height_mm", "latent_0"], steps=[("latent", step)])
     assert pipe.fit(X, y).predict_proba(X).shape == (30, 2)
+
+
+def test_fast_metrics_equal_scikit_learn():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        y = rng.integers(0, 2, 80)
+        p = np.round(rng.random(80), 1)  # many ties
+        assert pr.auc_score(y, p) == pytest.approx(roc_auc_score(y, p))
+        assert pr.f1_positive(y, p) == pytest.approx(f1_score(y, p >= 0.5, zero_division=0))
+    assert np.isnan(pr.auc_score(np.ones(5), rng.random(5)))
+    assert pr.f1_positive(np.zeros(4), np.zeros(4)) == 0.0

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
@@ -146,6 +145,46 @@ class AppendLatent(BaseEstimator, TransformerMixin):
         return X.drop(columns=[c for c in cols if c in X]).assign(**cols)
 
 
+FEATURE_SETS = {"latent": "latent", "geometric": "geometric",
+                "geometric + latent": "geometric + latent"}
+
+
+def feature_columns(feature_set: str, latent_dim: int,
+                    geometric: Sequence[str] = GEOMETRIC_FEATURES) -> list[str]:
+    """Columns of a feature set: "latent", "geometric" or "geometric + latent"."""
+    latent = [f"latent_{i}" for i in range(latent_dim)]
+    sets = {"latent": latent, "geometric": list(geometric),
+            "geometric + latent": list(geometric) + latent}
+    if feature_set not in sets:
+        raise ValueError(f"unknown feature set {feature_set!r}; choose from {list(sets)}")
+    return sets[feature_set]
+
+
+def disc_features(store, gradings, latent: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per disc of a :class:`~disclatent.isolation.DiscStore` with its gradings.
+
+    Geometric features are measured on each disc in its original mask (millimetres, no
+    resampling: :class:`~disclatent.geometry.GeometryFeatures` with ``space="mask"``);
+    ``latent`` (n x k, same row order as the store) adds ``latent_0..``; ``cube_index``
+    points back into ``store.cubes``. Gradings are joined on (patient, IVD label); mismatches
+    are reported by :func:`disclatent.geometry.join_gradings`.
+    """
+    from .geometry import GeometryFeatures, join_gradings
+
+    table = GeometryFeatures(space="mask").transform(store)
+    table["cube_index"] = np.arange(len(table))
+    for col in ("source", "mask_path"):
+        if col in store.table:
+            table[col] = store.table[col].to_numpy()
+    if latent is not None:
+        latent = np.asarray(latent, float)
+        if len(latent) != len(table):
+            raise ValueError(f"{len(latent)} latent vectors for {len(table)} discs")
+        for i in range(latent.shape[1]):
+            table[f"latent_{i}"] = latent[:, i]
+    return join_gradings(table, gradings, how="inner").reset_index(drop=True)
+
+
 def make_pipeline(columns: Sequence[str], class_weighted: bool = False, seed: int = 0,
                   steps: Sequence[tuple[str, object]] = ()) -> Pipeline:
     """``[extra steps ->] select columns -> XGBoost``; every step is fitted inside a fold."""
@@ -182,11 +221,36 @@ class CVResult:
         return out
 
 
+def auc_score(y: np.ndarray, p: np.ndarray) -> float:
+    """AUC-ROC by the Mann-Whitney statistic (ties count one half); NaN with one class.
+
+    Equal to ``sklearn.metrics.roc_auc_score`` (tested) and fast enough to bootstrap.
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y).astype(bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def f1_positive(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    """F1 of the positive class for predictions ``p >= threshold`` (0 if nothing positive)."""
+    y = np.asarray(y).astype(bool)
+    pred = np.asarray(p) >= threshold
+    tp = np.sum(y & pred)
+    denom = y.sum() + pred.sum()
+    return float(2 * tp / denom) if denom else 0.0
+
+
 def _metric(metric: str, y: np.ndarray, p: np.ndarray) -> float:
     if metric == "auc":
-        return roc_auc_score(y, p)
+        return auc_score(y, p)
     if metric == "f1":
-        return f1_score(y, (p >= 0.5).astype(int), pos_label=1, zero_division=0.0)
+        return f1_positive(y, p)
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -234,8 +298,7 @@ def cross_validate(
             oof[r, test] = p
             rows.append({"repeat": r, "fold": f, "n_train": len(train), "n_test": len(test),
                          "f1": _metric("f1", y[test], p),
-                         "auc": _metric("auc", y[test], p) if len(np.unique(y[test])) == 2
-                         else np.nan,
+                         "auc": _metric("auc", y[test], p),
                          "patients_shared": len(set(groups[train]) & set(groups[test]))})
             bar.update()
     bar.close()
@@ -262,3 +325,81 @@ def compare(a: CVResult, b: CVResult, metric: str = "auc", n_boot: int = 1000,
     return {"metric": metric, "difference": diff, "diff_lo": lo, "diff_hi": hi,
             "p_bootstrap": p_boot, "fold_mean_difference": mean_d, "t_corrected": t,
             "p_corrected_t": p_t}
+
+
+PROTOCOLS = {
+    "paper": "folds not grouped by patient; autoencoder fitted once on all discs",
+    "grouped": "patient-grouped stratified folds; autoencoder fitted once on all discs",
+    "grouped, AE in fold": "patient-grouped stratified folds; autoencoder fitted on the "
+                           "training folds only",
+}
+
+
+def run_experiment(
+    table: pd.DataFrame,
+    target: str,
+    feature_set: str,
+    latent_dim: int,
+    protocol: str = "grouped",
+    class_weighted: bool = False,
+    n_repeats: int = 5,
+    n_boot: int = 1000,
+    seed: int = 0,
+    cubes: np.ndarray | None = None,
+    latent_factory: Callable[[int], object] | None = None,
+) -> tuple[CVResult, dict]:
+    """Cross-validate one (target, feature set, protocol); returns the result and a table row.
+
+    For ``"grouped, AE in fold"`` the latent columns of ``table`` are ignored: an extractor
+    from ``latent_factory(fold_seed)`` is fitted on each training fold's ``cubes``.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
+    columns = feature_columns(feature_set, latent_dim)
+    y = table[target].to_numpy(int)
+    groups = table["patient"].astype(str).to_numpy()
+    in_fold = protocol == "grouped, AE in fold" and feature_set != "geometric"
+    if in_fold:
+        if cubes is None or latent_factory is None:
+            raise ValueError("the AE-in-fold protocol needs cubes and a latent_factory")
+        X = table.drop(columns=[c for c in table if c.startswith("latent_")])
+
+        def estimator(fold_seed: int) -> Pipeline:
+            step = AppendLatent(cubes, latent_factory(fold_seed))
+            return make_pipeline(columns, class_weighted, fold_seed, steps=[("latent", step)])
+    else:
+        X = table
+
+        def estimator(fold_seed: int) -> Pipeline:
+            return make_pipeline(columns, class_weighted, fold_seed)
+
+    result = cross_validate(estimator, X, y, groups, n_repeats=n_repeats, seed=seed,
+                            grouped=protocol != "paper")
+    row = {"target": target, "features": feature_set, "protocol": protocol,
+           "class_weighted": class_weighted, "discs": len(y), "patients": len(set(groups)),
+           "positive_rate": float(y.mean()), "repeats": n_repeats,
+           **result.summary(n_boot=n_boot, seed=seed)}
+    return result, row
+
+
+def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame = PAPER_RESULTS) -> pd.DataFrame:
+    """Our F1/AUC with CIs beside the paper's, one row per (source, target, feature set)."""
+    def fmt(m, lo, hi):
+        if m is None or pd.isna(m):
+            return "-"
+        return f"{m:.2f}" + ("" if lo is None or pd.isna(lo) else f" ({lo:.2f}-{hi:.2f})")
+
+    rows = []
+    for _, r in ours.iterrows():
+        p = paper[(paper.source == r["source"]) & (paper.target == r["target"])
+                  & (paper.features == r["features"])]
+        p = p.iloc[0] if len(p) else None
+        rows.append({
+            "masks": {"gt": "ground truth", "pred": "predicted"}[r["source"]],
+            "target": r["target"].replace("_", " "), "features": r["features"],
+            "F1 (ours)": fmt(r["f1"], r["f1_lo"], r["f1_hi"]),
+            "AUC (ours)": fmt(r["auc"], r["auc_lo"], r["auc_hi"]),
+            "F1 (paper)": "-" if p is None else fmt(p["f1"], p["f1_lo"], p["f1_hi"]),
+            "AUC (paper)": "-" if p is None else fmt(p["auc"], p["auc_lo"], p["auc_hi"]),
+        })
+    return pd.DataFrame(rows)
