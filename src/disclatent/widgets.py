@@ -1,0 +1,117 @@
+"""Interactive explorers for Jupyter (ipywidgets), with a static fallback for the book.
+
+* :func:`latent_explorer`: one slider per latent feature; the decoded disc's central
+  sagittal, coronal and transverse slices and its measured geometry update live.
+* :func:`cohort_browser`: pick a series and a level; the mid-sagittal slice with the mask
+  overlay and that disc's features.
+
+Both return the widget; in the executed book (no live kernel) call :func:`render_static`
+variants instead, which draw the same figure for the default state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .interpretation import central_slices
+
+
+def _draw_decoded(fig: plt.Figure, cube: np.ndarray, spacing_mm: Sequence[float],
+                  features: dict[str, float] | None) -> None:
+    fig.clear()
+    sp_si, sp_ap, sp_lr = spacing_mm
+    aspect = {"sagittal": sp_si / sp_ap, "coronal": sp_si / sp_lr, "transverse": sp_ap / sp_lr}
+    axes = fig.subplots(1, 3)
+    for ax, (plane, sl) in zip(axes, central_slices(cube).items(), strict=True):
+        ax.imshow(sl, cmap="gray_r", origin="lower", vmin=0, vmax=1, aspect=aspect[plane],
+                  interpolation="nearest")
+        ax.set_title(plane, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if features:
+        text = "   ".join(f"{k.replace('_mm', ' (mm)').replace('_deg', ' (deg)')}: {v:.1f}"
+                           for k, v in features.items() if np.isfinite(v))
+        fig.suptitle(text, fontsize=7.5)
+    fig.tight_layout()
+
+
+def render_decoded(z: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
+                   measure: Callable[[np.ndarray], dict] | None,
+                   spacing_mm: Sequence[float]) -> plt.Figure:
+    """The latent explorer's figure for one code (the static version of the widget)."""
+    cube = np.asarray(decode(np.asarray(z, float)[None]))[0]
+    fig = plt.figure(figsize=(9, 3.2))
+    _draw_decoded(fig, cube, spacing_mm, measure(cube) if measure else None)
+    return fig
+
+
+def latent_explorer(z_cohort: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
+                    measure: Callable[[np.ndarray], dict] | None,
+                    spacing_mm: Sequence[float]):
+    """Sliders (cohort min to max, starting at the mean) driving the decoder live."""
+    import ipywidgets as W
+
+    z_cohort = np.asarray(z_cohort, float)
+    lo, hi, mean = z_cohort.min(axis=0), z_cohort.max(axis=0), z_cohort.mean(axis=0)
+    sliders = {f"z{j}": W.FloatSlider(value=float(mean[j]), min=float(lo[j]), max=float(hi[j]),
+                                      step=float(hi[j] - lo[j]) / 50 or 0.01,
+                                      description=f"latent {j}", continuous_update=False,
+                                      readout_format=".2f")
+               for j in range(z_cohort.shape[1])}
+
+    def show(**values: float) -> None:
+        code = np.array([values[f"z{j}"] for j in range(len(values))])
+        render_decoded(code, decode, measure, spacing_mm)
+        plt.show()
+
+    out = W.interactive_output(show, sliders)
+    return W.VBox([W.HBox(list(sliders.values()), layout=W.Layout(flex_flow="row wrap")), out])
+
+
+def render_series(image, mask, features: pd.DataFrame | None = None, level: str | None = None,
+                  title: str = "") -> plt.Figure:
+    """The cohort browser's figure: mid-sagittal slice with discs, one disc's features."""
+    from .plots import show_sagittal
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 5), gridspec_kw={"width_ratios": [1, 1.2]})
+    show_sagittal(axes[0], image, mask, title=title)
+    axes[1].axis("off")
+    if features is not None and level is not None:
+        row = features[features["level"] == level]
+        if len(row):
+            r = row.iloc[0]
+            lines = [f"{level}"] + [f"{c}: {r[c]:.2f}" for c in features.columns
+                                    if c not in ("series", "patient", "ivd_label", "level")
+                                    and isinstance(r[c], int | float | np.floating)]
+            axes[1].text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cohort_browser(folder, features: pd.DataFrame):
+    """Dropdowns for series and level; mid-sagittal overlay and the disc's features."""
+    import ipywidgets as W
+
+    from . import io
+
+    series = sorted(features["series"].unique())
+    s_dd = W.Dropdown(options=series, description="series")
+    l_dd = W.Dropdown(options=features.loc[features["series"] == series[0], "level"].tolist(),
+                      description="level")
+
+    def on_series(change) -> None:
+        l_dd.options = features.loc[features["series"] == change["new"], "level"].tolist()
+
+    s_dd.observe(on_series, names="value")
+
+    def show(series: str, level: str | None) -> None:
+        image, mask = io.read_pair(folder.image_path(series), folder.mask_path(series))
+        render_series(image, mask, features[features["series"] == series], level, series)
+        plt.show()
+
+    out = W.interactive_output(show, {"series": s_dd, "level": l_dd})
+    return W.VBox([W.HBox([s_dd, l_dd]), out])

@@ -1,0 +1,47 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from disclatent import io, spider, widgets  # noqa: E402
+
+
+def ball_decoder(codes):
+    out = np.zeros((len(codes), 16, 16, 16), np.float32)
+    grid = np.indices((16, 16, 16)) - 7.5
+    for n, c in enumerate(codes):
+        out[n] = (np.sqrt((grid**2).sum(0)) < 3 + c[0]).astype(np.float32)
+    return out
+
+
+def test_latent_explorer_decodes_what_the_sliders_say():
+    seen = []
+
+    def decode(codes):
+        seen.append(np.array(codes))
+        return ball_decoder(codes)
+
+    z = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    box = widgets.latent_explorer(z, decode, lambda cube: {"voxels": float(cube.sum())},
+                                  (1.0, 1.0, 1.0))
+    sliders = box.children[0].children
+    assert [s.value for s in sliders] == [2.0, 3.0]  # start at the mean
+    assert (sliders[0].min, sliders[0].max) == (0.0, 4.0)
+    sliders[0].value = 4.0
+    np.testing.assert_allclose(seen[-1], [[4.0, 3.0]])
+    fig = widgets.render_decoded(np.array([1.0, 0.0]), ball_decoder, None, (1.0, 1.0, 1.0))
+    assert len(fig.axes) == 3
+
+
+def test_cohort_browser_lists_levels_of_the_chosen_series(phantom_dir):
+    folder = spider.SpiderFolder(phantom_dir)
+    truth = pd.read_csv(phantom_dir / "phantom_truth.csv", dtype={"patient": str})
+    box = widgets.cohort_browser(folder, truth[["series", "level", "height_mm"]])
+    s_dd, l_dd = box.children[0].children
+    s_dd.value = "2_t1"
+    assert list(l_dd.options) == truth.loc[truth.series == "2_t1", "level"].tolist()
+    image, mask = io.read_pair(folder.image_path("2_t1"), folder.mask_path("2_t1"))
+    fig = widgets.render_series(image, mask, truth[truth.series == "2_t1"], "L4/L5", "2_t1")
+    assert "L4/L5" in fig.axes[1].texts[0].get_text()
