@@ -27,6 +27,31 @@ def build(build_dir: Path) -> subprocess.CompletedProcess:
     )
 
 
+EXTERNAL = re.compile(r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="((?:https?:)?//[^"]+)"')
+
+
+def assert_offline(html: Path) -> None:
+    """No page loads a script, stylesheet, image or frame from the network."""
+    pages = list(html.rglob("*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        assert not EXTERNAL.findall(text), (page.name, EXTERNAL.findall(text)[:3])
+        if "tex-chtml.js" in text:
+            assert "vendor/mathjax/tex-chtml.js" in text
+        if "embed-amd.js" in text:
+            assert "vendor/html-manager/embed-amd.js" in text
+    for asset in ("vendor/mathjax/tex-chtml.js", "vendor/require.js",
+                  "vendor/html-manager/embed-amd.js"):
+        assert (html / asset).stat().st_size > 10_000, asset
+
+
+def test_offline_check_catches_a_cdn_script(tmp_path):
+    (tmp_path / "p.html").write_text('<script src="https://cdn.example.org/x.js"></script>')
+    with pytest.raises(AssertionError):
+        assert_offline(tmp_path)
+
+
 @pytest.mark.slow
 def test_quick_book_builds_and_caches(tmp_path):
     build_dir = tmp_path / "_build"
@@ -42,6 +67,7 @@ def test_quick_book_builds_and_caches(tmp_path):
     for src in images:
         assert (html / "notebooks" / src).resolve().exists(), src
     assert "Traceback" not in data_page and "Error" not in data_page
+    assert_offline(html)
     tables = {p.name for p in (build_dir / "tables").glob("*.csv")}
     assert {"cohort_by_site.csv", "prevalence_by_level.csv"} <= tables
     # nothing changed: every notebook is reused

@@ -162,10 +162,68 @@ def execute_all(profile: str, data: str, build_dir: Path, force: bool = False,
     return timings
 
 
+# Offline reading: the scripts the book's pages need, served from its own _static folder.
+VENDOR_PACKAGES = {"mathjax": "3.2.2", "requirejs": "2.3.7",
+                   "@jupyter-widgets/html-manager": "1.0.15"}
+
+
+def vendor_cache() -> Path:
+    return Path(os.environ.get("DISCLATENT_CACHE", Path.home() / ".cache" / "disclatent"))
+
+
+def fetch_vendor_assets(cache: Path | None = None) -> Path:
+    """MathJax 3, require.js and the Jupyter widget manager, fetched once with ``npm pack``.
+
+    Returns a folder holding ``mathjax/tex-chtml.js`` (with the fonts and extensions it
+    loads), ``require.js`` and ``html-manager/embed-amd.js``. Cached per user, keyed by the
+    pinned versions above; written atomically (temporary folder, then rename).
+    """
+    import subprocess
+    import tarfile
+    import tempfile
+
+    key = hashlib.sha256(json.dumps(VENDOR_PACKAGES, sort_keys=True).encode()).hexdigest()[:12]
+    dest = (cache or vendor_cache()) / f"vendor-{key}"
+    if (dest / "versions.json").exists():
+        return dest
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is needed once to fetch MathJax and the Jupyter widget manager "
+                           "so the book reads offline (Debian: apt-get install npm)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        tmp = Path(tmp)
+        specs = [f"{name}@{version}" for name, version in VENDOR_PACKAGES.items()]
+        subprocess.run([npm, "pack", "--silent", *specs], cwd=tmp, check=True,
+                       stdout=subprocess.DEVNULL)
+        out = tmp / "vendor"
+        for archive in sorted(tmp.glob("*.tgz")):
+            unpacked = tmp / archive.stem
+            with tarfile.open(archive) as tf:
+                tf.extractall(unpacked, filter="data")
+            pkg = unpacked / "package"
+            if archive.name.startswith("mathjax"):
+                skip = shutil.ignore_patterns("sre", "mml-*", "tex-svg*", "tex-mml-*",
+                                              "tex-chtml-full*", "svg", "svg.js", "node-main*")
+                shutil.copytree(pkg / "es5", out / "mathjax", ignore=skip)
+            elif archive.name.startswith("requirejs"):
+                out.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(pkg / "require.js", out / "require.js")
+            else:
+                skip = shutil.ignore_patterns("*.map", "embed.js", "libembed*", "index.js*")
+                shutil.copytree(pkg / "dist", out / "html-manager", ignore=skip)
+        (out / "versions.json").write_text(json.dumps(VENDOR_PACKAGES, indent=2) + "\n")
+        if not dest.exists():
+            os.replace(out, dest)
+    return dest
+
+
 def stage_pages(root: Path, site: Path) -> None:
     """Copy the book's own pages and configuration into the Sphinx source folder."""
     site.mkdir(parents=True, exist_ok=True)
     shutil.copytree(root / "book", site / "book", dirs_exist_ok=True)
+    # html_extra_path, not _static: Jupyter Book would inject every .js under _static
+    shutil.copytree(fetch_vendor_assets(), site / "_extra" / "vendor", dirs_exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         src, dst = root / name, site / name
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
