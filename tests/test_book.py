@@ -68,6 +68,15 @@ def test_quick_book_builds_and_caches(tmp_path):
         assert (html / "notebooks" / src).resolve().exists(), src
     assert "Traceback" not in data_page and "Error" not in data_page
     assert_offline(html)
+    from disclatent.book import check_pages
+
+    checked = {r["page"]: r for r in check_pages(html)}
+    assert set(checked) >= {f"{p}.html" for p in toc_files()}
+    for page, r in checked.items():
+        assert not r["broken_images"] and not r["errors"], (page, r)
+    for page in toc_files():
+        if page.startswith("notebooks/"):
+            assert checked[f"{page}.html"]["images"] >= 1, page
     tables = {p.name for p in (build_dir / "tables").glob("*.csv")}
     assert {"cohort_by_site.csv", "prevalence_by_level.csv"} <= tables
     # nothing changed: every notebook is reused

@@ -262,3 +262,56 @@ def build_book(profile: str = "default", data: str = "", build_dir: Path = Path(
     print("timings (s): " + ", ".join(f"{n} {'cached' if s is None else f'{s:.1f}'}"
                                       for n, s in timings)
           + f"; total {time.perf_counter() - start:.1f}")
+
+
+def check_pages(html_dir: str | os.PathLike, screenshots: str | os.PathLike | None = None,
+                chromium: str | None = None) -> list[dict]:
+    """Check every rendered page: its images exist and decode, and count its tables.
+
+    With ``screenshots`` (a folder) and a headless Chromium on the PATH, also renders each
+    page to ``<screenshots>/<page>.png`` so a person can look at it. Returns one dict per
+    page: ``page, images, broken_images, tables, figures, errors, screenshot``.
+    """
+    import re
+    import subprocess
+
+    from PIL import Image
+
+    html_dir = Path(html_dir)
+    skip_dirs = {"_sources", "_static", "vendor", "_images"}
+    pages = sorted(p for p in html_dir.rglob("*.html")
+                   if not skip_dirs & set(p.relative_to(html_dir).parts[:-1])
+                   and p.name not in ("genindex.html", "search.html", "index.html"))
+    browser = chromium or shutil.which("chromium") or shutil.which("chromium-browser")
+    out = []
+    for page in pages:
+        text = page.read_text()
+        srcs = re.findall(r'<img[^>]+src="([^"]+)"', text)
+        broken = []
+        for src in srcs:
+            if src.startswith("data:"):
+                continue
+            path = (page.parent / src.split("?")[0]).resolve()
+            try:
+                with Image.open(path) as im:
+                    im.verify()
+            except (OSError, ValueError):
+                broken.append(src)
+        row = {"page": str(page.relative_to(html_dir)), "images": len(srcs),
+               "broken_images": broken, "tables": text.count("<table"),
+               "errors": len(re.findall(r"Traceback \(most recent call last\)|"
+                                        r'class="output traceback', text)),
+               "screenshot": None}
+        if screenshots and browser:
+            shot = Path(screenshots) / (row["page"].replace("/", "__")[:-5] + ".png")
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--hide-scrollbars",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,2400",
+                 f"--user-data-dir={shot.parent / '.chromium'}", f"--screenshot={shot}",
+                 page.resolve().as_uri()],
+                check=False, capture_output=True, timeout=120)
+            row["screenshot"] = str(shot) if shot.exists() else None
+        out.append(row)
+    return out

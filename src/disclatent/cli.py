@@ -96,6 +96,20 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_pages(args: argparse.Namespace) -> int:
+    from .book import check_pages
+
+    rows = check_pages(args.html, args.screenshots)
+    bad = 0
+    for r in rows:
+        flag = "ok" if not r["broken_images"] and not r["errors"] else "PROBLEM"
+        bad += flag != "ok"
+        print(f"{flag:7} {r['page']}: {r['images']} images ({len(r['broken_images'])} broken), "
+              f"{r['tables']} tables, {r['errors']} error outputs"
+              + (f", screenshot {r['screenshot']}" if r["screenshot"] else ""))
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="disclatent",
@@ -128,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true", help="execute notebooks only")
     p.add_argument("--force", action="store_true", help="re-execute every notebook")
     p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser("check-pages", help="check the rendered book's images and tables; "
+                       "screenshot each page with headless Chromium")
+    p.add_argument("--html", default="_build/html")
+    p.add_argument("--screenshots", default="", help="folder for PNG screenshots")
+    p.set_defaults(func=_cmd_check_pages)
 
     p = sub.add_parser("geometry", help="measure every disc of masks (mm, degrees) to a CSV")
     p.add_argument("--masks", required=True,
