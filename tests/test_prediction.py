@@ -126,3 +126,24 @@ def test_fast_metrics_equal_scikit_learn():
         assert pr.f1_positive(y, p) == pytest.approx(f1_score(y, p >= 0.5, zero_division=0))
     assert np.isnan(pr.auc_score(np.ones(5), rng.random(5)))
     assert pr.f1_positive(np.zeros(4), np.zeros(4)) == 0.0
+
+
+def test_ae_in_fold_protocol_refits_the_extractor_per_fold():
+    rng = np.random.default_rng(4)
+    n = 120
+    cubes = rng.random((n, 3, 3, 3))
+    X, y, groups = cohort(n_patients=20, discs=6, seed=4)
+    X = X.assign(cube_index=np.arange(n), latent_0=999.0)  # stale column must be replaced
+    fitted = []
+
+    class Spy(_MeanLatent):
+        def fit(self, c):
+            fitted.append(len(c))
+            return super().fit(c)
+
+    res, row = pr.run_experiment(X.assign(patient=groups, disc_narrowing=y), "disc_narrowing",
+                                 "latent", 1, "grouped, AE in fold", n_repeats=1, n_boot=50,
+                                 cubes=cubes, latent_factory=lambda seed: Spy())
+    assert len(fitted) == 5 and all(80 <= k <= 110 for k in fitted)  # training folds only
+    assert row["protocol"] == "grouped, AE in fold" and 0 <= row["auc"] <= 1
+    assert (res.folds["patients_shared"] == 0).all()

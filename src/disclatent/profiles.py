@@ -25,28 +25,67 @@ class Profile:
     # profile covers the same ~96 x 77 x 90 mm around the disc.
     disc_cube_size: int = 64
     disc_spacing_mm: tuple[float, float, float] = (1.5, 1.2, 1.4)
-    # segmentation (disclatent.segmentation): the model whose masks feed later chapters, the
-    # models compared under one budget, patch in numpy order (SI, AP, LR) on the 1.5 x 1.2 x
-    # 1.4 mm grid, batch, epochs (0 iterations: one pass), patience, optional minutes cap
+    # segmentation (disclatent.segmentation); defaults = the `default` profile (2-core CPU):
+    # the model whose masks feed later chapters, the models compared under one budget, patch
+    # in numpy order (SI, AP, LR) on the 1.5 x 1.2 x 1.4 mm grid, batch, epochs (iterations
+    # per epoch, 0: one pass of 4 patches per training series), early-stopping patience, a
+    # wall-clock cap per model (None: none; checked per iteration, then one last validation),
+    # and the network sizes. SwinUNETR-V2 is far slower on a CPU (about 2 s per 64x64x32
+    # window here), so `quick` leaves it out; `paper` is meant for a GPU.
     seg_model: str = "UNet"
     seg_models: tuple[str, ...] = ("UNet", "SegResNet", "SwinUNETR")
     seg_patch: tuple[int, int, int] = (64, 64, 32)
     seg_batch: int = 4
-    seg_max_epochs: int = 200
+    seg_max_epochs: int = 40
     seg_iters_per_epoch: int = 0
     seg_patience: int = 15
-    seg_max_minutes: float | None = None
-    seg_unet_channels: tuple[int, ...] = (16, 32, 64, 128)
+    seg_max_minutes: float | None = 4.0
+    seg_unet_channels: tuple[int, ...] = (8, 16, 32, 64)
     seg_segresnet_filters: int = 8
-    seg_swin_feature_size: int = 24
+    seg_swin_feature_size: int = 12
+    # prediction (disclatent.prediction): repeats of 5-fold CV, patient-bootstrap resamples
+    # per interval, and the cheaper settings of the autoencoder-inside-each-fold protocol
+    # (pred_fold_ae_epochs = 0: that protocol is skipped, and the chapter says so)
+    pred_repeats: int = 5
+    pred_boot: int = 1000
+    pred_fold_repeats: int = 1
+    pred_fold_ae_epochs: int = 40
+    # autoencoder (disclatent.autoencoder); defaults = the `default` profile (2-core CPU):
+    # cube edge (the disc grid above, centred on the disc; every disc must fit), encoder
+    # channels per stride-2 stage (decoder mirrored), epoch budget, batch, Adam learning rate
+    # and schedule, loss, epoch from which batch norm uses fixed statistics (0: never), the
+    # bottleneck sweep and the share of patients held out of training
+    ae_size: int = 32
+    ae_channels: tuple[int, ...] = (32, 64, 128)
+    ae_max_epochs: int = 100
+    ae_batch_size: int = 4
+    ae_lr: float = 1e-3
+    ae_schedule: str = "onecycle"
+    ae_loss: str = "dice_bce"
+    ae_freeze_bn_epoch: int = 10
+    ae_latent_dims: tuple[int, ...] = (64, 8, 4, 3)
+    ae_heldout_fraction: float = 0.2
+    ae_channels_last: bool = False
 
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", "tests and CI: tiny cohort and models", n_patients=8,
-                     disc_cube_size=32, disc_spacing_mm=(3.0, 2.4, 2.8)),
+                     disc_cube_size=32, disc_spacing_mm=(3.0, 2.4, 2.8),
+                     seg_models=("UNet", "SegResNet"), seg_batch=2, seg_max_epochs=2,
+                     seg_iters_per_epoch=2, seg_max_minutes=None, seg_unet_channels=(8, 16, 32),
+                     pred_repeats=2, pred_boot=200, pred_fold_ae_epochs=0,
+                     ae_channels=(8, 16, 32), ae_max_epochs=12, ae_batch_size=2,
+                     ae_freeze_bn_epoch=4),
     "default": Profile("default", "a 2-core laptop CPU, about 20 minutes", n_patients=36,
                        disc_cube_size=48, disc_spacing_mm=(2.0, 1.6, 1.9)),
-    "paper": Profile("paper", "the published settings, for a GPU", n_patients=60),
+    "paper": Profile("paper", "the published settings, for a GPU", n_patients=60,
+                     seg_model="SwinUNETR", seg_patch=(96, 96, 64), seg_max_epochs=200,
+                     seg_max_minutes=None, seg_unet_channels=(16, 32, 64, 128, 256),
+                     seg_segresnet_filters=16, seg_swin_feature_size=48,
+                     pred_repeats=10, pred_boot=2000, pred_fold_repeats=2,
+                     pred_fold_ae_epochs=1000,
+                     ae_size=64, ae_channels=(32, 64, 128, 256, 512), ae_max_epochs=1000,
+                     ae_schedule="constant", ae_loss="bce", ae_freeze_bn_epoch=0),
 }
 
 
