@@ -85,3 +85,19 @@ def test_correlation_table_with_fdr():
     assert t.loc[("z0", "ap"), "q"] < 1e-10
     assert (t["q"] >= t["p"] - 1e-15).all()  # BH never lowers a p-value
     assert t.loc[("z1", "noise"), "q"] > 0.05
+
+
+def test_bootstrap_mean_ci_brackets_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(0.9, 0.05, 20), rng.normal(0.9, 0.05, 2000)
+    m, lo, hi = stats.bootstrap_mean_ci(small)
+    assert m == pytest.approx(small.mean()) and lo < m < hi
+    _, lo2, hi2 = stats.bootstrap_mean_ci(large)
+    assert (hi2 - lo2) < (hi - lo) / 4
+    # the vectorised version agrees with the generic bootstrap
+    _, glo, ghi = stats.bootstrap_ci(lambda i: large[i].mean(), len(large), n_boot=2000)
+    assert (lo2, hi2) == pytest.approx((glo, ghi), abs=5e-4)
+    groups = np.repeat(np.arange(10), 2)
+    _, glo, ghi = stats.bootstrap_mean_ci(small, groups=groups)
+    assert glo < small.mean() < ghi
+    assert np.isnan(stats.bootstrap_mean_ci([0.5])[1])

@@ -96,6 +96,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_autoencoder(args: argparse.Namespace) -> int:
+    from . import autoencoder
+
+    return {"train": autoencoder.cli_train, "encode": autoencoder.cli_encode,
+            "decode": autoencoder.cli_decode}[args.ae_command](args)
+
+
 def _cmd_check_pages(args: argparse.Namespace) -> int:
     from .book import check_pages
 
@@ -190,6 +197,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder; masks go to OUT/masks/ with the input file names")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("autoencoder", help="train the disc autoencoder; encode and decode discs")
+    aes = p.add_subparsers(dest="ae_command", required=True)
+    t = aes.add_parser("train", help="train on the discs of a folder of masks, patients held out")
+    t.add_argument("--masks", required=True,
+                   help="a SPIDER folder, a folder of masks (.mha, .nii.gz, ...) or one mask")
+    t.add_argument("--latent-dim", type=int, required=True, help="bottleneck size k")
+    t.add_argument("--out", required=True, help="model folder (weights, metrics.json, history)")
+    t.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
+    t.add_argument("--max-epochs", type=int, default=None, help="override the profile's")
+    t.add_argument("--heldout-fraction", type=float, default=None,
+                   help="share of patients kept out of training (default: the profile's)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--modalities", default="t1",
+                   help="SPIDER series to use, e.g. 't1' or 't1,t2', or 'all' (default t1)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_autoencoder)
+    t = aes.add_parser("encode", help="latent vectors of every disc of masks, to a CSV")
+    t.add_argument("--model", required=True, help="a model folder written by `train`")
+    t.add_argument("--masks", required=True,
+                   help="a SPIDER folder, a folder of masks or one mask")
+    t.add_argument("--out", required=True, help="output CSV (one row per disc)")
+    t.add_argument("--modalities", default="t1", help="as for `train`")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_autoencoder)
+    t = aes.add_parser("decode", help="masks (.mha, one per row) from latent vectors in a CSV")
+    t.add_argument("--model", required=True, help="a model folder written by `train`")
+    t.add_argument("--latent", required=True,
+                   help="CSV with columns latent_0 .. latent_{k-1} (e.g. from `encode`)")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_autoencoder)
     return parser
 
 

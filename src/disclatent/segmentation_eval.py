@@ -123,20 +123,14 @@ def evaluate_series(pred: Volume, gt: Volume, series: str = "") -> tuple[dict, p
     return row, disc_df
 
 
-def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
-                 stat=np.mean) -> tuple[float, float, float]:
-    """``(estimate, low, high)``: the statistic and its percentile bootstrap interval."""
-    x = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce").dropna(), float)
-    if len(x) == 0:
-        return (float("nan"),) * 3
-    est = float(stat(x))
-    if len(x) == 1:
-        return est, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boots = np.array([stat(x[rng.integers(0, len(x), len(x))]) for _ in range(n_boot)])
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    return est, float(lo), float(hi)
+def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                 ) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean and its percentile bootstrap interval over values
+    (:func:`disclatent.stats.bootstrap_mean_ci`; non-numeric entries dropped)."""
+    from .stats import bootstrap_mean_ci
+
+    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
+    return bootstrap_mean_ci(x, n_boot=n_boot, level=level, seed=seed)
 
 
 def format_ci(est: float, lo: float, hi: float, digits: int = 2) -> str:

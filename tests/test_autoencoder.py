@@ -1,0 +1,334 @@
+"""The disc autoencoder: architecture, honest convergence, resume, baselines, API, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from disclatent import autoencoder as A
+from disclatent import io
+from disclatent.cli import main
+from disclatent.phantom import write_phantom
+
+torch.set_num_threads(1)
+
+TINY = A.AEConfig(latent_dim=4, size=16, spacing_mm=(2.0, 2.0, 2.0), channels=(16, 32),
+                  max_epochs=3, batch_size=4, lr=3e-3, schedule="onecycle", loss="dice_bce",
+                  freeze_bn_epoch=0)
+
+
+def ellipsoids(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """Binary ellipsoids of random semi-axes, tilt and sub-voxel offset (SI, AP, LR)."""
+    rng = np.random.default_rng(seed)
+    c = np.arange(size) - (size - 1) / 2
+    si, ap, lr = np.meshgrid(c, c, c, indexing="ij")
+    out = np.zeros((n, size, size, size), np.uint8)
+    for i in range(n):
+        a = rng.uniform([1.5, 3.5, 4.5], [2.5, 5.5, 6.5])
+        t = rng.uniform(-0.4, 0.4)
+        off = rng.uniform(-0.5, 0.5, 3)
+        s2 = (si - off[0]) * np.cos(t) - (ap - off[1]) * np.sin(t)
+        a2 = (si - off[0]) * np.sin(t) + (ap - off[1]) * np.cos(t)
+        out[i] = ((s2 / a[0]) ** 2 + (a2 / a[1]) ** 2 + ((lr - off[2]) / a[2]) ** 2) <= 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def cubes():
+    return ellipsoids(12)
+
+
+# -- architecture ---------------------------------------------------------------------------
+def test_paper_architecture_has_about_9_4_million_parameters():
+    cfg = A.AEConfig.from_profile("paper")
+    assert (cfg.size, cfg.channels, cfg.spacing_mm) == (64, (32, 64, 128, 256, 512),
+                                                        (1.5, 1.2, 1.4))
+    model = A.build_model(cfg)
+    n = A.count_parameters(model)
+    assert 9.3e6 < n < 9.5e6
+    convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv3d)]
+    tconvs = [m for m in model.decoder if isinstance(m, torch.nn.ConvTranspose3d)]
+    assert [m.stride for m in convs] == [(2, 2, 2)] * 5
+    assert len(tconvs) == 5 and tconvs[-1].out_channels == 1
+    assert sum(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules()) == 10
+    model.eval()
+    x = torch.zeros(1, 1, 64, 64, 64)
+    x[0, 0, 28:36, 20:44, 16:48] = 1
+    with torch.no_grad():
+        z = model.encode(x)
+        y = model(x)
+    assert z.shape == (1, 4) and y.shape == (1, 1, 64, 64, 64)
+    # no skip connections: the output is a function of the k latent numbers only
+    assert torch.equal(model.decode(z), y)
+
+
+def test_every_profile_gives_a_valid_model():
+    for name in ("quick", "default", "paper"):
+        cfg = A.AEConfig.from_profile(name, 3)
+        assert cfg.size % 2 ** len(cfg.channels) == 0
+        assert cfg.latent_dim == 3
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="divisible"):
+        A.AEConfig(size=24, channels=(8, 16, 32, 64))
+    with pytest.raises(ValueError, match="loss"):
+        A.AEConfig(loss="mse")
+    assert A.AEConfig.from_dict(TINY.to_dict()) == TINY
+
+
+# -- metrics --------------------------------------------------------------------------------
+def test_iou_per_disc_known_values():
+    a = np.zeros((3, 4, 4, 4), np.uint8)
+    b = np.zeros_like(a)
+    a[0, :2] = 1  # 32 voxels
+    b[0, 1:3] = 1  # 32 voxels, 16 shared -> 16 / 48
+    a[1, 0, 0, 0] = 1
+    b[1, 0, 0, 0] = 1
+    np.testing.assert_allclose(A.iou_per_disc(a, b), [1 / 3, 1.0, 1.0])  # both empty: 1
+
+
+def test_patient_split_keeps_patients_whole():
+    patients = np.repeat([str(p) for p in range(10)], 6)
+    tr, ho = A.patient_split(patients, 0.2, seed=3)
+    assert ho.sum() == 12 and tr.sum() == 48
+    assert not set(patients[tr]) & set(patients[ho])
+    tr0, ho0 = A.patient_split(patients, 0.0)
+    assert tr0.all() and not ho0.any()
+
+
+# -- training -------------------------------------------------------------------------------
+def test_convergence_is_the_eval_mode_mean_over_all_training_discs(cubes):
+    cfg = replace(TINY, max_epochs=60, batch_size=2, target_iou=0.85)
+    ae = A.fit(cubes, cfg, device="cpu", progress=False)
+    h = ae.history
+    m = ae.metrics
+    assert m["converged"], f"did not reach 0.85 in 60 epochs: {h['train_iou'].max():.3f}"
+    # stops at the first epoch whose mean IoU (all discs, eval mode) reaches the target
+    assert m["epochs"] == m["epochs_to_converge"] == int(h["epoch"].iloc[-1])
+    assert (h["train_iou"].iloc[:-1] < cfg.target_iou).all()
+    # the number recorded is exactly what the eval-mode model gives on every disc
+    recomputed = A.iou_per_disc(ae.reconstruct(cubes), cubes)
+    assert h["train_iou"].iloc[-1] == pytest.approx(recomputed.mean(), abs=1e-9)
+    assert m["train_iou"] == pytest.approx(recomputed.mean(), abs=1e-9)
+    assert m["train_iou_min"] == pytest.approx(recomputed.min(), abs=1e-9)
+    lo, hi = m["train_iou_ci"]
+    assert lo <= m["train_iou"] <= hi
+    assert not ae.model.training
+
+
+def test_an_unreachable_target_is_reported_as_not_converged(cubes):
+    cfg = replace(TINY, max_epochs=2, target_iou=0.9999)
+    ae = A.fit(cubes, cfg, device="cpu", progress=False)
+    assert ae.metrics["converged"] is False and ae.metrics["epochs_to_converge"] is None
+    assert ae.metrics["epochs"] == 2 and len(ae.history) == 2
+
+
+def test_training_is_seeded(cubes):
+    a = A.fit(cubes[:8], replace(TINY, max_epochs=2), device="cpu", progress=False)
+    b = A.fit(cubes[:8], replace(TINY, max_epochs=2), device="cpu", progress=False)
+    np.testing.assert_array_equal(a.encode(cubes[:8]), b.encode(cubes[:8]))
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(cubes, tmp_path):
+    cfg = replace(TINY, max_epochs=4, freeze_bn_epoch=2, stop_at_target=False)
+    straight = A.fit(cubes, cfg, device="cpu", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(row):
+        if row["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        A.fit(cubes, cfg, out_dir=tmp_path / "a", device="cpu", progress=False,
+              checkpoint_seconds=0, callback=interrupt)
+    ckpt = tmp_path / "a" / A.CHECKPOINT_FILE
+    assert ckpt.exists() and not (tmp_path / "a" / A.MODEL_FILE).exists()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    seen = []
+    resumed = A.fit(cubes, cfg, out_dir=tmp_path / "a", device="cpu", progress=False,
+                    callback=lambda r: seen.append(r["epoch"]))
+    assert seen == [3, 4]  # epochs 1-2 were not repeated
+    assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+    for (name, p), q in zip(straight.model.state_dict().items(),
+                            resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+    assert (tmp_path / "a" / A.MODEL_FILE).exists() and not ckpt.exists()
+    # a checkpoint of another configuration (or other discs) is not resumed
+    seen.clear()
+    A.fit(cubes, replace(cfg, lr=1e-3), out_dir=tmp_path / "b", device="cpu", progress=False,
+          callback=lambda r: seen.append(r["epoch"]))
+    assert seen == [1, 2, 3, 4]
+
+
+def test_save_and_load_use_safetensors_only(cubes, tmp_path, monkeypatch):
+    ae = A.fit(cubes, replace(TINY, max_epochs=1), out_dir=tmp_path, device="cpu",
+               progress=False)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / A.MODEL_FILE), framework="pt") as f:
+        assert "decoder.0.running_mean" in f.keys()  # batch-norm statistics are saved
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was used"))
+    loaded = A.DiscAE.load(tmp_path, "cpu")
+    assert loaded.config == ae.config
+    np.testing.assert_array_equal(loaded.encode(cubes), ae.encode(cubes))
+    z = loaded.encode(cubes)
+    masks = loaded.decode(z)
+    assert masks.dtype == np.uint8 and masks.shape == cubes.shape and set(np.unique(masks)) <= {0, 1}
+    np.testing.assert_array_equal(masks, ae.reconstruct(cubes))
+    assert list(loaded.history.columns[:3]) == ["epoch", "loss", "train_iou"]
+
+
+# -- baselines and API ----------------------------------------------------------------------
+def test_pca_baseline(cubes):
+    full = A.PCABaseline(64).fit(cubes)
+    assert full.n_components_ == len(cubes) - 1  # capped
+    assert A.iou_per_disc(full.reconstruct(cubes), cubes).min() == 1.0
+    one = A.PCABaseline(1).fit(cubes)
+    assert one.transform(cubes).shape == (len(cubes), 1)
+    assert A.iou_per_disc(one.reconstruct(cubes), cubes).mean() < 0.99
+
+
+def test_latent_features_transformer(cubes, tmp_path):
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    est = A.LatentFeatures(latent_dim=3, profile="quick", max_epochs=1, device="cpu")
+    assert clone(est).get_params()["latent_dim"] == 3
+    # the quick profile's cube is 32^3: pad the 16^3 test shapes into it
+    big = np.zeros((len(cubes), 32, 32, 32), np.uint8)
+    big[:, 8:24, 8:24, 8:24] = cubes
+    pipe = make_pipeline(est, StandardScaler()).fit(big.reshape(len(big), -1))
+    out = pipe.transform(big.reshape(len(big), -1))
+    assert out.shape == (len(big), 3)
+    assert list(pipe[0].get_feature_names_out()) == ["latent_0", "latent_1", "latent_2"]
+    # a trained model can be used frozen: fit() loads it and does not train
+    pipe[0].model_.save(tmp_path)
+    frozen = A.LatentFeatures(model_dir=str(tmp_path), device="cpu").fit(big[:2])
+    np.testing.assert_array_equal(frozen.transform(big), pipe[0].transform(big))
+    with pytest.raises(ValueError, match="cubes"):
+        frozen.transform(np.zeros((2, 10)))
+
+
+def test_sweep_table_and_cached_models(cubes, tmp_path, monkeypatch):
+    train, held = cubes[:9], cubes[9:]
+    base = replace(TINY, max_epochs=2)
+    results, models, pcas = A.sweep(train, held, base, (4, 3), out_dir=tmp_path, progress=False,
+                                    device="cpu")
+    assert list(results["latent_dim"]) == [4, 3] and set(models) == set(pcas) == {4, 3}
+    assert results["n_heldout"].eq(3).all()
+    for col in ("train_iou", "heldout_iou", "pca_train_iou", "pca_heldout_iou"):
+        assert results[col].between(0, 1).all()
+        assert (results[col + "_lo"] <= results[col] + 1e-12).all()
+    metrics = json.loads((tmp_path / "k4" / "metrics.json").read_text())
+    for key in ("latent_dim", "epochs", "converged", "train_iou", "heldout_iou"):
+        assert key in metrics
+    table = A.sweep_table(results)
+    assert table.loc[table["k"] == 4, "paper: train IoU"].item() == "0.9984 (0.9979-0.9989)"
+    assert table.loc[table["k"] == 3, "ours: epochs"].item() == "no convergence in 2"
+    assert len(models[4].history) == 2
+    # unchanged settings and discs: the saved models are reused, not retrained
+    with monkeypatch.context() as mp:
+        mp.setattr(A, "fit", lambda *a, **k: pytest.fail("retrained an unchanged model"))
+        again, _, _ = A.sweep(train, held, base, (4,), out_dir=tmp_path, progress=False,
+                              device="cpu")
+    assert again["train_iou"].iloc[0] == pytest.approx(results["train_iou"].iloc[0])
+    # other training discs: retrained
+    calls = []
+    real_fit = A.fit
+    monkeypatch.setattr(A, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    A.sweep(train[:8], held, base, (4,), out_dir=tmp_path, progress=False, device="cpu")
+    assert calls == [1]
+
+
+# -- from masks: isolation and the command line ---------------------------------------------
+def test_load_discs_skips_a_disc_that_does_not_fit(tmp_path):
+    arr = np.zeros((60, 80, 40), np.int16)  # (SI, AP, LR) at 1 mm
+    arr[10:14, 20:50, 5:35] = 201  # 30 x 30 mm: fits a 32^3 cube at 2 mm
+    arr[40:44, 2:78, 1:39] = 202  # 76 mm antero-posterior: does not fit 64 mm
+    io.write_image(io.Volume(arr, (1.0, 1.0, 1.0)), tmp_path / "masks" / "1_t1.mha")
+    cfg = A.AEConfig(size=32, spacing_mm=(2.0, 2.0, 2.0), channels=(8, 16))
+    with pytest.warns(UserWarning, match="does not fit"):
+        discs = A.load_discs(tmp_path, cfg)
+    assert len(discs.cubes) == 1 and discs.table["ivd_label"].tolist() == [1]
+    assert discs.skipped["ivd_label"].tolist() == [2]
+
+
+def test_cli_train_encode_decode_on_unseen_masks(phantom_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    assert main(["autoencoder", "train", "--masks", str(phantom_dir), "--latent-dim", "4",
+                 "--out", str(model), "--profile", "quick", "--max-epochs", "2",
+                 "--threads", "1", "--quiet"]) == 0
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["latent_dim"] == 4 and metrics["epochs"] == 2
+    assert metrics["converged"] in (True, False)
+    assert 0 < metrics["train_iou"] <= 1 and 0 <= metrics["heldout_iou"] <= 1
+    split = pd.read_csv(model / "discs.csv", dtype={"patient": str})
+    held = split[split["split"] == "heldout"]
+    assert len(held) == metrics["n_heldout"] > 0
+    assert not set(held["patient"]) & set(split.loc[split["split"] == "train", "patient"])
+
+    unseen = tmp_path / "unseen"
+    write_phantom(unseen, n_patients=1, seed=99, workers=1)
+    latent_csv = tmp_path / "latent.csv"
+    assert main(["autoencoder", "encode", "--model", str(model), "--masks", str(unseen),
+                 "--out", str(latent_csv)]) == 0
+    assert "encoded" in capsys.readouterr().out
+    table = pd.read_csv(latent_csv, dtype={"patient": str})
+    truth = pd.read_csv(unseen / "phantom_truth.csv", dtype={"patient": str})
+    assert len(table) == (truth["series"] == "1_t1").sum()
+    assert [c for c in table.columns if c.startswith("latent_")] == [f"latent_{j}" for j in
+                                                                     range(4)]
+    assert table["level"].iloc[0] == "L5/S1" and table["reconstruction_iou"].between(0, 1).all()
+
+    out = tmp_path / "decoded"
+    assert main(["autoencoder", "decode", "--model", str(model), "--latent", str(latent_csv),
+                 "--out", str(out), "--quiet"]) == 0
+    files = sorted(out.glob("*.mha"))
+    assert len(files) == len(table)
+    first = io.read_mask(out / "1_t1_ivd1.mha")
+    assert first.size == (32, 32, 32) and set(np.unique(first.array)) <= {0, 201}
+    assert first.spacing == pytest.approx((2.8, 2.4, 3.0))  # (LR, AP, SI) = quick grid
+    centre = first.index_to_world(np.array([15.5, 15.5, 15.5]))
+    np.testing.assert_allclose(centre, table.loc[0, ["centre_x_mm", "centre_y_mm",
+                                                     "centre_z_mm"]].to_numpy(float),
+                               atol=1e-3)
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["autoencoder", "encode", "--model", str(tmp_path), "--masks", str(tmp_path),
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert "no trained model" in capsys.readouterr().err
+
+
+def test_larger_store_cubes_are_cropped_about_their_centre(cubes):
+    ae = A.fit(cubes[:4], replace(TINY, max_epochs=1), device="cpu", progress=False)
+    big = np.zeros((4, 24, 24, 24), np.uint8)
+    big[:, 4:20, 4:20, 4:20] = cubes[:4]
+    np.testing.assert_array_equal(ae.encode(big), ae.encode(cubes[:4]))
+    np.testing.assert_array_equal(A.fit_cubes(big.reshape(4, -1), 16), cubes[:4])
+    big[0, 0, 0, 0] = 1  # a voxel outside the central crop is reported, not dropped silently
+    with pytest.warns(A.CropWarning, match="1 of 4 discs"):
+        ae.encode(big)
+    small = cubes[:4, 2:14, 2:14, 2:14]
+    assert A.fit_cubes(small, 16).shape == (4, 16, 16, 16)
+    with pytest.raises(ValueError, match="even"):
+        A.fit_cubes(np.zeros((1, 17, 17, 17)), 16)
+
+
+def test_metrics_json_is_strict_json_without_heldout_discs(cubes, tmp_path):
+    ae, ev = A.train_or_load(cubes[:4], replace(TINY, max_epochs=1), tmp_path, progress=False,
+                             device="cpu")
+    text = (tmp_path / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+    assert metrics["heldout_iou"] is None and metrics["n_heldout"] == 0
+    assert metrics["train_iou"] == pytest.approx(ev["train_iou"])
