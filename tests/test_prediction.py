@@ -147,3 +147,12 @@ def test_ae_in_fold_protocol_refits_the_extractor_per_fold():
     assert len(fitted) == 5 and all(80 <= k <= 110 for k in fitted)  # training folds only
     assert row["protocol"] == "grouped, AE in fold" and 0 <= row["auc"] <= 1
     assert (res.folds["patients_shared"] == 0).all()
+
+
+def test_cv_problem_explains_infeasible_tables():
+    X, y, groups = cohort(n_patients=10, discs=4)
+    table = X.assign(patient=groups, disc_narrowing=y)
+    assert pr.cv_problem(table, "disc_narrowing") is None
+    assert pr.cv_problem(table.iloc[:0], "disc_narrowing") == "no discs"
+    assert "fewer than 5 folds" in pr.cv_problem(table[table.patient < 3], "disc_narrowing")
+    assert "one class" in pr.cv_problem(table.assign(disc_narrowing=0), "disc_narrowing")

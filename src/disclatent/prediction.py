@@ -335,6 +335,19 @@ PROTOCOLS = {
 }
 
 
+def cv_problem(table: pd.DataFrame, target: str, n_splits: int = 5) -> str | None:
+    """Why patient-grouped stratified ``n_splits``-fold CV cannot run on ``table``, or None."""
+    if len(table) == 0:
+        return "no discs"
+    patients = table["patient"].nunique()
+    if patients < n_splits:
+        return f"{patients} patient(s), fewer than {n_splits} folds"
+    counts = table[target].value_counts()
+    if len(counts) < 2 or counts.min() < n_splits:
+        return f"too few discs of one class ({counts.to_dict()}) for {n_splits} folds"
+    return None
+
+
 def run_experiment(
     table: pd.DataFrame,
     target: str,

@@ -1,0 +1,178 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (disclatent)
+#     language: python
+#     name: disclatent
+# ---
+
+# %% [markdown]
+# # What the latent features mean
+#
+# Four numbers reconstruct a disc mask; which aspects of its shape do they hold? Following
+# the paper {cite}`disclatent_paper2025` (Fig. 5), each latent feature is swept through the
+# decoder while the other three stay at their **mean** over the cohort, the decoded masks
+# are measured with the geometry chapter's code, and the latent features are correlated
+# with the measured geometry (Pearson r, Benjamini-Hochberg FDR across each table). On the
+# phantom we can ask one more question: do the latent features line up with the factors that
+# *generated* the discs?
+
+# %% tags=["parameters"]
+profile = "default"  # quick | default | paper
+data_dir = ""  # a SPIDER folder; empty: the phantom cohort
+build_dir = "_build"  # where every output goes (relative to the project root)
+seed = 0
+
+# %%
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from disclatent import autoencoder as ae
+from disclatent import geometry as geo
+from disclatent import interpretation as it
+from disclatent import isolation as iso
+from disclatent import prediction as pr
+from disclatent import spider
+from disclatent.book import cohort_root, resolve_build_dir
+from disclatent.plots import LEVEL_ORDER
+from disclatent.profiles import get_profile
+from disclatent.stats import correlation_table
+from disclatent.tables import save_table
+
+cfg = get_profile(profile)
+build = resolve_build_dir(build_dir)
+root = cohort_root(profile, data_dir, build_dir)
+store_file = iso.store_path(build, profile, "gt")
+if not store_file.exists():
+    iso.build_disc_store(root, store_file, "gt", cfg.disc_spacing_mm, cfg.disc_cube_size,
+                         progress=False, skip_errors=True)
+gt = iso.load_disc_store(store_file)
+LATENT_DIM = 4
+# the autoencoder of the prediction chapter (fitted on all ground-truth discs; cached)
+model, _ = ae.train_or_load(gt.cubes, ae.AEConfig.from_profile(profile, LATENT_DIM, seed=seed),
+                            build / "models" / f"ae-all-{profile}-k4", progress=False)
+z = model.encode(gt.cubes)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # grading mismatches are reported in the prediction chapter
+    gradings = spider.read_gradings(spider.SpiderFolder(root).gradings_csv)
+    table = pr.disc_features(gt, gradings, z)
+latent_cols = [f"latent_{i}" for i in range(LATENT_DIM)]
+display(Markdown(f"{len(table)} discs, latent codes of the `{profile}` profile's "
+                 f"{cfg.disc_cube_size}^3 autoencoder."))
+
+
+# %% [markdown]
+# ## Sweeping each latent feature through the decoder (Fig. 5B)
+#
+# Rows: for each latent feature, the central sagittal (superior up, anterior left), coronal
+# and transverse slices of the decoded mask. Columns: the feature at its minimum, 1/5, ...,
+# 4/5 of its range, and its maximum.
+
+# %%
+def measure(cubes: np.ndarray) -> pd.DataFrame:
+    return geo.measure_cubes(cubes, gt.spacing_mm, allow_empty=True)
+
+
+masks, sweep = it.latent_sweep(z, model.decode, measure, n_steps=6)
+save_table(sweep, "latent_sweeps", build)
+fig = it.plot_sweep(masks, sweep, gt.spacing_mm)
+
+# %% [markdown]
+# The decoded masks, measured: how each geometric feature changes as one latent feature
+# goes from its minimum to its maximum (the others at their mean).
+
+# %%
+fig, axes = plt.subplots(1, len(geo.FEATURES), figsize=(2.6 * len(geo.FEATURES), 2.6))
+for ax, f in zip(axes, geo.FEATURES, strict=True):
+    for name, g in sweep.groupby("feature"):
+        ax.plot(g["fraction"], g[f], "o-", ms=3, label=name)
+    ax.set_title(geo.FEATURE_LABELS.get(f, f), fontsize=8)
+    ax.set_xlabel("fraction of range", fontsize=7)
+    ax.tick_params(labelsize=7)
+axes[0].legend(fontsize=7)
+fig.tight_layout()
+slopes = it.sweep_slopes(sweep, geo.FEATURES)
+save_table(slopes, "sweep_slopes", build, index=True)
+display(Markdown("Change of each measured feature over the whole sweep of each latent "
+                 "feature (mm, degrees, mm³):"))
+slopes.round(2)
+
+# %% [markdown]
+# ## Latent against geometric features (Fig. 5A)
+#
+# Pearson r of every latent feature with every geometric feature measured on the
+# ground-truth masks; stars mark FDR-corrected significance (* q < 0.05, ** < 0.01,
+# *** < 0.001). The paper reports, for example, r = -0.80 between its feature 2 and AP
+# width; latent features are not ordered or signed consistently between trainings, so
+# compare patterns, not indices.
+
+# %%
+r, p, q = it.correlation_matrix(table[latent_cols], table[geo.FEATURES])
+save_table(correlation_table(table[latent_cols], table[geo.FEATURES]),
+           "latent_geometry_correlation", build)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
+it.correlation_heatmap(r, q, axes[0], "latent vs geometric features", geo.FEATURE_LABELS)
+rl, _, ql = it.correlation_matrix(table[latent_cols], table[latent_cols])
+it.correlation_heatmap(rl, ql, axes[1], "latent vs latent")
+fig.tight_layout()
+save_table(correlation_table(table[latent_cols], table[latent_cols]), "latent_latent_correlation",
+           build)
+off = rl.to_numpy()[~np.eye(LATENT_DIM, dtype=bool)]
+display(Markdown(f"Largest |r| between two different latent features: "
+                 f"{np.abs(off).max():.2f} (the paper reports |r| < 0.05)."))
+
+# %% [markdown]
+# ## Do the latent features separate spinal levels?
+#
+# The abstract found that its latent features separate levels. Box plots per level and a
+# Kruskal-Wallis test per feature (FDR-corrected over the four features).
+
+# %%
+levels = [lv for lv in LEVEL_ORDER[::-1] if lv in set(table["level"])]
+fig, axes = plt.subplots(1, LATENT_DIM, figsize=(3.2 * LATENT_DIM, 2.8))
+for ax, col in zip(axes, latent_cols, strict=True):
+    ax.boxplot([table.loc[table.level == lv, col] for lv in levels], tick_labels=levels,
+               showfliers=False)
+    ax.set_title(col, fontsize=9)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+fig.tight_layout()
+by_level = it.level_differences(table[latent_cols], table["level"].to_numpy())
+save_table(by_level, "latent_by_level_tests", build, index=True)
+by_level
+
+# %% [markdown]
+# ## Does the autoencoder find the generating factors? (phantom only)
+#
+# Each phantom disc was generated from known factors: its size, height, tilts, wedge and
+# endplate convexity, and its pathology (narrowing factor, bulge). Correlating the latent
+# features with these factors shows which ones the four numbers encode.
+
+# %%
+truth_file = root / "phantom_truth.csv"
+if truth_file.exists():
+    truth = pd.read_csv(truth_file, dtype={"patient": str})
+    factors = ["height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg",
+               "coronal_angle_deg", "transverse_angle_deg", "volume_mm3", "wedge", "convexity",
+               "narrowing_factor", "bulge_mm"]
+    joined = table[["series", "ivd_label", *latent_cols]].merge(
+        truth[["series", "ivd_label", *factors]], on=["series", "ivd_label"], how="inner")
+    rt, _, qt = it.correlation_matrix(joined[latent_cols], joined[factors])
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    it.correlation_heatmap(rt, qt, ax, "latent features vs true generating factors")
+    fig.tight_layout()
+    save_table(correlation_table(joined[latent_cols], joined[factors]),
+               "latent_truth_correlation", build)
+    best = rt.abs().idxmax(axis=1)
+    display(pd.DataFrame({"strongest factor": best,
+                          "r": [rt.loc[i, best[i]] for i in rt.index]}).round(2))
+else:
+    print("Real data: no generating factors to compare with.")
