@@ -38,6 +38,7 @@ seed = 0
 # %%
 import warnings
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -46,6 +47,7 @@ from disclatent import isolation as iso
 from disclatent import prediction as pr
 from disclatent import spider
 from disclatent.book import cohort_root, resolve_build_dir
+from disclatent.plots import forest_plot
 from disclatent.profiles import get_profile
 from disclatent.tables import save_table
 
@@ -125,6 +127,11 @@ for source, table in tables.items():
             rows.append({"source": source, **row})
 main = pd.DataFrame(rows)
 save_table(main, "prediction_results", build)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
+paper_gt = pr.PAPER_RESULTS[pr.PAPER_RESULTS.source == "gt"]
+for ax, metric in zip(axes, ("auc", "f1"), strict=True):
+    forest_plot(main[main.source == "gt"], paper_gt, metric, ax)
+fig.tight_layout()
 table1 = pr.side_by_side(main[main.source == "gt"])
 save_table(table1, "table1_ground_truth_masks", build)
 display(Markdown("**Table 1.** Ground-truth masks (grouped folds)."))

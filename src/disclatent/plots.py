@@ -87,3 +87,30 @@ def level_boxplots(df: pd.DataFrame, columns: list[str], labels: dict[str, str] 
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def forest_plot(ours: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "auc",
+                ax: plt.Axes | None = None) -> plt.Axes:
+    """Our metric with its 95 % CI per (target, feature set), the paper's value as a cross.
+
+    ``ours`` needs ``target, features, <metric>, <metric>_lo, <metric>_hi``; ``paper`` (same
+    keys, optional) is drawn where it reports the value.
+    """
+    ax = ax or plt.gca()
+    rows = ours.reset_index(drop=True)
+    y = np.arange(len(rows))[::-1]
+    ax.errorbar(rows[metric], y, xerr=[rows[metric] - rows[f"{metric}_lo"],
+                                       rows[f"{metric}_hi"] - rows[metric]],
+                fmt="o", color="C0", capsize=3, label="this study (95 % CI)")
+    if paper is not None:
+        merged = rows.merge(paper[["target", "features", metric]], on=["target", "features"],
+                            how="left", suffixes=("", "_paper"))
+        ok = merged[f"{metric}_paper"].notna().to_numpy()
+        ax.plot(merged.loc[ok, f"{metric}_paper"], y[ok], "x", color="C3", ms=8,
+                label="paper")
+    ax.set_yticks(y, [f"{t.replace('disc_', '')}: {f}" for t, f in
+                      zip(rows["target"], rows["features"], strict=True)], fontsize=8)
+    ax.axvline(0.5 if metric == "auc" else 0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel(metric.upper() if metric == "auc" else "F1 (positive class)")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
