@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the whole budget even after convergence")
     ap.add_argument("--json", default="", help="also write the result to this JSON file")
     args = ap.parse_args(argv)
+    # disclatent.autoencoder.fit sets torch's CPU threads from this variable (read on import)
+    os.environ["DISCLATENT_CPU_THREADS"] = str(args.threads)
 
     import numpy as np
     import torch
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "heldout_iou": round(held["heldout_iou"], 5) if held else None,
         "wall_seconds": round(wall, 1), "seconds_per_epoch": round(wall / m["epochs"], 2),
         "training_volumes_per_second": m["volumes_per_second"],
-        "parameters": m["parameters"], "threads": args.threads,
+        "parameters": m["parameters"], "threads": torch.get_num_threads(),
         "load_average_before": round(load0[0], 2), "load_average_after": round(load1[0], 2),
         "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "target_met": bool(m["converged"] and m["epochs_to_converge"] <= 100 and wall <= 480),

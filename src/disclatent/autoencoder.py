@@ -1017,8 +1017,12 @@ def plot_reconstructions(train: np.ndarray, heldout: np.ndarray, picks: list[tup
                 ax.imshow(sl, cmap="Greys", vmin=0, vmax=1.6, origin=origin[plane],
                           extent=extents[plane], interpolation="nearest")
                 if j > 0 and ref[plane].any():
-                    ax.contour(ref[plane], levels=[0.5], colors="red", linewidths=0.8,
-                               origin=origin[plane], extent=extents[plane])
+                    # pixel centres in mm, so the outline sits on the pixels drawn above
+                    rows, cols = ref[plane].shape
+                    sx = (extents[plane][1] - extents[plane][0]) / cols
+                    sy = abs(extents[plane][3] - extents[plane][2]) / rows
+                    ax.contour((np.arange(cols) + 0.5) * sx, (np.arange(rows) + 0.5) * sy,
+                               ref[plane], levels=[0.5], colors="red", linewidths=0.8)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r == 0:
