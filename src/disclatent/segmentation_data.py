@@ -60,12 +60,7 @@ def resample_to_spacing(volume: Volume, spacing: tuple[float, float, float] = NE
     size_out = np.maximum(np.round(size_in * sp_in / sp_out).astype(int), 1)
     # align the outer voxel corners of both grids
     origin = np.asarray(canon.origin) + canon.direction @ ((sp_out - sp_in) / 2.0)
-    img = canon.to_sitk()
-    if label:
-        interp, pixel = sitk.sitkNearestNeighbor, img.GetPixelID()
-    else:
-        img = sitk.Cast(img, sitk.sitkFloat32)
-        interp, pixel = sitk.sitkLinear, sitk.sitkFloat32
+    img, interp, pixel = _for_resampling(canon.to_sitk(), label)
     out = sitk.Resample(img, [int(n) for n in size_out], sitk.Transform(), interp,
                         origin.tolist(), sp_out.tolist(),
                         canon.direction.flatten(order="C").tolist(), 0.0, pixel)
@@ -74,14 +69,17 @@ def resample_to_spacing(volume: Volume, spacing: tuple[float, float, float] = NE
     return Volume.from_sitk(out, volume.path)
 
 
+def _for_resampling(img: sitk.Image, label: bool) -> tuple[sitk.Image, int, int]:
+    """Image, interpolator and output pixel type: nearest neighbour keeping the label type
+    for label maps (never linear: it dilates masks), linear in float32 for intensities."""
+    if label:
+        return img, sitk.sitkNearestNeighbor, img.GetPixelID()
+    return sitk.Cast(img, sitk.sitkFloat32), sitk.sitkLinear, sitk.sitkFloat32
+
+
 def resample_like(volume: Volume, reference: Volume, label: bool = False) -> Volume:
     """``volume`` resampled onto the voxel grid of ``reference`` (physical space)."""
-    img = volume.to_sitk()
-    if label:
-        interp, pixel = sitk.sitkNearestNeighbor, img.GetPixelID()
-    else:
-        img = sitk.Cast(img, sitk.sitkFloat32)
-        interp, pixel = sitk.sitkLinear, sitk.sitkFloat32
+    img, interp, pixel = _for_resampling(volume.to_sitk(), label)
     ref = sitk.Image([int(n) for n in reference.size], sitk.sitkUInt8)
     ref.SetSpacing(reference.spacing)
     ref.SetOrigin(reference.origin)
