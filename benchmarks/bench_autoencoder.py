@@ -6,6 +6,7 @@ and 8 minutes on a 2-core CPU. Run from the project root::
 
     .venv/bin/python benchmarks/bench_autoencoder.py [--profile default] [--threads 2]
         [--epochs N] [--latent-dim 4] [--build-dir _build] [--heldout-fraction 0]
+        [--channels 32,64,128]
 
 The cohort is the profile's phantom (written under ``<build>/data`` when missing) or
 ``--data``. The machine's load average is printed before and after: on a shared machine the
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latent-dim", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=None, help="epoch budget (profile's)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--channels", default="",
+                    help="encoder channels per stage, e.g. 32,64,128 (default: the profile's)")
     ap.add_argument("--heldout-fraction", type=float, default=0.0,
                     help="share of patients kept out of training (default 0: all discs)")
     ap.add_argument("--no-stop", action="store_true",
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = A.AEConfig.from_profile(args.profile, args.latent_dim, max_epochs=args.epochs)
     if args.no_stop:
         cfg = replace(cfg, stop_at_target=False)
+    if args.channels:
+        cfg = replace(cfg, channels=tuple(int(c) for c in args.channels.split(",")))
     root = cohort_root(args.profile, args.data, args.build_dir)
     t = time.perf_counter()
     discs = A.load_discs(root, cfg)

@@ -66,8 +66,10 @@ display(Markdown(f"Cohort: `{root}`; profile `{profile}`; models compared: "
                  f"{', '.join(settings.seg_models)}; the masks of **{primary}** feed the "
                  "later chapters."))
 if "SwinUNETR" not in settings.seg_models:
-    display(Markdown(f"Profile `{profile}` leaves SwinUNETR-V2 out: on a CPU it is about 20 "
-                     "times slower than the U-Net. Profiles `default` and `paper` train it."))
+    display(Markdown(f"Profile `{profile}` leaves SwinUNETR-V2 (the paper's model) out: on a "
+                     "CPU it trains and infers far more slowly than the U-Net (measure it with "
+                     "`benchmarks/bench_segmentation.py`). The `paper` profile, meant for a "
+                     "GPU, trains all three."))
 
 # %% [markdown]
 # ## Preprocessing and training

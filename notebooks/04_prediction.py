@@ -43,51 +43,29 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from disclatent import autoencoder as ae
-from disclatent import isolation as iso
 from disclatent import prediction as pr
 from disclatent import spider
-from disclatent.book import cohort_root, resolve_build_dir
 from disclatent.plots import forest_plot
 from disclatent.profiles import get_profile
+from disclatent.study import load_study
 from disclatent.tables import save_table
 
 cfg = get_profile(profile)
-build = resolve_build_dir(build_dir)
-root = cohort_root(profile, data_dir, build_dir)
-folder = spider.SpiderFolder(root)
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # the IVD label 0 rows are reported in the data chapter
-    gradings = spider.read_gradings(folder.gradings_csv)
-LATENT_DIM = 4
+study = load_study(profile, data_dir, build_dir, seed)  # cohort, gradings, discs, k=4 AE
+build, gt, LATENT_DIM = study.build, study.gt, study.latent_dim
 settings = dict(n_repeats=cfg.pred_repeats, n_boot=cfg.pred_boot, seed=seed)
 display(Markdown(f"Profile `{profile}`: {cfg.pred_repeats} repeats of 5-fold CV, "
                  f"{cfg.pred_boot} patient-bootstrap resamples per interval."))
 
-
 # %%
-def disc_store(source: str, masks) -> iso.DiscStore:
-    """The cohort's disc cubes (T1 series), isolated once and reused by later chapters."""
-    path = iso.store_path(build, profile, source)
-    if not path.exists():
-        iso.build_disc_store(masks, path, source=source, spacing_mm=cfg.disc_spacing_mm,
-                             size=cfg.disc_cube_size, progress=False, skip_errors=True)
-    return iso.load_disc_store(path)
-
-
-gt = disc_store("gt", root)
 # The latent features of the main tables come from one autoencoder fitted on all
 # ground-truth discs (as the paper did); the leakage section below refits it inside folds.
-ae_config = ae.AEConfig.from_profile(profile, LATENT_DIM, seed=seed)
-model, _ = ae.train_or_load(gt.cubes, ae_config, build / "models" / f"ae-all-{profile}-k4",
-                            progress=False)
-
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    tables = {"gt": pr.disc_features(gt, gradings, model.encode(gt.cubes))}
+    tables = {"gt": study.features(gt)}
     pred_masks = build / "data" / f"pred-{profile}" / "masks"
     if pred_masks.is_dir() and any(pred_masks.iterdir()):
-        pred = disc_store("pred", pred_masks)
-        tables["pred"] = pr.disc_features(pred, gradings, model.encode(pred.cubes))
+        tables["pred"] = study.features(study.disc_store("pred", pred_masks))
 for w in caught:
     print("note:", w.message)
 if "pred" not in tables:
@@ -210,6 +188,7 @@ supp2
 
 # %%
 fold_epochs = cfg.pred_fold_ae_epochs
+fold_cache = pr.LatentCache()  # "latent" and "geometric + latent" share each fold's AE
 
 
 def latent_factory(fold_seed: int) -> ae.LatentFeatures:
@@ -233,7 +212,7 @@ for target in spider.GRADING_TARGETS:
             _, row = pr.run_experiment(
                 tables["gt"], target, fs, LATENT_DIM, "grouped, AE in fold",
                 n_repeats=cfg.pred_fold_repeats, n_boot=cfg.pred_boot, seed=seed,
-                cubes=gt.cubes, latent_factory=latent_factory)
+                cubes=gt.cubes, latent_factory=latent_factory, latent_cache=fold_cache)
             leak_rows.append(row)
 if fold_epochs == 0:
     print(f"The '{profile}' profile skips the AE-in-fold protocol (it trains five "

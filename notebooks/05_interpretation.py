@@ -36,38 +36,24 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from disclatent import autoencoder as ae
 from disclatent import geometry as geo
 from disclatent import interpretation as it
-from disclatent import isolation as iso
-from disclatent import prediction as pr
-from disclatent import spider
-from disclatent.book import cohort_root, resolve_build_dir
 from disclatent.plots import LEVEL_ORDER
 from disclatent.profiles import get_profile
 from disclatent.stats import correlation_table
+from disclatent.study import load_study
 from disclatent.tables import save_table
 
 cfg = get_profile(profile)
-build = resolve_build_dir(build_dir)
-root = cohort_root(profile, data_dir, build_dir)
-store_file = iso.store_path(build, profile, "gt")
-if not store_file.exists():
-    iso.build_disc_store(root, store_file, "gt", cfg.disc_spacing_mm, cfg.disc_cube_size,
-                         progress=False, skip_errors=True)
-gt = iso.load_disc_store(store_file)
-LATENT_DIM = 4
-# the autoencoder of the prediction chapter (fitted on all ground-truth discs; cached)
-model, _ = ae.train_or_load(gt.cubes, ae.AEConfig.from_profile(profile, LATENT_DIM, seed=seed),
-                            build / "models" / f"ae-all-{profile}-k4", progress=False)
-z = model.encode(gt.cubes)
+study = load_study(profile, data_dir, build_dir, seed)  # the prediction chapter's k=4 AE
+build, gt, model, LATENT_DIM = study.build, study.gt, study.model, study.latent_dim
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # grading mismatches are reported in the prediction chapter
-    gradings = spider.read_gradings(spider.SpiderFolder(root).gradings_csv)
-    table = pr.disc_features(gt, gradings, z)
-latent_cols = [f"latent_{i}" for i in range(LATENT_DIM)]
+    table = study.features(gt)
+z = model.encode(gt.cubes)  # every disc, graded or not
+latent_cols = study.latent_columns
 display(Markdown(f"{len(table)} discs, latent codes of the `{profile}` profile's "
-                 f"{cfg.disc_cube_size}^3 autoencoder."))
+                 f"{model.config.size}^3 autoencoder."))
 
 
 # %% [markdown]
@@ -157,7 +143,7 @@ by_level
 # features with these factors shows which ones the four numbers encode.
 
 # %%
-truth_file = root / "phantom_truth.csv"
+truth_file = study.root / "phantom_truth.csv"
 if truth_file.exists():
     truth = pd.read_csv(truth_file, dtype={"patient": str})
     factors = ["height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg",

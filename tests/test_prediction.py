@@ -149,6 +149,41 @@ def test_ae_in_fold_protocol_refits_the_extractor_per_fold():
     assert (res.folds["patients_shared"] == 0).all()
 
 
+def test_latent_cache_trains_each_fold_once_and_changes_no_result():
+    rng = np.random.default_rng(5)
+    n = 120
+    cubes = rng.random((n, 3, 3, 3))
+    X, y, groups = cohort(n_patients=20, discs=6, seed=5)
+    table = X.assign(cube_index=np.arange(n), patient=groups, disc_narrowing=y)
+    for col in pr.GEOMETRIC_FEATURES:
+        if col not in table:
+            table[col] = rng.normal(size=n)
+    fitted = []
+
+    class Spy(_MeanLatent):
+        def fit(self, c):
+            fitted.append(len(c))
+            return super().fit(c)
+
+    def run(fs, cache):
+        return pr.run_experiment(table, "disc_narrowing", fs, 1, "grouped, AE in fold",
+                                 n_repeats=1, n_boot=50, cubes=cubes,
+                                 latent_factory=lambda seed: Spy(), latent_cache=cache)[1]
+
+    plain = [run(fs, None) for fs in ("latent", "geometric + latent")]
+    assert len(fitted) == 10
+    cache = pr.LatentCache()
+    cached = [run(fs, cache) for fs in ("latent", "geometric + latent")]
+    assert len(fitted) == 15 and (cache.fits, cache.hits) == (5, 5)  # one AE per fold
+    for a, b in zip(plain, cached, strict=True):
+        assert (a["auc"], a["f1"]) == (b["auc"], b["f1"])
+    # other training discs: a new fit, not a stale hit
+    cache.fit(Spy(), cubes, np.arange(10))
+    cache.fit(Spy(), cubes, np.arange(10))
+    cache.fit(Spy(), cubes, np.arange(11))
+    assert (cache.fits, cache.hits) == (7, 6)
+
+
 def test_cv_problem_explains_infeasible_tables():
     X, y, groups = cohort(n_patients=10, discs=4)
     table = X.assign(patient=groups, disc_narrowing=y)

@@ -98,6 +98,7 @@ class AEConfig:
     channels_last: bool = False
     precise_bn: bool = True  # re-estimate batch-norm statistics on all discs before eval
     freeze_bn_epoch: int = 0  # from this epoch on, batch norm uses fixed statistics (0: never)
+    cpu_threads: int = 1  # torch CPU threads on a CPU device (0: torch's default); see profiles
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spacing_mm", tuple(float(s) for s in self.spacing_mm))
@@ -119,14 +120,14 @@ class AEConfig:
     @classmethod
     def from_profile(cls, profile, latent_dim: int = 4, **overrides) -> AEConfig:
         """The configuration a :class:`~disclatent.profiles.Profile` (or its name) sets."""
-        from .profiles import get_profile
+        from .profiles import cpu_threads, get_profile
 
         p = get_profile(profile) if isinstance(profile, str) else profile
         values = dict(latent_dim=latent_dim, size=p.ae_size, spacing_mm=p.disc_spacing_mm,
                       channels=p.ae_channels, max_epochs=p.ae_max_epochs,
                       batch_size=p.ae_batch_size, lr=p.ae_lr, schedule=p.ae_schedule,
                       loss=p.ae_loss, freeze_bn_epoch=p.ae_freeze_bn_epoch,
-                      channels_last=p.ae_channels_last)
+                      channels_last=p.ae_channels_last, cpu_threads=cpu_threads(p))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -145,7 +146,7 @@ class AEConfig:
     def training_key(self) -> dict:
         """The fields that change what training produces (not the stopping budget)."""
         d = self.to_dict()
-        for k in ("max_epochs", "stop_at_target", "channels_last"):
+        for k in ("max_epochs", "stop_at_target", "channels_last", "cpu_threads"):
             d.pop(k)
         return d
 
@@ -610,21 +611,16 @@ def _progress(total: int, initial: int, enabled: bool, k: int):
                 leave=False)
 
 
-CPU_THREADS = int(os.environ.get("DISCLATENT_CPU_THREADS", "1"))
-
-
 def fit(cubes: np.ndarray, config: AEConfig, out_dir: str | os.PathLike | None = None,
         device: str | torch.device | None = None, **kwargs) -> DiscAE:
     """Train a new autoencoder on ``cubes``; see :meth:`DiscAE.fit`.
 
-    On the CPU, torch uses ``CPU_THREADS`` threads (1 unless ``DISCLATENT_CPU_THREADS`` says
-    otherwise): with torch's default of one thread per core, an epoch of the quick profile
-    took 10 s instead of 2.5 s on this 2-core machine, the OpenMP threads spinning while they
-    wait for each other (the segmentation step measured 18 times slower under load).
+    On the CPU, torch uses ``config.cpu_threads`` threads (set from the profile and
+    ``DISCLATENT_CPU_THREADS`` by :meth:`AEConfig.from_profile`; 0 keeps torch's default).
     """
     ae = DiscAE(config, device=torch.device(device) if device else default_device())
-    if ae.device.type == "cpu" and CPU_THREADS > 0:
-        torch.set_num_threads(CPU_THREADS)
+    if ae.device.type == "cpu" and config.cpu_threads > 0:
+        torch.set_num_threads(config.cpu_threads)
     return ae.fit(cubes, out_dir=out_dir, **kwargs)
 
 
@@ -930,30 +926,18 @@ def load_discs(masks: str | os.PathLike, config: AEConfig, store: str | os.PathL
     ``skipped`` (never truncated). With ``store`` the cubes are written there and reused
     while the masks and settings are unchanged.
     """
-    from .isolation import build_disc_store, load_disc_store, mask_files
+    from .isolation import build_disc_store, cached_disc_store, load_disc_store
 
-    files = mask_files(masks, modalities)
-    key = hashlib.sha256(json.dumps(
-        {"files": [[str(Path(f).resolve()), Path(f).stat().st_mtime_ns, Path(f).stat().st_size]
-                   for f in files],
-         "size": config.size, "spacing": list(config.spacing_mm)}).encode()).hexdigest()[:16]
-    path = Path(store) if store is not None else None
-    stamp = path.with_suffix(".key") if path is not None else None
-    if path is not None and path.exists() and stamp.exists() and stamp.read_text() == key:
-        ds = load_disc_store(path)
+    if store is not None:
+        ds = cached_disc_store(masks, store, spacing_mm=config.spacing_mm, size=config.size,
+                               progress=progress, modalities=modalities)
     else:
-        if path is None:
-            import tempfile
+        import tempfile
 
-            with tempfile.TemporaryDirectory() as tmp:
-                ds = load_disc_store(build_disc_store(
-                    files, Path(tmp) / "discs.npz", spacing_mm=config.spacing_mm,
-                    size=config.size, progress=progress, skip_errors=True))
-        else:
+        with tempfile.TemporaryDirectory() as tmp:
             ds = load_disc_store(build_disc_store(
-                files, path, spacing_mm=config.spacing_mm, size=config.size,
-                progress=progress, skip_errors=True))
-            write_text_atomic(key, stamp)
+                masks, Path(tmp) / "discs.npz", spacing_mm=config.spacing_mm,
+                size=config.size, progress=progress, modalities=modalities, skip_errors=True))
     if len(ds.cubes) == 0:
         raise ValueError(f"{masks}: no disc could be isolated into a {config.size}^3 cube at "
                          f"{config.spacing_mm} mm")

@@ -529,6 +529,39 @@ def write_disc_store(cubes: np.ndarray, table: pd.DataFrame, out_path: str | os.
     return out_path
 
 
+def cached_disc_store(masks: str | os.PathLike | Sequence[str | os.PathLike],
+                      out_path: str | os.PathLike, source: str = "gt",
+                      spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+                      size: int = PAPER_CUBE_SIZE, progress: bool = False,
+                      modalities: Sequence[str] | None = ("t1",)) -> DiscStore:
+    """:func:`build_disc_store` (skipping discs that do not fit, with a warning), reused while
+    the mask files (paths, sizes, modification times) and the cube settings are unchanged.
+
+    The key sits beside the store in ``<out_path>.key``; a changed mask, a new segmentation
+    or another grid rebuilds the store.
+    """
+    import hashlib
+    import json
+
+    from .io import write_text_atomic
+
+    files = mask_files(masks, modalities)
+    key = hashlib.sha256(json.dumps(
+        {"files": [[str(Path(f).resolve()), Path(f).stat().st_mtime_ns, Path(f).stat().st_size]
+                   for f in files],
+         "source": source, "size": int(size), "spacing": [float(s) for s in spacing_mm]}
+    ).encode()).hexdigest()[:16]
+    path = Path(out_path)
+    stamp = path.with_suffix(".key")
+    if path.exists() and stamp.exists() and stamp.read_text() == key:
+        return load_disc_store(path)
+    stamp.unlink(missing_ok=True)
+    build_disc_store(files, path, source=source, spacing_mm=spacing_mm, size=size,
+                     progress=progress, modalities=None, skip_errors=True)
+    write_text_atomic(key, stamp)
+    return load_disc_store(path)
+
+
 def load_disc_store(path: str | os.PathLike) -> DiscStore:
     """Read a file written by :func:`build_disc_store`."""
     import io as _io

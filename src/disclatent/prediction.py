@@ -118,25 +118,68 @@ class DiscXGBClassifier(BaseEstimator, ClassifierMixin):
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 
+class LatentCache:
+    """Fitted latent extractors, shared by pipelines that train on the same discs.
+
+    In the AE-in-fold protocol the "latent" and "geometric + latent" feature sets use the same
+    folds (same seeds), so each fold's autoencoder is trained once and reused. An entry is
+    keyed on the training discs (their cube indices) and the extractor's parameters (seed
+    included). scikit-learn's ``clone`` deep-copies parameters; a copy of this object is the
+    object itself, so every clone of a pipeline shares it. ``fits`` and ``hits`` count.
+    """
+
+    def __init__(self) -> None:
+        self._fitted: dict[str, object] = {}
+        self.fits = 0
+        self.hits = 0
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+    def fit(self, latent, cubes: np.ndarray, index: np.ndarray):
+        """``latent`` (unfitted) fitted on ``cubes[index]``, trained once per key."""
+        import hashlib
+
+        index = np.asarray(index, np.int64)
+        params = sorted((k, repr(v)) for k, v in latent.get_params(deep=False).items())
+        key = hashlib.sha256(index.tobytes() + repr((type(latent).__name__, params)).encode()
+                             ).hexdigest()
+        if key in self._fitted:
+            self.hits += 1
+        else:
+            self._fitted[key] = clone(latent).fit(np.asarray(cubes)[index])
+            self.fits += 1
+        return self._fitted[key]
+
+
 class AppendLatent(BaseEstimator, TransformerMixin):
     """Fit a latent-feature extractor on the fold's training discs; append its columns.
 
     ``X`` is the feature table with a ``cube_index`` column pointing into ``cubes`` (the disc
     store's cubes). ``latent`` is an unfitted scikit-learn transformer from cubes to latent
     vectors (:class:`disclatent.autoencoder.LatentFeatures`); a fresh clone is fitted on the
-    training rows only, so no test disc shapes the latent space.
+    training rows only, so no test disc shapes the latent space. With a :class:`LatentCache`
+    an extractor already fitted on exactly these training discs is reused.
     """
 
-    def __init__(self, cubes=None, latent=None, prefix: str = "latent_"):
+    def __init__(self, cubes=None, latent=None, prefix: str = "latent_",
+                 cache: LatentCache | None = None):
         self.cubes = cubes
         self.latent = latent
         self.prefix = prefix
+        self.cache = cache
 
     def _cubes(self, X):  # noqa: N803
         return np.asarray(self.cubes)[X["cube_index"].to_numpy(int)]
 
     def fit(self, X, y=None):  # noqa: N803
-        self.latent_ = clone(self.latent).fit(self._cubes(X))
+        if self.cache is not None:
+            self.latent_ = self.cache.fit(self.latent, self.cubes, X["cube_index"].to_numpy(int))
+        else:
+            self.latent_ = clone(self.latent).fit(self._cubes(X))
         return self
 
     def transform(self, X):  # noqa: N803
@@ -360,11 +403,13 @@ def run_experiment(
     seed: int = 0,
     cubes: np.ndarray | None = None,
     latent_factory: Callable[[int], object] | None = None,
+    latent_cache: LatentCache | None = None,
 ) -> tuple[CVResult, dict]:
     """Cross-validate one (target, feature set, protocol); returns the result and a table row.
 
     For ``"grouped, AE in fold"`` the latent columns of ``table`` are ignored: an extractor
-    from ``latent_factory(fold_seed)`` is fitted on each training fold's ``cubes``.
+    from ``latent_factory(fold_seed)`` is fitted on each training fold's ``cubes`` (once per
+    fold across calls that share ``latent_cache``).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
@@ -378,7 +423,7 @@ def run_experiment(
         X = table.drop(columns=[c for c in table if c.startswith("latent_")])
 
         def estimator(fold_seed: int) -> Pipeline:
-            step = AppendLatent(cubes, latent_factory(fold_seed))
+            step = AppendLatent(cubes, latent_factory(fold_seed), cache=latent_cache)
             return make_pipeline(columns, class_weighted, fold_seed, steps=[("latent", step)])
     else:
         X = table

@@ -11,6 +11,7 @@ name.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -20,6 +21,12 @@ class Profile:
     description: str
     n_patients: int  # phantom cohort size (T1 + T2 series per patient, 5-7 discs each)
     phantom_seed: int = 0
+    # torch CPU threads for training and inference (0: torch's default, one per core). On
+    # this 2-core machine, idle, 2 threads ran an autoencoder epoch in 3.0 s against 5.4 s
+    # for 1; with more busy processes than cores 2 threads spun waiting for each other (up
+    # to 18 times slower), so `quick` (tests, CI, often beside other jobs) uses 1. The
+    # environment variable DISCLATENT_CPU_THREADS overrides every profile.
+    cpu_threads: int = 2
     # disc isolation (disclatent.isolation): cube edge in voxels and spacing in the cube's
     # numpy order (SI, AP, LR); the paper's 64^3 at LR 1.4 x AP 1.2 x SI 1.5 mm. Every
     # profile covers the same ~96 x 77 x 90 mm around the disc.
@@ -33,13 +40,13 @@ class Profile:
     # and the network sizes. SwinUNETR-V2 is far slower on a CPU (about 2 s per 64x64x32
     # window here), so `quick` leaves it out; `paper` is meant for a GPU.
     seg_model: str = "UNet"
-    seg_models: tuple[str, ...] = ("UNet", "SegResNet", "SwinUNETR")
+    seg_models: tuple[str, ...] = ("UNet", "SegResNet")
     seg_patch: tuple[int, int, int] = (64, 64, 32)
     seg_batch: int = 4
     seg_max_epochs: int = 40
     seg_iters_per_epoch: int = 0
     seg_patience: int = 15
-    seg_max_minutes: float | None = 4.0
+    seg_max_minutes: float | None = 2.5
     seg_unet_channels: tuple[int, ...] = (8, 16, 32, 64)
     seg_segresnet_filters: int = 8
     seg_swin_feature_size: int = 12
@@ -49,15 +56,15 @@ class Profile:
     pred_repeats: int = 5
     pred_boot: int = 1000
     pred_fold_repeats: int = 1
-    pred_fold_ae_epochs: int = 40
+    pred_fold_ae_epochs: int = 40  # = ae_max_epochs, so both protocols train alike
     # autoencoder (disclatent.autoencoder); defaults = the `default` profile (2-core CPU):
     # cube edge (the disc grid above, centred on the disc; every disc must fit), encoder
     # channels per stride-2 stage (decoder mirrored), epoch budget, batch, Adam learning rate
     # and schedule, loss, epoch from which batch norm uses fixed statistics (0: never), the
     # bottleneck sweep and the share of patients held out of training
     ae_size: int = 32
-    ae_channels: tuple[int, ...] = (32, 64, 128)
-    ae_max_epochs: int = 100
+    ae_channels: tuple[int, ...] = (16, 32, 64)
+    ae_max_epochs: int = 40
     ae_batch_size: int = 4
     ae_lr: float = 1e-3
     ae_schedule: str = "onecycle"
@@ -70,6 +77,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", "tests and CI: tiny cohort and models", n_patients=8,
+                     cpu_threads=1,
                      disc_cube_size=32, disc_spacing_mm=(3.0, 2.4, 2.8),
                      seg_models=("UNet", "SegResNet"), seg_batch=2, seg_max_epochs=2,
                      seg_iters_per_epoch=2, seg_max_minutes=None, seg_unet_channels=(8, 16, 32),
@@ -79,6 +87,7 @@ PROFILES: dict[str, Profile] = {
     "default": Profile("default", "a 2-core laptop CPU, about 20 minutes", n_patients=36,
                        disc_cube_size=48, disc_spacing_mm=(2.0, 1.6, 1.9)),
     "paper": Profile("paper", "the published settings, for a GPU", n_patients=60,
+                     cpu_threads=0, seg_models=("UNet", "SegResNet", "SwinUNETR"),
                      seg_model="SwinUNETR", seg_patch=(96, 96, 64), seg_max_epochs=200,
                      seg_max_minutes=None, seg_unet_channels=(16, 32, 64, 128, 256),
                      seg_segresnet_filters=16, seg_swin_feature_size=48,
@@ -94,3 +103,16 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+def cpu_threads(profile: str | Profile) -> int:
+    """Torch CPU threads for a profile: ``DISCLATENT_CPU_THREADS`` if set, else the profile's
+    ``cpu_threads`` (0: torch's default)."""
+    env = os.environ.get("DISCLATENT_CPU_THREADS", "").strip()
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            raise ValueError(f"DISCLATENT_CPU_THREADS must be an integer, got {env!r}") from None
+    p = get_profile(profile) if isinstance(profile, str) else profile
+    return p.cpu_threads

@@ -104,7 +104,8 @@ class SegConfig:
     min_disc_mm3: float = 500.0
     # torch CPU threads (0: torch's default). 1 by default: on a shared machine with more
     # busy processes than cores, 2 OpenMP threads ran one training step 18 times slower
-    # than 1 here (threads spin waiting for each other)
+    # than 1 here (threads spin waiting for each other); profiles set it (profiles.py).
+    # Not part of a trained model's identity (is_trained ignores it).
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -134,7 +135,7 @@ class SegConfig:
 def config_from_profile(profile: str = "default", model: str | None = None,
                         **overrides) -> SegConfig:
     """The segmentation settings of a run profile (``profiles.py``), optionally changed."""
-    from .profiles import get_profile
+    from .profiles import cpu_threads, get_profile
 
     p = get_profile(profile) if isinstance(profile, str) else profile
     cfg = SegConfig(
@@ -143,6 +144,7 @@ def config_from_profile(profile: str = "default", model: str | None = None,
         patience=p.seg_patience, max_minutes=p.seg_max_minutes,
         unet_channels=p.seg_unet_channels, segresnet_filters=p.seg_segresnet_filters,
         swin_feature_size=p.seg_swin_feature_size, seed=p.phantom_seed,
+        threads=cpu_threads(p),
     )
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
@@ -250,8 +252,13 @@ def is_trained(model_dir: str | Path, cfg: SegConfig | None = None, data_digest:
         return False
     if not (model_dir / "model.safetensors").exists() or done.get("status") != "complete":
         return False
-    if cfg is not None and saved.get("config") != json.loads(json.dumps(cfg.to_json())):
-        return False
+    if cfg is not None:
+        wanted = json.loads(json.dumps(cfg.to_json()))
+        have = dict(saved.get("config") or {})
+        for d in (wanted, have):
+            d.pop("threads", None)  # how fast it trained, not what it learnt
+        if have != wanted:
+            return False
     if data_digest and saved.get("data_digest") != data_digest:
         return False
     return saved.get("version") == SEG_VERSION
