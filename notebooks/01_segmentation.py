@@ -12,12 +12,13 @@
 # ---
 
 # %% [markdown]
-# # Segmentation: three MONAI models, one site held out
+# # Segmentation: MONAI models, one site held out
 #
 # The first step of the published pipeline segments the intervertebral discs in sagittal T1
 # MRI and compares three MONAI {cite}`cardoso2022monai` networks: a 3D U-Net, SegResNet and
 # SwinUNETR-V2 {cite}`hatamizadeh2022swin` {cite}`disclatent_paper2025`. The test cohort is every patient of one site, never seen in
-# training. This chapter trains the three models under one budget, reports test IoU and Dice
+# training. This chapter trains the profile's models under one budget (the `paper` profile
+# all three; the CPU profiles leave SwinUNETR-V2 out, see below), reports test IoU and Dice
 # with bootstrap confidence intervals beside the paper's figures, and writes the predicted
 # masks of the test cohort in SPIDER format for the later chapters.
 #

@@ -373,5 +373,19 @@ save_table(mismatches, "geometry_grading_mismatches", build)
 display(Markdown(f"{len(joined)} T1 discs have gradings; {len(mismatches)} mismatch(es)."))
 mismatches.head(10)
 
+# %% [markdown]
+# ## Browse the cohort
+#
+# Pick a series and a level: the mid-sagittal slice with every disc outlined, and that disc's
+# measured features. The dropdowns run live in Jupyter: open this chapter with
+# `jupyter lab notebooks/02_geometry.py` (jupytext opens the `.py` source as a notebook),
+# pick the `Python (disclatent)` kernel and run all cells. On this static page no kernel is
+# running: the figure shows the first series and level, rendered when the book was built.
+
+# %%
+from disclatent.widgets import cohort_browser  # noqa: E402
+
+cohort_browser(spider.SpiderFolder(root), features[["series", "level", *geo.FEATURES]])
+
 # %%
 display(Markdown(f"This chapter ran in {time.perf_counter() - notebook_start:.0f} s."))

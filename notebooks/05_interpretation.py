@@ -159,6 +159,28 @@ if truth_file.exists():
                "latent_truth_correlation", build)
     best = rt.abs().idxmax(axis=1)
     display(pd.DataFrame({"strongest factor": best,
-                          "r": [rt.loc[i, best[i]] for i in rt.index]}).round(2))
+                          "r": [rt.loc[i, best[i]] for i in rt.index]}
+                         ).rename_axis("latent feature").round(2))
 else:
     print("Real data: no generating factors to compare with.")
+
+# %% [markdown]
+# ## Explore the latent space yourself
+#
+# One slider per latent feature, from its cohort minimum to its maximum, starting at the
+# cohort mean; the decoded disc's central sagittal, coronal and transverse slices and its
+# measured geometry follow the sliders. They run live in Jupyter: open this chapter with
+# `jupyter lab notebooks/05_interpretation.py` (jupytext opens the `.py` source as a
+# notebook), pick the `Python (disclatent)` kernel and run all cells. On this static page no
+# decoder is running: the sliders show their starting state and the figure below them is
+# that state, every latent feature at the cohort mean, rendered when the book was built.
+
+# %%
+from disclatent.widgets import latent_explorer  # noqa: E402
+
+
+def measure_one(cube: np.ndarray) -> dict[str, float]:
+    return measure(cube[None]).iloc[0][geo.FEATURES].to_dict()
+
+
+latent_explorer(z, model.decode, measure_one, gt.spacing_mm)

@@ -74,7 +74,7 @@ glue("data_name", Text("the phantom cohort" if not data_dir else f"the SPIDER fo
 #
 # ## The five steps
 #
-# **Segmentation.** The best of the three MONAI models, {glue:text}`seg_model`, reached a
+# **Segmentation.** The best of the MONAI models trained, {glue:text}`seg_model`, reached a
 # Dice of {glue:text}`seg_dsc` (95 % CI {glue:text}`seg_dsc_lo`-{glue:text}`seg_dsc_hi`)
 # and an IoU of {glue:text}`seg_iou` on the held-out site, after
 # {glue:text}`seg_minutes` minutes of training, at {glue:text}`seg_inference_s` s per

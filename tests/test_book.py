@@ -79,6 +79,16 @@ def test_quick_book_builds_and_caches(tmp_path):
             assert checked[f"{page}.html"]["images"] >= 1, page
     tables = {p.name for p in (build_dir / "tables").glob("*.csv")}
     assert {"cohort_by_site.csv", "prevalence_by_level.csv"} <= tables
+    import nbformat
+
+    for name in ("02_geometry", "05_interpretation"):  # the widgets' first rendering is kept
+        nb = nbformat.read(build_dir / "site" / "notebooks" / f"{name}.ipynb", as_version=4)
+        state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+        shown = [o for m in state.values() if m["model_name"] == "OutputModel"
+                 for o in m["state"]["outputs"]]
+        assert any("image/png" in o.get("data", {}) for o in shown), name
+        page = (html / "notebooks" / f"{name}.html").read_text()
+        assert "application/vnd.jupyter.widget-state+json" in page and "embed-amd.js" in page
     # nothing changed: every notebook is reused
     second = build(build_dir)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -86,3 +96,38 @@ def test_quick_book_builds_and_caches(tmp_path):
     for name in notebooks:
         assert f"{name}: up to date" in second.stdout
     assert "executing" not in second.stdout
+
+
+@pytest.mark.slow
+def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
+    """`make book DATA=...`: a phantom written to another folder stands in for real SPIDER,
+    with what the real dataset lacks taken away (the generating truth, the institution
+    column of overview.csv)."""
+    import pandas as pd
+
+    from disclatent.phantom import write_phantom
+
+    data = tmp_path / "SPIDER"
+    write_phantom(data, n_patients=10, seed=5)
+    (data / "phantom_truth.csv").unlink()
+    overview = pd.read_csv(data / "overview.csv", dtype=str, keep_default_na=False)
+    overview.drop(columns="institution").to_csv(data / "overview.csv", index=False)
+    build_dir = tmp_path / "build"
+    run = subprocess.run(["make", "book", "PROFILE=quick", f"DATA={data}", f"BUILD={build_dir}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1500, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    html = build_dir / "html"
+    for page in toc_files():
+        assert (html / f"{page}.html").exists(), page
+    assert not (build_dir / "data" / "phantom-quick").exists()  # nothing read but DATA
+    tables = build_dir / "tables"
+    cohort = pd.read_csv(tables / "cohort_by_site.csv", index_col=0)
+    assert cohort.index.name == "Manufacturer" and cohort.loc["all", "patients"] == 10
+    split = pd.read_csv(tables / "segmentation_split.csv")
+    assert set(split["site_source"]) == {"manufacturer + field strength"}
+    assert split["patient"].nunique() == 10
+    # no truth on real data: the truth tables are not made, and the pages say why
+    assert not (tables / "geometry_errors_vs_truth.csv").exists()
+    assert not (tables / "latent_truth_correlation.csv").exists()
+    assert "Real data: there is no generating truth" in (
+        html / "notebooks" / "02_geometry.html").read_text()

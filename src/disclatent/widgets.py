@@ -5,8 +5,11 @@
 * :func:`cohort_browser`: pick a series and a level; the mid-sagittal slice with the mask
   overlay and that disc's features.
 
-Both return the widget; in the executed book (no live kernel) call :func:`render_static`
-variants instead, which draw the same figure for the default state.
+Both return the widget. When a notebook is executed (papermill stores the widget state),
+the first rendering is kept with it, so the static book shows the controls in their starting
+state and that figure (the widget scripts are served from the book itself); moving them needs
+a live kernel. :func:`render_decoded` and :func:`render_series` draw the same figures
+without widgets.
 """
 
 from __future__ import annotations
@@ -78,18 +81,32 @@ def render_series(image, mask, features: pd.DataFrame | None = None, level: str 
     from .plots import show_sagittal
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 5), gridspec_kw={"width_ratios": [1, 1.2]})
+    from .geometry import FEATURE_LABELS
+    from .plots import level_colors
+
     show_sagittal(axes[0], image, mask, title=title)
     axes[1].axis("off")
     if features is not None and level is not None:
         row = features[features["level"] == level]
         if len(row):
             r = row.iloc[0]
-            lines = [f"{level}"] + [f"{c}: {r[c]:.2f}" for c in features.columns
-                                    if c not in ("series", "patient", "ivd_label", "level")
-                                    and isinstance(r[c], int | float | np.floating)]
-            axes[1].text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=8)
+            values = [(FEATURE_LABELS.get(c, c), r[c]) for c in features.columns
+                      if c not in ("series", "patient", "ivd_label", "level")
+                      and isinstance(r[c], int | float | np.floating)]
+            width = max((len(name) for name, _ in values), default=0)
+            axes[1].text(0, 1, f"disc {level}", va="top", fontsize=12, weight="bold",
+                         color=level_colors().get(level, "k"))
+            axes[1].text(0, 0.93, "\n".join(f"{name:<{width}}  {v:9.2f}" for name, v in values),
+                         va="top", family="monospace", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _natural(name: str) -> list:
+    """Sort key: "2_t1" before "10_t1"."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(name))]
 
 
 def cohort_browser(folder, features: pd.DataFrame):
@@ -98,7 +115,7 @@ def cohort_browser(folder, features: pd.DataFrame):
 
     from . import io
 
-    series = sorted(features["series"].unique())
+    series = sorted(features["series"].unique(), key=_natural)
     s_dd = W.Dropdown(options=series, description="series")
     l_dd = W.Dropdown(options=features.loc[features["series"] == series[0], "level"].tolist(),
                       description="level")
