@@ -1,7 +1,8 @@
 # disclatent: `make test` and `make book` create .venv (pinned, from requirements.lock) when it
 # is missing, then do their job. All build outputs go to _build/ (delete it for a clean start).
 #   make book [PROFILE=quick|default|paper] [DATA=/path/to/SPIDER]
-#   make test | make lint | make clean | make distclean
+#   make lab (JupyterLab on notebooks/, widgets live) | make test | make lint | make clean
+#   make distclean
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -11,7 +12,7 @@ PROFILE ?= default
 DATA    ?=
 BUILD   ?= _build
 
-.PHONY: all book test lint clean distclean venv
+.PHONY: all book lab test lint clean distclean venv
 
 all: book
 
@@ -26,6 +27,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 book: $(STAMP)
 	$(PY) -m disclatent book --profile $(PROFILE) --data "$(DATA)" --build-dir $(BUILD)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
 
 test: $(STAMP)
 	$(PY) -m pytest
