@@ -148,6 +148,14 @@ for source in tables:
         paired.append({"masks": source, "target": target, **c})
 paired = pd.DataFrame(paired)
 save_table(paired, "paired_geometric_vs_combined", build)
+for source, t in tables.items():
+    n_patients = t["patient"].nunique()
+    if n_patients < 20:
+        display(Markdown(
+            f"Only {n_patients} patients behind the `{source}` rows: a bootstrap over so few "
+            "spines resamples the same handful again and again and understates the "
+            "uncertainty, so its intervals and p-values there are optimistic; the corrected "
+            "t-test is the more cautious reading."))
 paired.round(4)
 
 # %% [markdown]

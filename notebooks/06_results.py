@@ -39,13 +39,15 @@ numbers = results.headline_numbers(build / "tables")
 
 
 class Text:
-    """Glued as plain text (no quotes), so prose can quote it inline."""
+    """Glued as plain text for {glue:text} in prose. Its repr is a quoted Python string:
+    myst-nb reads glued text with literal_eval, which would turn an unquoted "0.90" into the
+    number 0.9; a quoted one comes back exactly as written."""
 
     def __init__(self, text: str):
         self.text = text
 
     def __repr__(self) -> str:
-        return self.text
+        return repr(self.text)
 
 
 def show(value, digits: int = 2, pct: bool = False) -> str:

@@ -112,6 +112,10 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path) ->
         seconds = time.perf_counter() - start
         done = nbformat.read(tmp_out, as_version=4)
         done.metadata.setdefault("disclatent", {})["seconds"] = round(seconds, 1)
+        for cell in done.cells:  # papermill's copy of the parameters: folded on the page
+            tags = cell.metadata.get("tags", [])
+            if "injected-parameters" in tags and "hide-cell" not in tags:
+                cell.metadata["tags"] = [*tags, "hide-cell"]
         nbformat.write(done, tmp_out)
         os.replace(tmp_out, output)
     finally:
