@@ -332,3 +332,22 @@ def test_metrics_json_is_strict_json_without_heldout_discs(cubes, tmp_path):
     metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
     assert metrics["heldout_iou"] is None and metrics["n_heldout"] == 0
     assert metrics["train_iou"] == pytest.approx(ev["train_iou"])
+
+
+def test_cpu_threads_come_from_the_profile_the_environment_or_an_override(monkeypatch):
+    from disclatent.segmentation import config_from_profile
+
+    monkeypatch.delenv("DISCLATENT_CPU_THREADS", raising=False)
+    assert A.AEConfig.from_profile("quick").cpu_threads == 1
+    assert A.AEConfig.from_profile("default").cpu_threads == 2
+    assert A.AEConfig.from_profile("default", cpu_threads=3).cpu_threads == 3  # CLI --threads
+    assert config_from_profile("default").threads == 2
+    monkeypatch.setenv("DISCLATENT_CPU_THREADS", "1")
+    assert A.AEConfig.from_profile("default").cpu_threads == 1
+    assert config_from_profile("default").threads == 1
+    # how fast it trains is not what it learns: cached models stay valid
+    assert (A.AEConfig.from_profile("default", cpu_threads=1).training_key()
+            == A.AEConfig.from_profile("default", cpu_threads=2).training_key())
+    monkeypatch.setenv("DISCLATENT_CPU_THREADS", "two")
+    with pytest.raises(ValueError, match="DISCLATENT_CPU_THREADS"):
+        A.AEConfig.from_profile("default")

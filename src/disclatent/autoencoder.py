@@ -1031,11 +1031,10 @@ def cli_train(args) -> int:
     """``autoencoder train --masks PATH --latent-dim K --out DIR [--profile P] ...``"""
     from .profiles import get_profile
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     prof = get_profile(args.profile)
+    # --threads overrides the profile's (and DISCLATENT_CPU_THREADS); fit() applies it
     cfg = AEConfig.from_profile(prof, args.latent_dim, max_epochs=args.max_epochs,
-                                seed=args.seed)
+                                seed=args.seed, cpu_threads=args.threads or None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     modalities = None if args.modalities == "all" else tuple(args.modalities.split(","))
