@@ -190,18 +190,16 @@ supp2
 # * **grouped, AE in fold**: patient-grouped folds and an autoencoder trained on each
 #   training fold only, so that no test disc has shaped the latent space.
 #
-# The AE-in-fold protocol trains one autoencoder per fold (with the profile's
-# `pred_fold_ae_epochs` budget), so it runs fewer repeats, for disc narrowing (the paper's
+# The AE-in-fold protocol trains one autoencoder per fold (with the same settings and
+# epoch budget as the one fitted on all discs), so it runs fewer repeats, for disc narrowing (the paper's
 # target) only, and not at all in the `quick` profile.
 
 # %%
-fold_epochs = cfg.pred_fold_ae_epochs
 fold_cache = pr.LatentCache()  # "latent" and "geometric + latent" share each fold's AE
 
 
 def latent_factory(fold_seed: int) -> ae.LatentFeatures:
-    return ae.LatentFeatures(latent_dim=LATENT_DIM, profile=profile, max_epochs=fold_epochs,
-                             seed=fold_seed)
+    return ae.LatentFeatures(latent_dim=LATENT_DIM, profile=profile, seed=fold_seed)
 
 
 leak_rows = []
@@ -216,13 +214,13 @@ for target in spider.GRADING_TARGETS:
                                            **settings)
             leak_rows.append(row)
         # one autoencoder per fold is costly: the paper's target only, and not in `quick`
-        if fs != "geometric" and target == "disc_narrowing" and fold_epochs > 0:
+        if fs != "geometric" and target == "disc_narrowing" and cfg.pred_ae_in_fold:
             _, row = pr.run_experiment(
                 tables["gt"], target, fs, LATENT_DIM, "grouped, AE in fold",
                 n_repeats=cfg.pred_fold_repeats, n_boot=cfg.pred_boot, seed=seed,
                 cubes=gt.cubes, latent_factory=latent_factory, latent_cache=fold_cache)
             leak_rows.append(row)
-if fold_epochs == 0:
+if not cfg.pred_ae_in_fold:
     print(f"The '{profile}' profile skips the AE-in-fold protocol (it trains five "
           "autoencoders per experiment); the default and paper profiles run it.")
 leakage = pd.DataFrame(leak_rows)[["target", "features", "protocol", "repeats", "f1", "f1_lo",

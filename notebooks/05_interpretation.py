@@ -39,12 +39,10 @@ from IPython.display import Markdown, display
 from disclatent import geometry as geo
 from disclatent import interpretation as it
 from disclatent.plots import LEVEL_ORDER
-from disclatent.profiles import get_profile
 from disclatent.stats import correlation_table
 from disclatent.study import load_study
 from disclatent.tables import save_table
 
-cfg = get_profile(profile)
 study = load_study(profile, data_dir, build_dir, seed)  # the prediction chapter's k=4 AE
 build, gt, model, LATENT_DIM = study.build, study.gt, study.model, study.latent_dim
 with warnings.catch_warnings():

@@ -51,12 +51,14 @@ class Profile:
     seg_segresnet_filters: int = 8
     seg_swin_feature_size: int = 12
     # prediction (disclatent.prediction): repeats of 5-fold CV, patient-bootstrap resamples
-    # per interval, and the cheaper settings of the autoencoder-inside-each-fold protocol
-    # (pred_fold_ae_epochs = 0: that protocol is skipped, and the chapter says so)
+    # per interval, and the autoencoder-inside-each-fold protocol: whether it runs (the
+    # chapter says when it does not) and its repeats; each fold's autoencoder trains like the
+    # one fitted on all discs (the ae_* settings below), so the protocols differ only in
+    # which discs it sees
     pred_repeats: int = 5
     pred_boot: int = 1000
+    pred_ae_in_fold: bool = True
     pred_fold_repeats: int = 1
-    pred_fold_ae_epochs: int = 40  # = ae_max_epochs, so both protocols train alike
     # autoencoder (disclatent.autoencoder); defaults = the `default` profile (2-core CPU):
     # cube edge (the disc grid above, centred on the disc; every disc must fit), encoder
     # channels per stride-2 stage (decoder mirrored), epoch budget, batch, Adam learning rate
@@ -81,7 +83,7 @@ PROFILES: dict[str, Profile] = {
                      disc_cube_size=32, disc_spacing_mm=(3.0, 2.4, 2.8),
                      seg_models=("UNet", "SegResNet"), seg_batch=2, seg_max_epochs=2,
                      seg_iters_per_epoch=2, seg_max_minutes=None, seg_unet_channels=(8, 16, 32),
-                     pred_repeats=2, pred_boot=200, pred_fold_ae_epochs=0,
+                     pred_repeats=2, pred_boot=200, pred_ae_in_fold=False,
                      ae_channels=(8, 16, 32), ae_max_epochs=12, ae_batch_size=2,
                      ae_freeze_bn_epoch=4),
     "default": Profile("default", "a 2-core laptop CPU, about 20 minutes", n_patients=36,
@@ -92,7 +94,6 @@ PROFILES: dict[str, Profile] = {
                      seg_max_minutes=None, seg_unet_channels=(16, 32, 64, 128, 256),
                      seg_segresnet_filters=16, seg_swin_feature_size=48,
                      pred_repeats=10, pred_boot=2000, pred_fold_repeats=2,
-                     pred_fold_ae_epochs=1000,
                      ae_size=64, ae_channels=(32, 64, 128, 256, 512), ae_max_epochs=1000,
                      ae_schedule="constant", ae_loss="bce", ae_freeze_bn_epoch=0),
 }
