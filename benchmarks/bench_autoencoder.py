@@ -41,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the whole budget even after convergence")
     ap.add_argument("--json", default="", help="also write the result to this JSON file")
     args = ap.parse_args(argv)
-    # disclatent.autoencoder.fit sets torch's CPU threads from this variable (read on import)
+    # disclatent.autoencoder.core.fit sets torch's CPU threads from this variable (read on import)
     os.environ["DISCLATENT_CPU_THREADS"] = str(args.threads)
 
     import numpy as np
     import torch
 
-    from disclatent import autoencoder as A
-    from disclatent.book import cohort_root
+    from disclatent.autoencoder import core as A
+    from disclatent.report.book import cohort_root
 
     torch.set_num_threads(args.threads)
     cfg = A.AEConfig.from_profile(args.profile, args.latent_dim, max_epochs=args.epochs)

@@ -25,10 +25,10 @@ from pathlib import Path  # noqa: E402
 
 import SimpleITK as sitk  # noqa: E402
 
-from disclatent import geometry as geo  # noqa: E402
-from disclatent import isolation as iso  # noqa: E402
-from disclatent.io import read_mask  # noqa: E402
-from disclatent.phantom import write_phantom  # noqa: E402
+from disclatent.data.phantom import write_phantom  # noqa: E402
+from disclatent.data.volume import read_mask  # noqa: E402
+from disclatent.discs import geometry as geo  # noqa: E402
+from disclatent.discs import isolation as iso  # noqa: E402
 
 TARGET = 100.0  # discs per second
 

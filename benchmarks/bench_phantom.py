@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from disclatent.phantom import tree_digest, write_phantom
+from disclatent.data.phantom import tree_digest, write_phantom
 
 
 def main() -> None:

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from disclatent.io import read_image, series_name, write_image
-from disclatent.phantom import write_phantom
+from disclatent.data.phantom import write_phantom
+from disclatent.data.spider import SpiderFolder
+from disclatent.data.volume import read_image, series_name, write_image
 from disclatent.profiles import get_profile
-from disclatent.segmentation import Segmenter, build_model, config_from_profile
-from disclatent.spider import SpiderFolder
+from disclatent.segmentation.training import Segmenter, build_model, config_from_profile
 
 
 def _load() -> str:

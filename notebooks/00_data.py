@@ -31,12 +31,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from disclatent import io, spider
-from disclatent.book import cohort_root, resolve_build_dir
-from disclatent.inspect import inspect_path
-from disclatent.phantom import TRUTH_GEOMETRY
-from disclatent.plots import level_boxplots, show_sagittal
-from disclatent.tables import save_table
+from disclatent.data import spider
+from disclatent.data import volume as io
+from disclatent.data.phantom import TRUTH_GEOMETRY
+from disclatent.data.survey import inspect_path
+from disclatent.report.book import cohort_root, resolve_build_dir
+from disclatent.report.plots import level_boxplots, show_sagittal
+from disclatent.report.tables import save_table
 
 build = resolve_build_dir(build_dir)
 root = cohort_root(profile, data_dir, build_dir, seed)

@@ -41,10 +41,14 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from disclatent import io, spider
-from disclatent.book import cohort_root, resolve_build_dir
+from disclatent.data import spider
+from disclatent.data import volume as io
 from disclatent.profiles import get_profile
-from disclatent.segmentation import (
+from disclatent.report.book import cohort_root, resolve_build_dir
+from disclatent.report.tables import save_table
+from disclatent.segmentation.data import AXIS_MAPPING
+from disclatent.segmentation.evaluation import per_level, show_contours, summarise
+from disclatent.segmentation.training import (
     PAPER_RESULT,
     Segmenter,
     config_from_profile,
@@ -53,9 +57,6 @@ from disclatent.segmentation import (
     train,
     write_pred_cohort,
 )
-from disclatent.segmentation_data import AXIS_MAPPING
-from disclatent.segmentation_eval import per_level, show_contours, summarise
-from disclatent.tables import save_table
 
 build = resolve_build_dir(build_dir)
 root = cohort_root(profile, data_dir, build_dir)

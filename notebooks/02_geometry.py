@@ -20,7 +20,7 @@
 # phantom's known truth, and isolates every disc into the cube that the autoencoder chapter
 # learns from.
 #
-# **Definitions** (module `disclatent.geometry`; the same as the phantom's truth):
+# **Definitions** (module `disclatent.discs.geometry`; the same as the phantom's truth):
 #
 # * A PCA of the disc's voxels, in millimetres, gives its frame: the smallest-variance axis is
 #   the disc **normal** (towards superior), the in-plane axis closer to left-right is the
@@ -61,13 +61,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 from skimage.measure import regionprops
 
-from disclatent import geometry as geo
-from disclatent import io, spider
-from disclatent import isolation as iso
-from disclatent.book import cohort_root, resolve_build_dir
-from disclatent.plots import level_boxplots
+from disclatent.data import spider
+from disclatent.data import volume as io
+from disclatent.discs import geometry as geo
+from disclatent.discs import isolation as iso
 from disclatent.profiles import get_profile
-from disclatent.tables import save_table
+from disclatent.report.book import cohort_root, resolve_build_dir
+from disclatent.report.plots import level_boxplots
+from disclatent.report.tables import save_table
 
 notebook_start = time.perf_counter()
 cfg = get_profile(profile)
@@ -383,7 +384,7 @@ mismatches.head(10)
 # running: the figure shows the first series and level, rendered when the book was built.
 
 # %%
-from disclatent.widgets import cohort_browser  # noqa: E402
+from disclatent.report.widgets import cohort_browser  # noqa: E402
 
 cohort_browser(spider.SpiderFolder(root), features[["series", "level", *geo.FEATURES]])
 

@@ -42,11 +42,11 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from disclatent import autoencoder as ae_mod
-from disclatent.book import cohort_root, resolve_build_dir
-from disclatent.isolation import DiscWarning
+from disclatent.autoencoder import core as ae_mod
+from disclatent.discs.isolation import DiscWarning
 from disclatent.profiles import get_profile
-from disclatent.tables import save_table
+from disclatent.report.book import cohort_root, resolve_build_dir
+from disclatent.report.tables import save_table
 
 cfg_profile = get_profile(profile)
 build = resolve_build_dir(build_dir)

@@ -42,13 +42,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from disclatent import autoencoder as ae
-from disclatent import prediction as pr
-from disclatent import spider
-from disclatent.plots import forest_plot
+from disclatent.analysis import prediction as pr
+from disclatent.analysis.study import load_study
+from disclatent.autoencoder import core as ae
+from disclatent.data import spider
 from disclatent.profiles import get_profile
-from disclatent.study import load_study
-from disclatent.tables import save_table
+from disclatent.report.plots import forest_plot
+from disclatent.report.tables import save_table
 
 cfg = get_profile(profile)
 study = load_study(profile, data_dir, build_dir, seed)  # cohort, gradings, discs, k=4 AE

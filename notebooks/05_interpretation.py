@@ -36,12 +36,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from disclatent import geometry as geo
-from disclatent import interpretation as it
-from disclatent.plots import LEVEL_ORDER
-from disclatent.stats import correlation_table
-from disclatent.study import load_study
-from disclatent.tables import save_table
+from disclatent.analysis import interpretation as it
+from disclatent.analysis.stats import correlation_table
+from disclatent.analysis.study import load_study
+from disclatent.discs import geometry as geo
+from disclatent.report.plots import LEVEL_ORDER
+from disclatent.report.tables import save_table
 
 study = load_study(profile, data_dir, build_dir, seed)  # the prediction chapter's k=4 AE
 build, gt, model, LATENT_DIM = study.build, study.gt, study.model, study.latent_dim
@@ -174,7 +174,7 @@ else:
 # that state, every latent feature at the cohort mean, rendered when the book was built.
 
 # %%
-from disclatent.widgets import latent_explorer  # noqa: E402
+from disclatent.report.widgets import latent_explorer  # noqa: E402
 
 
 def measure_one(cube: np.ndarray) -> dict[str, float]:

@@ -16,7 +16,7 @@
 #
 # Every number on this page is read back from the tables the earlier chapters wrote
 # (`_build/tables/*.csv`) and inserted by code; the paper's figures come from
-# `disclatent.results.PAPER`. A number shown as "n/a" means its chapter did not produce it
+# `disclatent.report.results.PAPER`. A number shown as "n/a" means its chapter did not produce it
 # in this run.
 
 # %% tags=["parameters"]
@@ -30,9 +30,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from disclatent import results
-from disclatent.book import resolve_build_dir
-from disclatent.tables import save_table
+from disclatent.report import results
+from disclatent.report.book import resolve_build_dir
+from disclatent.report.tables import save_table
 
 build = resolve_build_dir(build_dir)
 numbers = results.headline_numbers(build / "tables")

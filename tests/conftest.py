@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from disclatent.io import Volume
-from disclatent.phantom import write_phantom
+from disclatent.data.phantom import write_phantom
+from disclatent.data.volume import Volume
 
 
 @pytest.fixture(scope="session")

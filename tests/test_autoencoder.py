@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from disclatent import autoencoder as A
-from disclatent import io
+from disclatent.autoencoder import core as A
 from disclatent.cli import main
-from disclatent.phantom import write_phantom
+from disclatent.data import volume as io
+from disclatent.data.phantom import write_phantom
 
 torch.set_num_threads(1)
 
@@ -335,7 +335,7 @@ def test_metrics_json_is_strict_json_without_heldout_discs(cubes, tmp_path):
 
 
 def test_cpu_threads_come_from_the_profile_the_environment_or_an_override(monkeypatch):
-    from disclatent.segmentation import config_from_profile
+    from disclatent.segmentation.training import config_from_profile
 
     monkeypatch.delenv("DISCLATENT_CPU_THREADS", raising=False)
     assert A.AEConfig.from_profile("quick").cpu_threads == 1

@@ -68,7 +68,7 @@ def test_quick_book_builds_and_caches(tmp_path):
         assert (html / "notebooks" / src).resolve().exists(), src
     assert "Traceback" not in data_page and "Error" not in data_page
     assert_offline(html)
-    from disclatent.book import check_pages
+    from disclatent.report.book import check_pages
 
     checked = {r["page"]: r for r in check_pages(html)}
     assert set(checked) >= {f"{p}.html" for p in toc_files()}
@@ -105,7 +105,7 @@ def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
     column of overview.csv)."""
     import pandas as pd
 
-    from disclatent.phantom import write_phantom
+    from disclatent.data.phantom import write_phantom
 
     data = tmp_path / "SPIDER"
     write_phantom(data, n_patients=10, seed=5)

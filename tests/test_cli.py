@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from disclatent import io
 from disclatent.cli import main
+from disclatent.data import volume as io
 
 
 def spider_like_real_mask() -> io.Volume:

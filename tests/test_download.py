@@ -8,7 +8,7 @@ from functools import partial
 
 import pytest
 
-from disclatent.download import fetch_files
+from disclatent.data.download import fetch_files
 
 
 @pytest.fixture

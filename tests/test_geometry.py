@@ -13,11 +13,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from conftest import oblique_direction
-from disclatent import geometry as g
-from disclatent import isolation as iso
-from disclatent import phantom as ph
-from disclatent.io import DataError, Volume, read_mask, write_image
-from disclatent.spider import read_gradings
+from disclatent.data import phantom as ph
+from disclatent.data.spider import read_gradings
+from disclatent.data.volume import DataError, Volume, read_mask, write_image
+from disclatent.discs import geometry as g
+from disclatent.discs import isolation as iso
 
 # ---------------------------------------------------------------------------------------
 # analytic shapes on arbitrary grids

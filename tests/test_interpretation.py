@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from disclatent import interpretation as it
+from disclatent.analysis import interpretation as it
 
 
 def test_sweep_holds_the_others_at_their_mean():

@@ -3,7 +3,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import oblique_direction, small_mask
-from disclatent import io
+from disclatent.data import volume as io
 
 
 @pytest.mark.parametrize("suffix", [".mha", ".nii.gz", ".nii"])

@@ -12,10 +12,10 @@ from scipy import ndimage
 from test_geometry import CENTRE, box, ellipsoid, render
 
 from conftest import oblique_direction, small_mask
-from disclatent import geometry as g
-from disclatent import isolation as iso
-from disclatent import phantom as ph
-from disclatent.io import DataError, Volume, read_mask, write_image
+from disclatent.data import phantom as ph
+from disclatent.data.volume import DataError, Volume, read_mask, write_image
+from disclatent.discs import geometry as g
+from disclatent.discs import isolation as iso
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

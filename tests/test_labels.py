@@ -1,6 +1,6 @@
 import pytest
 
-from disclatent import labels as lab
+from disclatent.data import labels as lab
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from disclatent import io, spider
-from disclatent import labels as lab
-from disclatent import phantom as ph
-from disclatent.inspect import inspect_path
+from disclatent.data import labels as lab
+from disclatent.data import phantom as ph
+from disclatent.data import spider
+from disclatent.data import volume as io
+from disclatent.data.survey import inspect_path
 
 
 def test_layout_and_columns(phantom_dir):

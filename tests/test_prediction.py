@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from disclatent import prediction as pr
+from disclatent.analysis import prediction as pr
 
 
 def cohort(n_patients=60, discs=6, seed=0, signal=1.0):

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from disclatent import results
-from disclatent.stats import correlation_table
+from disclatent.analysis.stats import correlation_table
+from disclatent.report import results
 
 
 def test_missing_tables_give_none_not_numbers(tmp_path):

@@ -13,9 +13,19 @@ import pytest
 import torch
 
 from conftest import oblique_direction
-from disclatent import io, spider
 from disclatent.cli import main
-from disclatent.segmentation import (
+from disclatent.data import spider
+from disclatent.data import volume as io
+from disclatent.segmentation.data import (
+    NETWORK_SPACING,
+    load_case,
+    make_split,
+    normalise_intensity,
+    resample_to_spacing,
+    site_table,
+)
+from disclatent.segmentation.evaluation import bootstrap_ci, evaluate_series, label_instances
+from disclatent.segmentation.training import (
     SegConfig,
     Segmenter,
     build_model,
@@ -26,15 +36,6 @@ from disclatent.segmentation import (
     train,
     write_pred_cohort,
 )
-from disclatent.segmentation_data import (
-    NETWORK_SPACING,
-    load_case,
-    make_split,
-    normalise_intensity,
-    resample_to_spacing,
-    site_table,
-)
-from disclatent.segmentation_eval import bootstrap_ci, evaluate_series, label_instances
 
 # index axes i -> Superior, j -> Anterior, k -> Left: no array axis is where canonical
 # LPS puts it, and one is flipped

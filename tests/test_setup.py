@@ -56,7 +56,7 @@ def test_notebooks_have_parameters_and_kernelspec():
 
 
 def test_data_fingerprint_follows_the_files(tmp_path):
-    from disclatent.book import data_fingerprint
+    from disclatent.report.book import data_fingerprint
 
     assert data_fingerprint("") == ""
     (tmp_path / "masks").mkdir()

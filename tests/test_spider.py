@@ -3,8 +3,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from disclatent import spider
-from disclatent.io import DataError, MissingFileError
+from disclatent.data import spider
+from disclatent.data.volume import DataError, MissingFileError
 
 GRADINGS = """Patient,IVD label,Modic,UP endplate,LOW endplate,Spondylolisthesis,Disc herniation,Disc narrowing,Disc bulging,Pfirrman grade
 1,1,0,0,0,0,0,1,1,4

@@ -5,7 +5,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from disclatent import io, spider, widgets  # noqa: E402
+from disclatent.data import spider  # noqa: E402
+from disclatent.data import volume as io  # noqa: E402
+from disclatent.report import widgets  # noqa: E402
 
 
 def ball_decoder(codes):

@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from .io import DataError
+from disclatent.data.volume import DataError
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import format_report, inspect_path
+    from disclatent.data.survey import format_report, inspect_path
 
     reports = inspect_path(args.path)
     if args.json:
@@ -25,7 +25,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_phantom(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .phantom import write_phantom
+    from disclatent.data.phantom import write_phantom
 
     start = time.perf_counter()
     with tqdm(total=args.patients, desc="phantom patients", unit="patient",
@@ -39,7 +39,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from .download import download_spider
+    from disclatent.data.download import download_spider
 
     download_spider(args.out, progressbar=not args.quiet)
     print(f"SPIDER is in {args.out}")
@@ -47,7 +47,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    from .book import build_book
+    from disclatent.report.book import build_book
 
     build_book(profile=args.profile, data=args.data, build_dir=Path(args.build_dir),
                html=not args.no_html, force=args.force)
@@ -55,9 +55,9 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def _cmd_geometry(args: argparse.Namespace) -> int:
-    from .geometry import measure_masks
-    from .io import atomic_path
-    from .isolation import parse_label_spec
+    from disclatent.data.volume import atomic_path
+    from disclatent.discs.geometry import measure_masks
+    from disclatent.discs.isolation import parse_label_spec
 
     labels = parse_label_spec(args.labels) if args.labels else None
     modalities = None if args.modalities == "all" else tuple(args.modalities.split(","))
@@ -73,7 +73,7 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from .segmentation import config_from_profile, predict_images, train
+    from disclatent.segmentation.training import config_from_profile, predict_images, train
 
     log = None if args.quiet else print
     if args.segment_command == "train":
@@ -97,14 +97,14 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_autoencoder(args: argparse.Namespace) -> int:
-    from . import autoencoder
+    from disclatent.autoencoder import core as autoencoder
 
     return {"train": autoencoder.cli_train, "encode": autoencoder.cli_encode,
             "decode": autoencoder.cli_decode}[args.ae_command](args)
 
 
 def _cmd_check_pages(args: argparse.Namespace) -> int:
-    from .book import check_pages
+    from disclatent.report.book import check_pages
 
     rows = check_pages(args.html, args.screenshots)
     bad = 0

@@ -27,12 +27,12 @@ class Profile:
     # to 18 times slower), so `quick` (tests, CI, often beside other jobs) uses 1. The
     # environment variable DISCLATENT_CPU_THREADS overrides every profile.
     cpu_threads: int = 2
-    # disc isolation (disclatent.isolation): cube edge in voxels and spacing in the cube's
+    # disc isolation (disclatent.discs.isolation): cube edge in voxels and spacing in the cube's
     # numpy order (SI, AP, LR); the paper's 64^3 at LR 1.4 x AP 1.2 x SI 1.5 mm. Every
     # profile covers the same ~96 x 77 x 90 mm around the disc.
     disc_cube_size: int = 64
     disc_spacing_mm: tuple[float, float, float] = (1.5, 1.2, 1.4)
-    # segmentation (disclatent.segmentation); defaults = the `default` profile (2-core CPU):
+    # segmentation (disclatent.segmentation.training); defaults = the `default` profile (2-core CPU):
     # the model whose masks feed later chapters, the models compared under one budget, patch
     # in numpy order (SI, AP, LR) on the 1.5 x 1.2 x 1.4 mm grid, batch, epochs (iterations
     # per epoch, 0: one pass of 4 patches per training series), early-stopping patience, a
@@ -50,7 +50,7 @@ class Profile:
     seg_unet_channels: tuple[int, ...] = (8, 16, 32, 64)
     seg_segresnet_filters: int = 8
     seg_swin_feature_size: int = 12
-    # prediction (disclatent.prediction): repeats of 5-fold CV, patient-bootstrap resamples
+    # prediction (disclatent.analysis.prediction): repeats of 5-fold CV, patient-bootstrap resamples
     # per interval, and the autoencoder-inside-each-fold protocol: whether it runs (the
     # chapter says when it does not) and its repeats; each fold's autoencoder trains like the
     # one fitted on all discs (the ae_* settings below), so the protocols differ only in
@@ -59,7 +59,7 @@ class Profile:
     pred_boot: int = 1000
     pred_ae_in_fold: bool = True
     pred_fold_repeats: int = 1
-    # autoencoder (disclatent.autoencoder); defaults = the `default` profile (2-core CPU):
+    # autoencoder (disclatent.autoencoder.core); defaults = the `default` profile (2-core CPU):
     # cube edge (the disc grid above, centred on the disc; every disc must fit), encoder
     # channels per stride-2 stage (decoder mirrored), epoch budget, batch, Adam learning rate
     # and schedule, loss, epoch from which batch norm uses fixed statistics (0: never), the

@@ -22,9 +22,9 @@ import pandas as pd
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from . import labels as lab
-from .io import Volume
-from .segmentation_data import disc_foreground
+from disclatent.data import labels as lab
+from disclatent.data.volume import Volume
+from disclatent.segmentation.data import disc_foreground
 
 DETECTION_DICE = 0.5
 
@@ -126,8 +126,8 @@ def evaluate_series(pred: Volume, gt: Volume, series: str = "") -> tuple[dict, p
 def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0
                  ) -> tuple[float, float, float]:
     """``(mean, low, high)``: the mean and its percentile bootstrap interval over values
-    (:func:`disclatent.stats.bootstrap_mean_ci`; non-numeric entries dropped)."""
-    from .stats import bootstrap_mean_ci
+    (:func:`disclatent.analysis.stats.bootstrap_mean_ci`; non-numeric entries dropped)."""
+    from disclatent.analysis.stats import bootstrap_mean_ci
 
     x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
     return bootstrap_mean_ci(x, n_boot=n_boot, level=level, seed=seed)
@@ -179,8 +179,8 @@ def show_contours(ax, image: Volume, truth: Volume | None, pred: Volume | None,
                   title: str | None = None) -> None:
     """Mid-sagittal slice (anterior left, superior up) with the true disc outlines (solid,
     green) and the predicted ones (dashed, orange)."""
-    from .io import to_canonical
-    from .plots import mid_sagittal_index
+    from disclatent.data.volume import to_canonical
+    from disclatent.report.plots import mid_sagittal_index
 
     canon = to_canonical(image)
     lr = mid_sagittal_index(truth if truth is not None else pred)

@@ -1,7 +1,7 @@
 """Segmentation data: the network grid, intensity normalisation, the site split, patches.
 
 **Network grid.** Every image is first put in the canonical LPS orientation from its header
-(:func:`disclatent.io.to_canonical`: index axes i, j, k towards Left, Posterior, Superior;
+(:func:`disclatent.data.volume.to_canonical`: index axes i, j, k towards Left, Posterior, Superior;
 numpy order (SI, AP, LR)), then resampled to the study's spacing with this axis mapping::
 
     left-right (SPIDER x, index i)            1.4 mm
@@ -31,9 +31,16 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from . import labels as lab
-from .io import DataError, Volume, natural_key, read_image, read_mask, to_canonical
-from .spider import SpiderFolder, read_overview
+from disclatent.data import labels as lab
+from disclatent.data.spider import SpiderFolder, read_overview
+from disclatent.data.volume import (
+    DataError,
+    Volume,
+    natural_key,
+    read_image,
+    read_mask,
+    to_canonical,
+)
 
 # spacing along the canonical index axes (i = left-right, j = anterior-posterior,
 # k = superior-inferior), millimetres
@@ -122,7 +129,7 @@ def site_table(root: str | Path, modalities: tuple[str, ...] | None = ("t1",)) -
     masks = set(folder.series(modalities=None))
     images = set()
     if folder.images_dir.is_dir():
-        from .io import list_images, series_name
+        from disclatent.data.volume import list_images, series_name
 
         images = {series_name(p) for p in list_images(folder.images_dir)}
     df = overview[overview["series"].isin(masks & images)].copy()
@@ -222,7 +229,7 @@ def load_case(image_path: str | Path, mask_path: str | Path | None = None,
             raise DataError(f"{mask.path}: resampled mask shape {label.shape} differs from "
                             f"image {arr.shape}")
         fg = np.flatnonzero(label)
-    from .io import series_name
+    from disclatent.data.volume import series_name
 
     return Case(series_name(image_path), arr, label, net.with_array(arr), fg)
 

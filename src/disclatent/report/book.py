@@ -46,8 +46,8 @@ def cohort_root(profile: str = "default", data_dir: str | os.PathLike = "",
                 build_dir: str | os.PathLike = "_build", seed: int | None = None) -> Path:
     """The SPIDER-format folder a notebook reads: ``data_dir`` if given, else the profile's
     phantom cohort under ``<build>/data/phantom-<profile>``, written first if missing."""
-    from .phantom import phantom_is_current, write_phantom
-    from .profiles import get_profile
+    from disclatent.data.phantom import phantom_is_current, write_phantom
+    from disclatent.profiles import get_profile
 
     if data_dir:
         root = Path(data_dir).expanduser().resolve()

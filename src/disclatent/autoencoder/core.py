@@ -1,7 +1,7 @@
 """The 3D CNN autoencoder of isolated disc masks: model, honest training, sweep, baseline.
 
 **Model** (:class:`DiscAutoencoder`). Input: one binary disc cube ``(S, S, S)`` in the
-canonical anatomical order of :mod:`disclatent.isolation` (numpy axes SI, AP, LR). Encoder:
+canonical anatomical order of :mod:`disclatent.discs.isolation` (numpy axes SI, AP, LR). Encoder:
 ``n`` stride-2 3-D convolutions (kernel 3) each followed by batch normalisation and ReLU;
 a *linear* bottleneck of size ``k`` (no activation on the latent vector); decoder: a linear
 layer back to the coarsest grid, then ``n`` stride-2 3-D transposed convolutions (kernel 3)
@@ -27,7 +27,7 @@ read back with pickle.
 **Evaluation.** Held-out reconstruction (discs of patients never seen in training, encoded
 and decoded) and a linear baseline (:class:`PCABaseline`: PCA of the flattened masks with the
 same ``k``, reconstruction thresholded at 0.5, the classical statistical shape model).
-Confidence intervals are percentile bootstraps of the mean over discs (:func:`disclatent.stats.bootstrap_mean_ci`).
+Confidence intervals are percentile bootstraps of the mean over discs (:func:`disclatent.analysis.stats.bootstrap_mean_ci`).
 
 **Cube size.** Cubes larger than the model's (e.g. a disc store isolated at 48^3 for a 32^3
 model on the same grid) are cropped about their centre and smaller ones zero-padded
@@ -56,8 +56,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .io import atomic_path, write_text_atomic
-from .stats import bootstrap_mean_ci
+from disclatent.analysis.stats import bootstrap_mean_ci
+from disclatent.data.volume import atomic_path, write_text_atomic
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -120,7 +120,7 @@ class AEConfig:
     @classmethod
     def from_profile(cls, profile, latent_dim: int = 4, **overrides) -> AEConfig:
         """The configuration a :class:`~disclatent.profiles.Profile` (or its name) sets."""
-        from .profiles import cpu_threads, get_profile
+        from disclatent.profiles import cpu_threads, get_profile
 
         p = get_profile(profile) if isinstance(profile, str) else profile
         values = dict(latent_dim=latent_dim, size=p.ae_size, spacing_mm=p.disc_spacing_mm,
@@ -919,14 +919,14 @@ class Discs:
 def load_discs(masks: str | os.PathLike, config: AEConfig, store: str | os.PathLike | None = None,
                modalities: Sequence[str] | None = ("t1",), progress: bool = False) -> Discs:
     """Isolate the discs of ``masks`` (SPIDER folder, folder of masks or one file) into cubes
-    of the model's size and spacing (:func:`disclatent.isolation.build_disc_store`).
+    of the model's size and spacing (:func:`disclatent.discs.isolation.build_disc_store`).
 
     The cube is the model's: ``config.size`` voxels at ``config.spacing_mm``, centred on the
     disc's centre of mass. A disc that does not fit is left out with a warning and listed in
     ``skipped`` (never truncated). With ``store`` the cubes are written there and reused
     while the masks and settings are unchanged.
     """
-    from .isolation import build_disc_store, cached_disc_store, load_disc_store
+    from disclatent.discs.isolation import build_disc_store, cached_disc_store, load_disc_store
 
     if store is not None:
         ds = cached_disc_store(masks, store, spacing_mm=config.spacing_mm, size=config.size,
@@ -1029,7 +1029,7 @@ def _disc_names(table: pd.DataFrame) -> pd.DataFrame:
 
 def cli_train(args) -> int:
     """``autoencoder train --masks PATH --latent-dim K --out DIR [--profile P] ...``"""
-    from .profiles import get_profile
+    from disclatent.profiles import get_profile
 
     prof = get_profile(args.profile)
     # --threads overrides the profile's (and DISCLATENT_CPU_THREADS); fit() applies it
@@ -1094,7 +1094,7 @@ def cli_decode(args) -> int:
     disc carries its SPIDER label ``200 + ivd_label`` when the CSV names the IVD label, else
     201.
     """
-    from .io import Volume, write_image
+    from disclatent.data.volume import Volume, write_image
 
     ae = DiscAE.load(args.model)
     table = pd.read_csv(args.latent, dtype={"patient": str, "series": str})

@@ -23,8 +23,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import labels as lab
-from .io import DataError, MissingFileError, image_suffix, list_images, series_name
+from disclatent.data import labels as lab
+from disclatent.data.volume import (
+    DataError,
+    MissingFileError,
+    image_suffix,
+    list_images,
+    series_name,
+)
 
 GRADING_COLUMNS = [
     "Patient",
@@ -219,7 +225,7 @@ def disc_table(root: str | os.PathLike, modalities: tuple[str, ...] | None = ("t
 
     Gradings are joined to each series of their patient. Series listed in ``overview.csv``
     but without a mask file are dropped; which discs a mask really contains is checked when
-    the masks are read (see :mod:`disclatent.inspect`).
+    the masks are read (see :mod:`disclatent.data.survey`).
     """
     folder = SpiderFolder(Path(root))
     overview = read_overview(folder.overview_csv)
@@ -241,7 +247,7 @@ def disc_table(root: str | os.PathLike, modalities: tuple[str, ...] | None = ("t
 
 
 def _natural_sort_key(col: pd.Series) -> pd.Series:
-    from .io import natural_key
+    from disclatent.data.volume import natural_key
 
     return col.map(natural_key) if col.dtype == object else col
 

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from . import stats
+from disclatent.analysis import stats
 
 GEOMETRIC_FEATURES = ["height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg",
                       "coronal_angle_deg", "transverse_angle_deg"]
@@ -160,7 +160,7 @@ class AppendLatent(BaseEstimator, TransformerMixin):
 
     ``X`` is the feature table with a ``cube_index`` column pointing into ``cubes`` (the disc
     store's cubes). ``latent`` is an unfitted scikit-learn transformer from cubes to latent
-    vectors (:class:`disclatent.autoencoder.LatentFeatures`); a fresh clone is fitted on the
+    vectors (:class:`disclatent.autoencoder.core.LatentFeatures`); a fresh clone is fitted on the
     training rows only, so no test disc shapes the latent space. With a :class:`LatentCache`
     an extractor already fitted on exactly these training discs is reused.
     """
@@ -204,15 +204,15 @@ def feature_columns(feature_set: str, latent_dim: int,
 
 
 def disc_features(store, gradings, latent: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per disc of a :class:`~disclatent.isolation.DiscStore` with its gradings.
+    """One row per disc of a :class:`~disclatent.discs.isolation.DiscStore` with its gradings.
 
     Geometric features are measured on each disc in its original mask (millimetres, no
-    resampling: :class:`~disclatent.geometry.GeometryFeatures` with ``space="mask"``);
+    resampling: :class:`~disclatent.discs.geometry.GeometryFeatures` with ``space="mask"``);
     ``latent`` (n x k, same row order as the store) adds ``latent_0..``; ``cube_index``
     points back into ``store.cubes``. Gradings are joined on (patient, IVD label); mismatches
-    are reported by :func:`disclatent.geometry.join_gradings`.
+    are reported by :func:`disclatent.discs.geometry.join_gradings`.
     """
-    from .geometry import GeometryFeatures, join_gradings
+    from disclatent.discs.geometry import GeometryFeatures, join_gradings
 
     table = GeometryFeatures(space="mask").transform(store)
     table["cube_index"] = np.arange(len(table))

@@ -1,7 +1,7 @@
 """Figures: slices shown the way radiologists read them, with physical aspect ratios.
 
 Sagittal views are drawn with anterior on the left and superior at the top; every image is
-first put into the canonical LPS orientation from its header (:func:`disclatent.io.to_canonical`),
+first put into the canonical LPS orientation from its header (:func:`disclatent.data.volume.to_canonical`),
 so a flipped or permuted file is shown the same way.
 """
 
@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import labels as lab
-from .io import Volume, to_canonical
+from disclatent.data import labels as lab
+from disclatent.data.volume import Volume, to_canonical
 
 LEVEL_ORDER = [lab.level_name(k) for k in range(7, 0, -1)]  # T11/T12 ... L5/S1, top to bottom
 

@@ -3,7 +3,7 @@
 The pipeline (STUDY.md section 1, step 1), with the fixes of section 2:
 
 * **Target**: every disc label (201-225) as one foreground channel.
-* **Preprocessing** (:mod:`disclatent.segmentation_data`): canonical LPS orientation from the
+* **Preprocessing** (:mod:`disclatent.segmentation.data`): canonical LPS orientation from the
   header, resampling to 1.4 mm left-right x 1.2 mm anterior-posterior x 1.5 mm
   superior-inferior (images linear, labels nearest neighbour), percentile intensity
   normalisation of the whole image. No scan is cropped or normalised with its mask.
@@ -17,7 +17,7 @@ The pipeline (STUDY.md section 1, step 1), with the fixes of section 2:
   wall-clock budget (recorded as the stop reason).
 * **Inference**: sliding-window logits, one sigmoid, probabilities resampled back to the
   image's own grid (linear) and thresholded at 0.5, then split into disc instances
-  201, 202, ... from the bottom up (:mod:`disclatent.segmentation_eval`).
+  201, 202, ... from the bottom up (:mod:`disclatent.segmentation.evaluation`).
 
 A model folder holds ``config.json``, ``split.csv``, ``model.safetensors`` (best validation
 IoU), ``history.csv`` (one row per epoch) and ``train.json`` (time, stop reason, best epoch).
@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import (
+from disclatent.data.spider import SpiderFolder
+from disclatent.data.volume import (
     DataError,
     Volume,
     atomic_path,
@@ -50,7 +51,7 @@ from .io import (
     write_image,
     write_text_atomic,
 )
-from .segmentation_data import (
+from disclatent.segmentation.data import (
     NETWORK_SPACING,
     Case,
     load_case,
@@ -59,8 +60,7 @@ from .segmentation_data import (
     resample_like,
     site_table,
 )
-from .segmentation_eval import evaluate_series, label_instances
-from .spider import SpiderFolder
+from disclatent.segmentation.evaluation import evaluate_series, label_instances
 
 MODEL_NAMES = ("UNet", "SegResNet", "SwinUNETR")
 SEG_VERSION = 2  # bump when training changes meaning, to invalidate cached models
@@ -135,7 +135,7 @@ class SegConfig:
 def config_from_profile(profile: str = "default", model: str | None = None,
                         **overrides) -> SegConfig:
     """The segmentation settings of a run profile (``profiles.py``), optionally changed."""
-    from .profiles import cpu_threads, get_profile
+    from disclatent.profiles import cpu_threads, get_profile
 
     p = get_profile(profile) if isinstance(profile, str) else profile
     cfg = SegConfig(
@@ -425,7 +425,7 @@ class Segmenter:
 
 
 def load_case_from_volume(image: Volume, spacing=NETWORK_SPACING) -> Case:
-    from .segmentation_data import normalise_intensity, resample_to_spacing
+    from disclatent.segmentation.data import normalise_intensity, resample_to_spacing
 
     net = resample_to_spacing(image, spacing, label=False)
     arr = normalise_intensity(net.array)
@@ -475,7 +475,7 @@ def write_pred_cohort(model_dir: str | Path, data_root: str | Path, out_root: st
 
     ``out_root`` gets ``masks/`` (predicted, same file names and grids as the images),
     ``overview.csv`` and ``radiological_gradings.csv`` restricted to those series/patients
-    (so :func:`disclatent.spider.disc_table` and the later chapters read it unchanged), the
+    (so :func:`disclatent.data.spider.disc_table` and the later chapters read it unchanged), the
     phantom's ``phantom_truth.csv`` restricted likewise when the source has one (it describes
     the anatomy, not a mask), and ``prediction.json`` naming the model and source.
     Images are not copied: they stay in ``data_root``.

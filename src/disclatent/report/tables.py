@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_path
+from disclatent.data.volume import atomic_path
 
 
 def table_path(build_dir: str | os.PathLike, name: str) -> Path:

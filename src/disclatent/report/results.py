@@ -116,7 +116,7 @@ def headline_numbers(tables_dir: str | os.PathLike) -> dict[str, float | str | N
 
 def _correlation_r(df: pd.DataFrame) -> pd.DataFrame:
     """The r matrix of a long correlation table (``x, y, r, p, q``; see
-    :func:`disclatent.stats.correlation_table`)."""
+    :func:`disclatent.analysis.stats.correlation_table`)."""
     return df.pivot(index="x", columns="y", values="r")
 
 

@@ -3,7 +3,7 @@
 Everything is computed in physical (LPS world) millimetres from the header's spacing and
 direction cosines, so the array order and the anisotropic voxels of the source file do not
 matter. The definitions follow the paper, made precise (they are the definitions of the
-phantom's truth, :mod:`disclatent.phantom`):
+phantom's truth, :mod:`disclatent.data.phantom`):
 
 **Disc frame (PCA).** The covariance of the disc's voxel centres, plus the covariance of one
 voxel box (``D diag(s^2/12) D^T``, which removes the bias of thick slices), gives three
@@ -57,9 +57,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from . import labels as lab
-from .io import DataError, Volume, read_mask, series_name
-from .isolation import (
+from disclatent.data import labels as lab
+from disclatent.data.volume import DataError, Volume, read_mask, series_name
+from disclatent.discs.isolation import (
     MIN_VOXELS,
     PAPER_SPACING_MM,
     DiscStore,
@@ -230,7 +230,7 @@ def _disc_grid(mask: Volume, disc: DiscVoxels) -> _Grid:
 
 def measure_disc(mask: Volume, disc: DiscVoxels, step_mm: float = DEFAULT_STEP_MM
                  ) -> DiscGeometry:
-    """Measure one disc (from :func:`disclatent.isolation.find_discs`) in its mask's space."""
+    """Measure one disc (from :func:`disclatent.discs.isolation.find_discs`) in its mask's space."""
     grid = _disc_grid(mask, disc)
     i0 = disc.ijk.min(axis=0) - 1
     try:
@@ -248,7 +248,7 @@ def slice_pca_angles(mask: Volume, disc: DiscVoxels) -> dict[str, float]:
     :func:`angles_from_frame`. Only for axis-aligned headers (the slices must be scanner
     planes). The features of this module use the 3-D PCA instead (see the module docstring).
     """
-    from .isolation import voxel_centres_mm
+    from disclatent.discs.isolation import voxel_centres_mm
 
     if not mask.is_axis_aligned():
         raise DataError(f"{mask.where}: slice-wise angles need an axis-aligned header")
@@ -307,7 +307,7 @@ def measure_cube(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPACING_M
     """The features (:data:`FEATURES`) of one binary cube in canonical orientation.
 
     ``cube[si, ap, lr]`` with index growing to superior, posterior, left (as written by
-    :mod:`disclatent.isolation`); ``spacing_mm`` in the same order. Float cubes (decoder
+    :mod:`disclatent.discs.isolation`); ``spacing_mm`` in the same order. Float cubes (decoder
     outputs) are thresholded at 0.5. An empty cube raises :class:`EmptyDiscError`, or gives
     NaN features with ``allow_empty``.
     """
@@ -343,9 +343,9 @@ def measure_mask(mask: Volume | str | os.PathLike,
 
     Columns: :data:`COLUMNS` plus ``touches_border`` (the disc reaches the edge of the image
     volume, so it may be cut). ``labels``/``label_offset`` as in
-    :func:`disclatent.isolation.find_discs`.
+    :func:`disclatent.discs.isolation.find_discs`.
     """
-    from .spider import parse_series
+    from disclatent.data.spider import parse_series
 
     vol = _as_mask(mask, label_offset)
     if discs is None:
@@ -381,7 +381,7 @@ def measure_masks(masks: str | os.PathLike | Sequence[str | os.PathLike],
 class GeometryFeatures(TransformerMixin, BaseEstimator):
     """scikit-learn transformer: discs -> geometric feature table (mm, degrees).
 
-    ``transform`` accepts a :class:`~disclatent.isolation.DiscStore` (or the path of one),
+    ``transform`` accepts a :class:`~disclatent.discs.isolation.DiscStore` (or the path of one),
     a disc table with a ``mask_path`` column (rows with ``ivd_label``; as in the store's
     table), or an array of cubes ``(n, S, S, S)``.
 
@@ -472,7 +472,7 @@ class GeometryFeatures(TransformerMixin, BaseEstimator):
 def grading_mismatches(features: pd.DataFrame, gradings: pd.DataFrame) -> pd.DataFrame:
     """Discs measured but not graded, and graded discs absent from the masks.
 
-    ``gradings`` as read by :func:`disclatent.spider.read_gradings`. Only patients that have
+    ``gradings`` as read by :func:`disclatent.data.spider.read_gradings`. Only patients that have
     at least one measured series are compared (a patient with no mask is not a mismatch of
     its discs). Columns: ``patient, ivd_label, level, problem``.
     """
@@ -496,7 +496,7 @@ def join_gradings(features: pd.DataFrame, gradings: pd.DataFrame | str | os.Path
     lists them; ``how="inner"`` (default) keeps only discs that have both, ``"left"`` keeps
     every measured disc (gradings NaN where missing).
     """
-    from .spider import read_gradings
+    from disclatent.data.spider import read_gradings
 
     if not isinstance(gradings, pd.DataFrame):
         gradings = read_gradings(gradings)

@@ -53,8 +53,8 @@ import pandas as pd
 from scipy import ndimage
 from scipy.stats import norm
 
-from . import labels as lab
-from .io import Volume, atomic_path, write_image, write_text_atomic
+from disclatent.data import labels as lab
+from disclatent.data.volume import Volume, atomic_path, write_image, write_text_atomic
 
 PHANTOM_VERSION = 1
 
@@ -630,7 +630,7 @@ def write_phantom(out: str | os.PathLike, n_patients: int = 40, seed: int = 0,
     _fmt_csv(overview, out / "overview.csv")
     _fmt_csv(gradings, out / "radiological_gradings.csv")
     _fmt_csv(truth, out / "phantom_truth.csv")
-    manifest = {"generator": "disclatent.phantom", "version": PHANTOM_VERSION,
+    manifest = {"generator": "disclatent.data.phantom", "version": PHANTOM_VERSION,
                 "n_patients": n_patients, "seed": seed,
                 "sites": [asdict(s) for s in SITES]}
     write_text_atomic(json.dumps(manifest, indent=2) + "\n", out / "phantom.json")

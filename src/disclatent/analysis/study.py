@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import autoencoder as ae
-from . import isolation as iso
-from . import spider
-from .profiles import Profile, get_profile
+from disclatent.autoencoder import core as ae
+from disclatent.data import spider
+from disclatent.discs import isolation as iso
+from disclatent.profiles import Profile, get_profile
 
 LATENT_DIM = 4  # the paper's bottleneck for prediction and interpretation
 
@@ -45,7 +45,7 @@ class Study:
 
     def features(self, store: iso.DiscStore) -> pd.DataFrame:
         """One row per disc: geometry (mm, degrees), ``latent_0..`` and the gradings."""
-        from .prediction import disc_features
+        from disclatent.analysis.prediction import disc_features
 
         return disc_features(store, self.gradings, self.model.encode(store.cubes))
 
@@ -61,10 +61,10 @@ def load_study(profile: str = "default", data_dir: str | os.PathLike = "",
     and reused from ``<build>/models/ae-all-<profile>-k<latent_dim>`` afterwards.
 
     Grading rows that do not match a disc (and the reverse) are reported by
-    :func:`disclatent.geometry.join_gradings` when feature tables are made; the IVD label 0
+    :func:`disclatent.discs.geometry.join_gradings` when feature tables are made; the IVD label 0
     rows of SPIDER's gradings file are reported by the data chapter and silenced here.
     """
-    from .book import cohort_root, resolve_build_dir
+    from disclatent.report.book import cohort_root, resolve_build_dir
 
     cfg = get_profile(profile)
     build = resolve_build_dir(build_dir)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .stats import correlation_table
+from disclatent.analysis.stats import correlation_table
 
 
 def sweep_codes(z: np.ndarray, n_steps: int = 6) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import labels as lab
+from disclatent.data import labels as lab
 
 IMAGE_SUFFIXES = (".mha", ".mhd", ".nii.gz", ".nii", ".nrrd")
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])

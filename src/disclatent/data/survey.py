@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import labels as lab
-from .io import DataError, image_suffix, list_images, read_mask, series_name
+from disclatent.data import labels as lab
+from disclatent.data.volume import DataError, image_suffix, list_images, read_mask, series_name
 
 
 def inspect_mask(path: str | os.PathLike) -> dict:

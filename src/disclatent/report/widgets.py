@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .interpretation import central_slices
+from disclatent.analysis.interpretation import central_slices
 
 
 def _draw_decoded(fig: plt.Figure, cube: np.ndarray, spacing_mm: Sequence[float],
@@ -78,11 +78,11 @@ def latent_explorer(z_cohort: np.ndarray, decode: Callable[[np.ndarray], np.ndar
 def render_series(image, mask, features: pd.DataFrame | None = None, level: str | None = None,
                   title: str = "") -> plt.Figure:
     """The cohort browser's figure: mid-sagittal slice with discs, one disc's features."""
-    from .plots import show_sagittal
+    from disclatent.report.plots import show_sagittal
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 5), gridspec_kw={"width_ratios": [1, 1.2]})
-    from .geometry import FEATURE_LABELS
-    from .plots import level_colors
+    from disclatent.discs.geometry import FEATURE_LABELS
+    from disclatent.report.plots import level_colors
 
     show_sagittal(axes[0], image, mask, title=title)
     axes[1].axis("off")
@@ -113,7 +113,7 @@ def cohort_browser(folder, features: pd.DataFrame):
     """Dropdowns for series and level; mid-sagittal overlay and the disc's features."""
     import ipywidgets as W
 
-    from . import io
+    from disclatent.data import volume as io
 
     series = sorted(features["series"].unique(), key=_natural)
     s_dd = W.Dropdown(options=series, description="series")

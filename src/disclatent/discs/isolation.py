@@ -12,7 +12,7 @@ file's header says, so numpy axes are always::
 
     cube[si, ap, lr]   index growing towards Superior, Posterior, Left
 
-(the same as :func:`disclatent.io.to_canonical` gives, and as ``SimpleITK`` returns an image
+(the same as :func:`disclatent.data.volume.to_canonical` gives, and as ``SimpleITK`` returns an image
 with identity direction). ``spacing_mm`` is given **in this numpy order, (SI, AP, LR)**.
 The paper resamples to "1.4 x 1.2 x 1.5 mm"; read in SPIDER's image-axis order (x = left-right,
 y = anterior-posterior, z = superior-inferior) that is LR 1.4 mm, AP 1.2 mm, SI 1.5 mm, hence
@@ -36,7 +36,7 @@ Explicit choices on bad input
   :class:`EmptyDiscWarning`. A mask in which no voxel carries any of the disc label values
   (wrong ``labels``/``label_offset``?) is also reported with an :class:`EmptyDiscWarning`.
   ``labels`` says which values are discs; a disc absent from one mask is not an error here
-  (:func:`disclatent.geometry.join_gradings` reports graded discs missing from the masks).
+  (:func:`disclatent.discs.geometry.join_gradings` reports graded discs missing from the masks).
 * A disc touching the border of the image volume is probably cut by the field of view: it is
   kept, reported with a :class:`DiscTouchesBorderWarning` and flagged in the
   ``touches_border`` column.
@@ -54,8 +54,15 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from . import labels as lab
-from .io import DataError, Volume, atomic_path, list_images, read_mask, series_name
+from disclatent.data import labels as lab
+from disclatent.data.volume import (
+    DataError,
+    Volume,
+    atomic_path,
+    list_images,
+    read_mask,
+    series_name,
+)
 
 PAPER_SPACING_MM: tuple[float, float, float] = (1.5, 1.2, 1.4)  # (SI, AP, LR)
 PAPER_CUBE_SIZE = 64
@@ -401,7 +408,7 @@ def mask_files(masks: str | os.PathLike | Sequence[str | os.PathLike],
     ``modalities`` filters SPIDER-named series (``<patient>_t1`` ...) when a folder is given;
     files whose names do not follow SPIDER's pattern are always kept. ``None``: all.
     """
-    from .spider import parse_series
+    from disclatent.data.spider import parse_series
 
     if isinstance(masks, str | os.PathLike):
         path = Path(masks)
@@ -449,7 +456,7 @@ def build_disc_store(masks: str | os.PathLike | Sequence[str | os.PathLike],
     not fit or cannot be read is left out with a warning (listed in ``DiscStore.skipped``);
     otherwise the first such error is raised.
     """
-    from .spider import parse_series
+    from disclatent.data.spider import parse_series
 
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
@@ -543,7 +550,7 @@ def cached_disc_store(masks: str | os.PathLike | Sequence[str | os.PathLike],
     import hashlib
     import json
 
-    from .io import write_text_atomic
+    from disclatent.data.volume import write_text_atomic
 
     files = mask_files(masks, modalities)
     key = hashlib.sha256(json.dumps(
