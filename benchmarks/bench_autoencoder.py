@@ -33,12 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latent-dim", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=None, help="epoch budget (profile's)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--channels", default="",
-                    help="encoder channels per stage, e.g. 32,64,128 (default: the profile's)")
-    ap.add_argument("--heldout-fraction", type=float, default=0.0,
-                    help="share of patients kept out of training (default 0: all discs)")
-    ap.add_argument("--no-stop", action="store_true",
-                    help="run the whole budget even after convergence")
+    ap.add_argument(
+        "--channels",
+        default="",
+        help="encoder channels per stage, e.g. 32,64,128 (default: the profile's)",
+    )
+    ap.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=0.0,
+        help="share of patients kept out of training (default 0: all discs)",
+    )
+    ap.add_argument(
+        "--no-stop", action="store_true", help="run the whole budget even after convergence"
+    )
     ap.add_argument("--json", default="", help="also write the result to this JSON file")
     args = ap.parse_args(argv)
     # disclatent.autoencoder.core.fit sets torch's CPU threads from this variable (read on import)
@@ -63,16 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     tr, ho = A.patient_split(discs.table["patient"], args.heldout_fraction, seed=cfg.seed)
     train = discs.cubes[tr]
     load0 = os.getloadavg()
-    print(f"cohort {root}: {len(discs.cubes)} discs isolated in {t_iso:.1f} s; training on "
-          f"{len(train)}; cube {cfg.size}^3 at {cfg.spacing_mm} mm; channels {cfg.channels}; "
-          f"k={cfg.latent_dim}; budget {cfg.max_epochs} epochs; torch threads {args.threads}; "
-          f"device {A.default_device()}; load average {load0[0]:.2f}", flush=True)
+    print(
+        f"cohort {root}: {len(discs.cubes)} discs isolated in {t_iso:.1f} s; training on "
+        f"{len(train)}; cube {cfg.size}^3 at {cfg.spacing_mm} mm; channels {cfg.channels}; "
+        f"k={cfg.latent_dim}; budget {cfg.max_epochs} epochs; torch threads {args.threads}; "
+        f"device {A.default_device()}; load average {load0[0]:.2f}",
+        flush=True,
+    )
 
     def report(row: dict) -> None:
         if row["epoch"] % 10 == 0 or row["train_iou"] >= cfg.target_iou:
-            print(f"  epoch {row['epoch']:4d}  loss {row['loss']:.4f}  train IoU "
-                  f"{row['train_iou']:.4f} (min {row['train_iou_min']:.3f})  "
-                  f"{row['seconds']:.1f} s", flush=True)
+            print(
+                f"  epoch {row['epoch']:4d}  loss {row['loss']:.4f}  train IoU "
+                f"{row['train_iou']:.4f} (min {row['train_iou_min']:.3f})  "
+                f"{row['seconds']:.1f} s",
+                flush=True,
+            )
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,16 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     held = A.evaluate(ae, train, discs.cubes[ho]) if ho.any() else None
     load1 = os.getloadavg()
     result = {
-        "profile": args.profile, "latent_dim": cfg.latent_dim, "n_train": len(train),
-        "epochs": m["epochs"], "converged": m["converged"],
-        "epochs_to_converge": m["epochs_to_converge"], "train_iou": round(m["train_iou"], 5),
+        "profile": args.profile,
+        "latent_dim": cfg.latent_dim,
+        "n_train": len(train),
+        "epochs": m["epochs"],
+        "converged": m["converged"],
+        "epochs_to_converge": m["epochs_to_converge"],
+        "train_iou": round(m["train_iou"], 5),
         "train_iou_ci": [round(v, 5) for v in m["train_iou_ci"]],
         "heldout_iou": round(held["heldout_iou"], 5) if held else None,
-        "wall_seconds": round(wall, 1), "seconds_per_epoch": round(wall / m["epochs"], 2),
+        "wall_seconds": round(wall, 1),
+        "seconds_per_epoch": round(wall / m["epochs"], 2),
         "training_volumes_per_second": m["volumes_per_second"],
-        "parameters": m["parameters"], "threads": torch.get_num_threads(),
-        "load_average_before": round(load0[0], 2), "load_average_after": round(load1[0], 2),
-        "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "parameters": m["parameters"],
+        "threads": torch.get_num_threads(),
+        "load_average_before": round(load0[0], 2),
+        "load_average_after": round(load1[0], 2),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
         "target_met": bool(m["converged"] and m["epochs_to_converge"] <= 100 and wall <= 480),
     }
     print(json.dumps(result, indent=1))

@@ -59,13 +59,17 @@ def main() -> int:
     parser.add_argument("--data", default="", help="a SPIDER folder (default: a new phantom)")
     parser.add_argument("--patients", type=int, default=8, help="phantom patients")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--check", action="store_true",
-                        help=f"exit 1 when below {TARGET:.0f} discs/s")
+    parser.add_argument(
+        "--check", action="store_true", help=f"exit 1 when below {TARGET:.0f} discs/s"
+    )
     args = parser.parse_args()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.data) if args.data else write_phantom(
-            Path(tmp) / "phantom", n_patients=args.patients, seed=0, workers=1)
+        root = (
+            Path(args.data)
+            if args.data
+            else write_phantom(Path(tmp) / "phantom", n_patients=args.patients, seed=0, workers=1)
+        )
         files = iso.mask_files(root, modalities=None)
         start = time.perf_counter()
         masks = [read_mask(f) for f in files]
@@ -76,16 +80,24 @@ def main() -> int:
         both, cubes_only, n = run(masks, args.repeats)
     best, median = min(both), statistics.median(both)
     rate = n / median
-    print(f"{len(masks)} masks, {n} discs; reading the files: {read_s:.2f} s "
-          f"({n / read_s:.0f} discs/s, not included below)")
-    print(f"isolation (64^3, {iso.PAPER_SPACING_MM} mm) + geometry, 1 thread: "
-          f"{1e3 * median / n:.2f} ms per disc, {rate:.0f} discs/s (median of {args.repeats}; "
-          f"best {n / best:.0f} discs/s)")
-    print(f"geometry of the 64^3 cubes alone: {1e3 * statistics.median(cubes_only) / n:.2f} ms "
-          f"per disc, {n / statistics.median(cubes_only):.0f} discs/s")
+    print(
+        f"{len(masks)} masks, {n} discs; reading the files: {read_s:.2f} s "
+        f"({n / read_s:.0f} discs/s, not included below)"
+    )
+    print(
+        f"isolation (64^3, {iso.PAPER_SPACING_MM} mm) + geometry, 1 thread: "
+        f"{1e3 * median / n:.2f} ms per disc, {rate:.0f} discs/s (median of {args.repeats}; "
+        f"best {n / best:.0f} discs/s)"
+    )
+    print(
+        f"geometry of the 64^3 cubes alone: {1e3 * statistics.median(cubes_only) / n:.2f} ms "
+        f"per disc, {n / statistics.median(cubes_only):.0f} discs/s"
+    )
     verdict = "meets" if rate >= TARGET else "BELOW"
-    print(f"target {TARGET:.0f} discs/s: {verdict} (load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; a shared machine is slower)")
+    print(
+        f"target {TARGET:.0f} discs/s: {verdict} (load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; a shared machine is slower)"
+    )
     return 1 if args.check and rate < TARGET else 0
 
 

@@ -1,6 +1,6 @@
 """Phantom cohort speed and determinism: 40 patients in at most 60 s on a 2-core machine.
 
-    .venv/bin/python benchmarks/bench_phantom.py [--patients 40] [--workers N]
+.venv/bin/python benchmarks/bench_phantom.py [--patients 40] [--workers N]
 """
 
 from __future__ import annotations
@@ -23,14 +23,17 @@ def main() -> None:
         times, digests = [], []
         for run in ("a", "b"):
             start = time.perf_counter()
-            out = write_phantom(Path(tmp) / run, n_patients=args.patients, seed=0,
-                                workers=args.workers)
+            out = write_phantom(
+                Path(tmp) / run, n_patients=args.patients, seed=0, workers=args.workers
+            )
             times.append(time.perf_counter() - start)
             digests.append(tree_digest(out))
         size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     print(f"cores: {os.cpu_count()}, workers: {args.workers or 'default'}")
-    print(f"{args.patients} patients ({2 * args.patients} series): "
-          f"{times[0]:.1f} s and {times[1]:.1f} s (target <= 60 s); {size_mb:.0f} MB")
+    print(
+        f"{args.patients} patients ({2 * args.patients} series): "
+        f"{times[0]:.1f} s and {times[1]:.1f} s (target <= 60 s); {size_mb:.0f} MB"
+    )
     print(f"byte-identical on re-run: {digests[0] == digests[1]}")
 
 

@@ -42,26 +42,46 @@ def _load() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
-    parser.add_argument("--models", nargs="*", default=None,
-                        help="models to time (default: the profile's comparison)")
-    parser.add_argument("--models-dir", default="",
-                        help="folder holding trained model folders named after the models")
-    parser.add_argument("--data", default="", help="a SPIDER folder (default: a 4-patient "
-                        "phantom, one patient per site, written to a temporary folder)")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=None,
+        help="models to time (default: the profile's comparison)",
+    )
+    parser.add_argument(
+        "--models-dir",
+        default="",
+        help="folder holding trained model folders named after the models",
+    )
+    parser.add_argument(
+        "--data",
+        default="",
+        help="a SPIDER folder (default: a 4-patient "
+        "phantom, one patient per site, written to a temporary folder)",
+    )
     parser.add_argument("--series", type=int, default=4, help="series to time per model")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads (0: the model's setting, 1 by default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: the model's setting, 1 by default)",
+    )
     args = parser.parse_args()
 
     settings = get_profile(args.profile)
     models = args.models or list(settings.seg_models)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.data) if args.data else write_phantom(Path(tmp) / "phantom", 4, seed=1,
-                                                               workers=1)
+        root = (
+            Path(args.data)
+            if args.data
+            else write_phantom(Path(tmp) / "phantom", 4, seed=1, workers=1)
+        )
         folder = SpiderFolder(root)
         series = folder.series(("t1",))[: args.series]
-        print(f"profile {args.profile}; {len(series)} T1 series from {root}; torch "
-              f"{torch.__version__}, {os.cpu_count()} CPUs; load average {_load()}")
+        print(
+            f"profile {args.profile}; {len(series)} T1 series from {root}; torch "
+            f"{torch.__version__}, {os.cpu_count()} CPUs; load average {_load()}"
+        )
         summary = []
         for name in models:
             trained = Path(args.models_dir) / name if args.models_dir else None
@@ -82,14 +102,18 @@ def main() -> int:
                 write_image(image.with_array(mask.array), Path(tmp) / "out" / f"{s}.mha")
                 dt = time.perf_counter() - t0
                 times.append(dt)
-                print(f"  {name:10s} {series_name(s):8s} {image.size} voxels (i, j, k): "
-                      f"{dt:6.2f} s, {info['n_discs']} discs, {torch.get_num_threads()} "
-                      f"thread(s)  [load {_load()}]")
+                print(
+                    f"  {name:10s} {series_name(s):8s} {image.size} voxels (i, j, k): "
+                    f"{dt:6.2f} s, {info['n_discs']} discs, {torch.get_num_threads()} "
+                    f"thread(s)  [load {_load()}]"
+                )
             summary.append((name, what, np.mean(times), np.max(times)))
         print("\nmodel       mean s/series  max s/series  <= 10 s?  weights")
         for name, what, mean, worst in summary:
-            print(f"{name:10s} {mean:13.2f} {worst:13.2f}  {'yes' if worst <= 10 else 'NO':>8s}"
-                  f"  {what}")
+            print(
+                f"{name:10s} {mean:13.2f} {worst:13.2f}  {'yes' if worst <= 10 else 'NO':>8s}"
+                f"  {what}"
+            )
         print(f"load average at the end: {_load()}")
     return 0
 

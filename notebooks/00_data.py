@@ -44,8 +44,12 @@ root = cohort_root(profile, data_dir, build_dir, seed)
 is_phantom = (root / "phantom_truth.csv").exists()
 folder = spider.SpiderFolder(root)
 folder.check()
-display(Markdown(f"Cohort folder: `{root}` ({'phantom' if is_phantom else 'real data'}, "
-                 f"profile `{profile}`)."))
+display(
+    Markdown(
+        f"Cohort folder: `{root}` ({'phantom' if is_phantom else 'real data'}, "
+        f"profile `{profile}`)."
+    )
+)
 
 # %% [markdown]
 # ## The cohort
@@ -85,16 +89,32 @@ by_level
 # %%
 reports = inspect_path(folder.masks_dir)
 geometry = pd.DataFrame(
-    [{"series": r["series"], "orientation": r["orientation"],
-      "spacing i (mm)": r["spacing_mm"][0], "spacing j (mm)": r["spacing_mm"][1],
-      "spacing k (mm)": r["spacing_mm"][2], "discs": r["n_discs"]} for r in reports]
+    [
+        {
+            "series": r["series"],
+            "orientation": r["orientation"],
+            "spacing i (mm)": r["spacing_mm"][0],
+            "spacing j (mm)": r["spacing_mm"][1],
+            "spacing k (mm)": r["spacing_mm"][2],
+            "discs": r["n_discs"],
+        }
+        for r in reports
+    ]
 )
 geometry = geometry.merge(overview[["series", "modality", site_col]], on="series", how="left")
-acq = geometry.groupby([site_col, "modality"]).agg(
-    series=("series", "count"), orientation=("orientation", "first"),
-    slice_mm=("spacing i (mm)", "mean"), ap_pixel_mm=("spacing j (mm)", "mean"),
-    si_pixel_mm=("spacing k (mm)", "mean"), discs_min=("discs", "min"), discs_max=("discs", "max"),
-).round(3)
+acq = (
+    geometry.groupby([site_col, "modality"])
+    .agg(
+        series=("series", "count"),
+        orientation=("orientation", "first"),
+        slice_mm=("spacing i (mm)", "mean"),
+        ap_pixel_mm=("spacing j (mm)", "mean"),
+        si_pixel_mm=("spacing k (mm)", "mean"),
+        discs_min=("discs", "min"),
+        discs_max=("discs", "max"),
+    )
+    .round(3)
+)
 save_table(acq, "acquisition_geometry", build, index=True)
 acq
 
@@ -135,12 +155,16 @@ fig.tight_layout()
 if is_phantom:
     truth = pd.read_csv(root / "phantom_truth.csv", dtype={"patient": str})
     truth = truth[truth["series"].str.endswith("_t1")]
-    names = {"height_mm": "height (mm)", "ap_width_mm": "AP width (mm)",
-             "lateral_width_mm": "lateral width (mm)",
-             "sagittal_angle_deg": "sagittal angle (deg)",
-             "coronal_angle_deg": "coronal angle (deg)",
-             "transverse_angle_deg": "transverse angle (deg)",
-             "volume_mm3": "volume (mm³)", "bulge_mm": "bulge (mm)"}
+    names = {
+        "height_mm": "height (mm)",
+        "ap_width_mm": "AP width (mm)",
+        "lateral_width_mm": "lateral width (mm)",
+        "sagittal_angle_deg": "sagittal angle (deg)",
+        "coronal_angle_deg": "coronal angle (deg)",
+        "transverse_angle_deg": "transverse angle (deg)",
+        "volume_mm3": "volume (mm³)",
+        "bulge_mm": "bulge (mm)",
+    }
     level_boxplots(truth, TRUTH_GEOMETRY + ["bulge_mm"], names)
     truth_by_level = truth.groupby("level", sort=False)[TRUTH_GEOMETRY].mean().round(1)
     save_table(truth_by_level, "phantom_truth_by_level", build, index=True)

@@ -64,14 +64,22 @@ settings = get_profile(profile)
 models_dir = build / "models" / f"seg-{profile}"
 pred_root = build / "data" / f"pred-{profile}"
 primary = settings.seg_model
-display(Markdown(f"Cohort: `{root}`; profile `{profile}`; models compared: "
-                 f"{', '.join(settings.seg_models)}; the masks of **{primary}** feed the "
-                 "later chapters."))
+display(
+    Markdown(
+        f"Cohort: `{root}`; profile `{profile}`; models compared: "
+        f"{', '.join(settings.seg_models)}; the masks of **{primary}** feed the "
+        "later chapters."
+    )
+)
 if "SwinUNETR" not in settings.seg_models:
-    display(Markdown(f"Profile `{profile}` leaves SwinUNETR-V2 (the paper's model) out: on a "
-                     "CPU it trains and infers far more slowly than the U-Net (measure it with "
-                     "`benchmarks/bench_segmentation.py`). The `paper` profile, meant for a "
-                     "GPU, trains all three."))
+    display(
+        Markdown(
+            f"Profile `{profile}` leaves SwinUNETR-V2 (the paper's model) out: on a "
+            "CPU it trains and infers far more slowly than the U-Net (measure it with "
+            "`benchmarks/bench_segmentation.py`). The `paper` profile, meant for a "
+            "GPU, trains all three."
+        )
+    )
 
 # %% [markdown]
 # ## Preprocessing and training
@@ -85,16 +93,23 @@ if "SwinUNETR" not in settings.seg_models:
 # %%
 cfg0 = config_from_profile(profile, model=primary)
 display(pd.DataFrame({"axis": list(AXIS_MAPPING), "spacing (mm)": list(AXIS_MAPPING.values())}))
-budget = pd.DataFrame([{
-    "patch (SI, AP, LR voxels)": " x ".join(map(str, cfg0.patch)),
-    "batch": cfg0.batch_size, "optimiser": f"Adam, lr {cfg0.lr:g}",
-    "loss": "BCE + Dice (equal weights), one sigmoid",
-    "max epochs": cfg0.max_epochs,
-    "iterations per epoch": cfg0.iters_per_epoch or "one pass (4 patches per series)",
-    "early stopping": f"validation IoU, patience {cfg0.patience}",
-    "wall-clock cap per model": (f"{cfg0.max_minutes:g} min" if cfg0.max_minutes else "none"),
-    "inference": f"sliding window ({cfg0.sw_overlap:g} overlap), probability > {cfg0.threshold}",
-}]).T.rename(columns={0: "every model"})
+budget = pd.DataFrame(
+    [
+        {
+            "patch (SI, AP, LR voxels)": " x ".join(map(str, cfg0.patch)),
+            "batch": cfg0.batch_size,
+            "optimiser": f"Adam, lr {cfg0.lr:g}",
+            "loss": "BCE + Dice (equal weights), one sigmoid",
+            "max epochs": cfg0.max_epochs,
+            "iterations per epoch": cfg0.iters_per_epoch or "one pass (4 patches per series)",
+            "early stopping": f"validation IoU, patience {cfg0.patience}",
+            "wall-clock cap per model": (
+                f"{cfg0.max_minutes:g} min" if cfg0.max_minutes else "none"
+            ),
+            "inference": f"sliding window ({cfg0.sw_overlap:g} overlap), probability > {cfg0.threshold}",
+        }
+    ]
+).T.rename(columns={0: "every model"})
 budget
 
 # %% [markdown]
@@ -111,12 +126,23 @@ runs = {}
 for name in settings.seg_models:
     cfg = config_from_profile(profile, model=name)
     runs[name] = train(root, models_dir / name, cfg, reuse=True, log=None)
-training = pd.DataFrame([{
-    "model": name, "parameters": r["parameters"], "epochs": r["epochs"],
-    "best epoch": r["best_epoch"], "best validation IoU": round(r["best_val_iou"], 4),
-    "stopped by": r["stop_reason"], "training (min)": round(r["seconds"] / 60, 1),
-    "device": r["device"], "threads": r["threads"], "load average": r["load_avg_start"],
-} for name, r in runs.items()])
+training = pd.DataFrame(
+    [
+        {
+            "model": name,
+            "parameters": r["parameters"],
+            "epochs": r["epochs"],
+            "best epoch": r["best_epoch"],
+            "best validation IoU": round(r["best_val_iou"], 4),
+            "stopped by": r["stop_reason"],
+            "training (min)": round(r["seconds"] / 60, 1),
+            "device": r["device"],
+            "threads": r["threads"],
+            "load average": r["load_avg_start"],
+        }
+        for name, r in runs.items()
+    ]
+)
 save_table(training, "segmentation_training", build)
 training
 
@@ -133,11 +159,16 @@ for name in settings.seg_models:  # every model saw the same split
     assert other[["series", "role"]].equals(split[["series", "role"]]), name
 test_site = split.loc[split["role"] == "test", "site"].iloc[0]
 save_table(split, "segmentation_split", build)
-counts = split.pivot_table(index="site", columns="role", values="patient", aggfunc="nunique",
-                           fill_value=0)
-display(Markdown(f"Held-out test site: **{test_site}** (site from "
-                 f"`{split['site_source'].iloc[0]}`). Patients per site and role; the split "
-                 f"file is `{models_dir / primary / 'split.csv'}`."))
+counts = split.pivot_table(
+    index="site", columns="role", values="patient", aggfunc="nunique", fill_value=0
+)
+display(
+    Markdown(
+        f"Held-out test site: **{test_site}** (site from "
+        f"`{split['site_source'].iloc[0]}`). Patients per site and role; the split "
+        f"file is `{models_dir / primary / 'split.csv'}`."
+    )
+)
 counts
 
 # %% [markdown]
@@ -153,8 +184,9 @@ for name in settings.seg_models:
     best = h.loc[h["val_iou"].idxmax()]
     axes[1].plot(best["epoch"], best["val_iou"], "k.", ms=8)
 axes[0].set(xlabel="epoch", ylabel="training loss (BCE + Dice)", title="training loss")
-axes[1].set(xlabel="epoch", ylabel="validation IoU", title="validation IoU (dot: kept)",
-            ylim=(0, 1))
+axes[1].set(
+    xlabel="epoch", ylabel="validation IoU", title="validation IoU (dot: kept)", ylim=(0, 1)
+)
 axes[1].legend()
 fig.tight_layout()
 
@@ -177,26 +209,63 @@ for name in settings.seg_models:
 rows = []
 for name in settings.seg_models:
     s = summarise(evals[name][0]).iloc[0]
-    rows.append({"model": name + ("-V2" if name == "SwinUNETR" else ""),
-                 "data": f"phantom, site {test_site}",
-                 "series": int(s["series"]), "IoU": s["IoU"], "IoU low": s["IoU low"],
-                 "IoU high": s["IoU high"], "DSC": s["DSC"], "DSC low": s["DSC low"],
-                 "DSC high": s["DSC high"], "IoU (95% CI)": s["IoU (95% CI)"],
-                 "DSC (95% CI)": s["DSC (95% CI)"],
-                 "discs detected": f"{s['detected']}/{s['discs']}",
-                 "extra": s["extra"], "mislabelled": s["mislabelled"],
-                 "training (min)": round(runs[name]["seconds"] / 60, 1),
-                 "inference (s/series)": round(inference[name], 2)})
-rows.append({"model": PAPER_RESULT["model"], "data": "SPIDER T1, held-out hospital",
-             **{k: PAPER_RESULT[k] for k in ("IoU", "IoU low", "IoU high", "DSC", "DSC low",
-                                              "DSC high")},
-             "IoU (95% CI)": "0.82 (0.80-0.84)", "DSC (95% CI)": "0.90 (0.89-0.91)"})
-rows.append({"model": "SwinUNETR-V2 (abstract)", "data": "SPIDER T1, held-out hospital",
-             "IoU": 0.74, "DSC": 0.85, "IoU (95% CI)": "0.74", "DSC (95% CI)": "0.85"})
+    rows.append(
+        {
+            "model": name + ("-V2" if name == "SwinUNETR" else ""),
+            "data": f"phantom, site {test_site}",
+            "series": int(s["series"]),
+            "IoU": s["IoU"],
+            "IoU low": s["IoU low"],
+            "IoU high": s["IoU high"],
+            "DSC": s["DSC"],
+            "DSC low": s["DSC low"],
+            "DSC high": s["DSC high"],
+            "IoU (95% CI)": s["IoU (95% CI)"],
+            "DSC (95% CI)": s["DSC (95% CI)"],
+            "discs detected": f"{s['detected']}/{s['discs']}",
+            "extra": s["extra"],
+            "mislabelled": s["mislabelled"],
+            "training (min)": round(runs[name]["seconds"] / 60, 1),
+            "inference (s/series)": round(inference[name], 2),
+        }
+    )
+rows.append(
+    {
+        "model": PAPER_RESULT["model"],
+        "data": "SPIDER T1, held-out hospital",
+        **{
+            k: PAPER_RESULT[k] for k in ("IoU", "IoU low", "IoU high", "DSC", "DSC low", "DSC high")
+        },
+        "IoU (95% CI)": "0.82 (0.80-0.84)",
+        "DSC (95% CI)": "0.90 (0.89-0.91)",
+    }
+)
+rows.append(
+    {
+        "model": "SwinUNETR-V2 (abstract)",
+        "data": "SPIDER T1, held-out hospital",
+        "IoU": 0.74,
+        "DSC": 0.85,
+        "IoU (95% CI)": "0.74",
+        "DSC (95% CI)": "0.85",
+    }
+)
 supp1 = pd.DataFrame(rows)
 save_table(supp1, "supplementary_table_1_segmentation", build)
-shown = supp1[["model", "data", "series", "IoU (95% CI)", "DSC (95% CI)", "discs detected",
-               "extra", "mislabelled", "training (min)", "inference (s/series)"]]
+shown = supp1[
+    [
+        "model",
+        "data",
+        "series",
+        "IoU (95% CI)",
+        "DSC (95% CI)",
+        "discs detected",
+        "extra",
+        "mislabelled",
+        "training (min)",
+        "inference (s/series)",
+    ]
+]
 shown = shown.astype(object).where(shown.notna(), "")
 for col in ("series", "extra", "mislabelled"):  # counts, not floats
     shown[col] = shown[col].map(lambda v: v if v == "" else int(v))
@@ -205,12 +274,15 @@ shown
 # %%
 best = max(settings.seg_models, key=lambda n: summarise(evals[n][0]).iloc[0]["DSC"])
 p = summarise(evals[primary][0]).iloc[0]
-display(Markdown(
-    f"Under this profile's budget the best test Dice is **{best}**'s. The masks that feed the "
-    f"later chapters are **{primary}**'s: test IoU {p['IoU (95% CI)']}, DSC "
-    f"{p['DSC (95% CI)']} over {p['series']} series (paper, SwinUNETR-V2 on SPIDER: IoU "
-    "0.82 (0.80-0.84), DSC 0.90 (0.89-0.91)). Training budgets differ from the paper's "
-    f"unless the profile is `paper`; this run used profile `{profile}`."))
+display(
+    Markdown(
+        f"Under this profile's budget the best test Dice is **{best}**'s. The masks that feed the "
+        f"later chapters are **{primary}**'s: test IoU {p['IoU (95% CI)']}, DSC "
+        f"{p['DSC (95% CI)']} over {p['series']} series (paper, SwinUNETR-V2 on SPIDER: IoU "
+        "0.82 (0.80-0.84), DSC 0.90 (0.89-0.91)). Training budgets differ from the paper's "
+        f"unless the profile is `paper`; this run used profile `{profile}`."
+    )
+)
 
 # %% [markdown]
 # ## Test slices: true and predicted outlines
@@ -250,8 +322,11 @@ levels
 # %%
 issues = series_df[(series_df[["missed", "extra", "mislabelled"]] > 0).any(axis=1)]
 save_table(series_df, "segmentation_test_series", build)
-display(Markdown(f"{len(issues)} of {len(series_df)} test series have a missed, extra or "
-                 "mislabelled disc:"))
+display(
+    Markdown(
+        f"{len(issues)} of {len(series_df)} test series have a missed, extra or mislabelled disc:"
+    )
+)
 issues
 
 # %% [markdown]
@@ -264,14 +339,30 @@ issues
 # %%
 all_pred = models_dir / primary / "all_pred"
 seg = Segmenter(models_dir / primary)
-predict_images(models_dir / primary, folder.images_dir, all_pred,
-               series=split["series"].tolist(), segmenter=seg)
+predict_images(
+    models_dir / primary,
+    folder.images_dir,
+    all_pred,
+    series=split["series"].tolist(),
+    segmenter=seg,
+)
 every, _ = evaluate_folder(all_pred, root, split["series"].tolist())
 every = every.merge(split[["series", "site", "role"]], on="series")
 per_site = summarise(every, by=["site", "role"])
 save_table(per_site, "segmentation_per_site", build)
-per_site[["site", "role", "series", "IoU (95% CI)", "DSC (95% CI)", "discs", "detected",
-          "extra", "mislabelled"]]
+per_site[
+    [
+        "site",
+        "role",
+        "series",
+        "IoU (95% CI)",
+        "DSC (95% CI)",
+        "discs",
+        "detected",
+        "extra",
+        "mislabelled",
+    ]
+]
 
 # %% [markdown]
 # ## The predicted masks, for the later chapters
@@ -284,11 +375,23 @@ per_site[["site", "role", "series", "IoU (95% CI)", "DSC (95% CI)", "discs", "de
 # %%
 pred_discs = spider.disc_table(pred_root, modalities=None)
 manifest = json.loads((pred_root / "prediction.json").read_text())
-display(Markdown(f"`{pred_root}`: {len(manifest['series'])} series, model "
-                 f"{manifest['model']}; {len(pred_discs)} graded discs join onto them."))
-loaded = pd.DataFrame([{"series": s, "discs in mask": int(
-    (np.unique(io.read_mask(pred_folder.mask_path(s)).array) > 0).sum())}
-    for s in manifest["series"]])
+display(
+    Markdown(
+        f"`{pred_root}`: {len(manifest['series'])} series, model "
+        f"{manifest['model']}; {len(pred_discs)} graded discs join onto them."
+    )
+)
+loaded = pd.DataFrame(
+    [
+        {
+            "series": s,
+            "discs in mask": int(
+                (np.unique(io.read_mask(pred_folder.mask_path(s)).array) > 0).sum()
+            ),
+        }
+        for s in manifest["series"]
+    ]
+)
 loaded
 
 # %% [markdown]

@@ -77,8 +77,9 @@ root = cohort_root(profile, data_dir, build_dir)
 is_phantom = (root / "phantom_truth.csv").exists()
 overview = spider.read_overview(root / "overview.csv")
 site_col = "institution" if "institution" in overview else "Manufacturer"
-display(Markdown(f"Cohort: `{root}` ({'phantom' if is_phantom else 'real data'}, profile "
-                 f"`{profile}`)."))
+display(
+    Markdown(f"Cohort: `{root}` ({'phantom' if is_phantom else 'real data'}, profile `{profile}`).")
+)
 
 # %% [markdown]
 # ## Every disc, measured in its mask's own space
@@ -96,13 +97,17 @@ with warnings.catch_warnings(record=True) as caught:
 measure_seconds = time.perf_counter() - start
 for w in caught:
     print(f"note ({type(w.message).__name__}): {w.message}")
-features = features.merge(overview[["series", "modality", site_col, "SliceThickness"]],
-                          on="series", how="left")
+features = features.merge(
+    overview[["series", "modality", site_col, "SliceThickness"]], on="series", how="left"
+)
 save_table(features, "geometry_features", build)
-display(Markdown(
-    f"{len(features)} discs of {features['series'].nunique()} series measured in "
-    f"{measure_seconds:.1f} s, reading the files included "
-    f"({len(features) / measure_seconds:.0f} discs per second); {len(caught)} warning(s)."))
+display(
+    Markdown(
+        f"{len(features)} discs of {features['series'].nunique()} series measured in "
+        f"{measure_seconds:.1f} s, reading the files included "
+        f"({len(features) / measure_seconds:.0f} discs per second); {len(caught)} warning(s)."
+    )
+)
 features.head(8).round(2)
 
 # %% [markdown]
@@ -154,11 +159,10 @@ if compared is not None:
         for y, style in ((bias, "-"), (bias - 1.96 * sd, "--"), (bias + 1.96 * sd, "--")):
             ax_b.axhline(y, color="k", ls=style, lw=0.8)
         ax_b.set_xlabel(f"mean of measured and true {name}", fontsize=8)
-        ax_b.set_ylabel("measured - true" + (" (%)" if f == "volume_mm3" else ""),
-                        fontsize=8)
+        ax_b.set_ylabel("measured - true" + (" (%)" if f == "volume_mm3" else ""), fontsize=8)
         ax_b.set_title(f"bias {bias:+.3g}, limits ±{1.96 * sd:.2g}", fontsize=8)
     axes.flat[0].legend(fontsize=7)
-    for ax in axes.flat[2 * len(geo.FEATURES):]:
+    for ax in axes.flat[2 * len(geo.FEATURES) :]:
         ax.axis("off")
     fig.tight_layout()
 
@@ -171,8 +175,10 @@ if compared is not None:
 # %%
 if compared is not None:
     by_site = compared.groupby(site_col).agg(
-        discs=("series", "size"), slice_mm=("SliceThickness", "mean"),
-        **{f"{f} |err|": (f"{f}_error", lambda e: e.abs().median()) for f in geo.FEATURES})
+        discs=("series", "size"),
+        slice_mm=("SliceThickness", "mean"),
+        **{f"{f} |err|": (f"{f}_error", lambda e: e.abs().median()) for f in geo.FEATURES},
+    )
     by_site = by_site.sort_values("slice_mm")
     save_table(by_site.round(3), "geometry_errors_by_site", build, index=True)
     display(by_site.round(2))
@@ -197,19 +203,31 @@ if compared is not None:
             discs = iso.find_discs(mask)
         if not mask.is_axis_aligned():
             continue
-        rows += [{"series": io.series_name(path), "ivd_label": d.ivd_label,
-                  **geo.slice_pca_angles(mask, d)} for d in discs]
-    slice_angles = pd.DataFrame(rows).merge(compared, on=["series", "ivd_label"],
-                                            suffixes=("", "_3d"))
+        rows += [
+            {
+                "series": io.series_name(path),
+                "ivd_label": d.ivd_label,
+                **geo.slice_pca_angles(mask, d),
+            }
+            for d in discs
+        ]
+    slice_angles = pd.DataFrame(rows).merge(
+        compared, on=["series", "ivd_label"], suffixes=("", "_3d")
+    )
     angle_cols = ["sagittal_angle_deg", "coronal_angle_deg", "transverse_angle_deg"]
-    methods = pd.DataFrame({
-        "3-D PCA, median |error|": [compared[f"{a}_error"].abs().median() for a in angle_cols],
-        "3-D PCA, max |error|": [compared[f"{a}_error"].abs().max() for a in angle_cols],
-        "middle-slice 2-D PCA, median |error|": [
-            (slice_angles[a] - slice_angles[f"{a}_true"]).abs().median() for a in angle_cols],
-        "middle-slice 2-D PCA, max |error|": [
-            (slice_angles[a] - slice_angles[f"{a}_true"]).abs().max() for a in angle_cols],
-    }, index=angle_cols)
+    methods = pd.DataFrame(
+        {
+            "3-D PCA, median |error|": [compared[f"{a}_error"].abs().median() for a in angle_cols],
+            "3-D PCA, max |error|": [compared[f"{a}_error"].abs().max() for a in angle_cols],
+            "middle-slice 2-D PCA, median |error|": [
+                (slice_angles[a] - slice_angles[f"{a}_true"]).abs().median() for a in angle_cols
+            ],
+            "middle-slice 2-D PCA, max |error|": [
+                (slice_angles[a] - slice_angles[f"{a}_true"]).abs().max() for a in angle_cols
+            ],
+        },
+        index=angle_cols,
+    )
     save_table(methods.round(3), "geometry_angle_methods", build, index=True)
     display(methods.round(2))
 
@@ -231,15 +249,25 @@ store_file = iso.store_path(build, profile, "gt")
 start = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", iso.DiscWarning)  # already reported above
-    iso.build_disc_store(root, store_file, source="gt", spacing_mm=cfg.disc_spacing_mm,
-                         size=cfg.disc_cube_size, progress=False, modalities=("t1",))
+    iso.build_disc_store(
+        root,
+        store_file,
+        source="gt",
+        spacing_mm=cfg.disc_spacing_mm,
+        size=cfg.disc_cube_size,
+        progress=False,
+        modalities=("t1",),
+    )
 store_seconds = time.perf_counter() - start
 store = iso.load_disc_store(store_file)
-display(Markdown(
-    f"{len(store)} T1 discs isolated into {store.size}³ cubes at "
-    f"{' x '.join(f'{s:g}' for s in store.spacing_mm)} mm (SI x AP x LR) in "
-    f"{store_seconds:.1f} s; stored in `{store_file.name}` "
-    f"({store_file.stat().st_size / 1024:.0f} KiB, bit-packed), read by the later chapters."))
+display(
+    Markdown(
+        f"{len(store)} T1 discs isolated into {store.size}³ cubes at "
+        f"{' x '.join(f'{s:g}' for s in store.spacing_mm)} mm (SI x AP x LR) in "
+        f"{store_seconds:.1f} s; stored in `{store_file.name}` "
+        f"({store_file.stat().st_size / 1024:.0f} KiB, bit-packed), read by the later chapters."
+    )
+)
 store.table.drop(columns=["mask_path"]).head(6).round(2)
 
 # %% [markdown]
@@ -260,14 +288,23 @@ if (store.size, tuple(store.spacing_mm)) != (iso.PAPER_CUBE_SIZE, iso.PAPER_SPAC
     rows = []
     for path, group in store.table.groupby("mask_path", sort=False):
         for disc in iso.isolate_discs(io.read_mask(path)):
-            rows.append({"series": group["series"].iloc[0], "ivd_label": disc.ivd_label,
-                         **geo.measure_cube(disc.cube, disc.spacing_mm)})
+            rows.append(
+                {
+                    "series": group["series"].iloc[0],
+                    "ivd_label": disc.ivd_label,
+                    **geo.measure_cube(disc.cube, disc.spacing_mm),
+                }
+            )
     spaces["cube 64³ (paper grid)"] = pd.DataFrame(rows)
 if is_phantom:
-    space_errors = pd.DataFrame({
-        name: geo.error_table(geo.compare_with_truth(
-            df, truth[truth["series"].isin(set(df["series"]))]))["median_abs_error"]
-        for name, df in spaces.items()})
+    space_errors = pd.DataFrame(
+        {
+            name: geo.error_table(
+                geo.compare_with_truth(df, truth[truth["series"].isin(set(df["series"]))])
+            )["median_abs_error"]
+            for name, df in spaces.items()
+        }
+    )
     space_errors["bound"] = pd.Series(geo.VALIDATION_BOUNDS)
     save_table(space_errors.round(4), "geometry_errors_by_space", build, index=True)
     display(Markdown("Median absolute error against truth (T1 discs; volume in %):"))
@@ -293,21 +330,30 @@ for path in iso.mask_files(root, ("t1",)):
         arr[disc.ijk[:, 2], disc.ijk[:, 1], disc.ijk[:, 0]] = 1
         props = regionprops(arr, spacing=mask.spacing[::-1])[0]
         ev = np.sort(props.inertia_tensor_eigvals)[::-1]
-        lengths = np.sqrt(10 * np.array([ev[0] + ev[1] - ev[2], ev[0] - ev[1] + ev[2],
-                                         -ev[0] + ev[1] + ev[2]]))
-        checks.append({"where": "original mask",
-                       "volume": ours.features["volume_mm3"] / props.area - 1,
-                       **{f"axis {k + 1}": ours.axis_lengths_mm[k] / lengths[k] - 1
-                          for k in range(3)}})
+        lengths = np.sqrt(
+            10 * np.array([ev[0] + ev[1] - ev[2], ev[0] - ev[1] + ev[2], -ev[0] + ev[1] + ev[2]])
+        )
+        checks.append(
+            {
+                "where": "original mask",
+                "volume": ours.features["volume_mm3"] / props.area - 1,
+                **{f"axis {k + 1}": ours.axis_lengths_mm[k] / lengths[k] - 1 for k in range(3)},
+            }
+        )
 for cube in store.cubes:
     ours = geo.measure_cube_geometry(cube, store.spacing_mm)
     props = regionprops(cube, spacing=store.spacing_mm)[0]
     ev = np.sort(props.inertia_tensor_eigvals)[::-1]
-    lengths = np.sqrt(10 * np.array([ev[0] + ev[1] - ev[2], ev[0] - ev[1] + ev[2],
-                                     -ev[0] + ev[1] + ev[2]]))
-    checks.append({"where": "cube", "volume": ours.features["volume_mm3"] / props.area - 1,
-                   **{f"axis {k + 1}": ours.axis_lengths_mm[k] / lengths[k] - 1
-                      for k in range(3)}})
+    lengths = np.sqrt(
+        10 * np.array([ev[0] + ev[1] - ev[2], ev[0] - ev[1] + ev[2], -ev[0] + ev[1] + ev[2]])
+    )
+    checks.append(
+        {
+            "where": "cube",
+            "volume": ours.features["volume_mm3"] / props.area - 1,
+            **{f"axis {k + 1}": ours.axis_lengths_mm[k] / lengths[k] - 1 for k in range(3)},
+        }
+    )
 check = pd.DataFrame(checks).groupby("where").agg(lambda x: np.abs(x).max())
 check.columns = [f"max |relative difference|, {c}" for c in check.columns]
 save_table(check, "geometry_regionprops_check", build, index=True)
@@ -342,17 +388,24 @@ series0 = store.table["series"].iloc[0]
 mask0 = io.read_mask(store.table["mask_path"].iloc[0])
 discs0 = {d.level: d for d in iso.isolate_discs(mask0)}
 disc0 = discs0.get("L4/L5", next(iter(discs0.values())))
-fig = geo.plot_disc_geometry(disc0.cube, disc0.spacing_mm,
-                             title=f"series {series0}, disc {disc0.level} (64³ cube at "
-                                   f"{' x '.join(f'{s:g}' for s in disc0.spacing_mm)} mm)")
-shown = pd.DataFrame({
-    "original mask": features.set_index(["series", "ivd_label"]).loc[
-        (series0, disc0.ivd_label), geo.FEATURES],
-    "64³ cube (drawn)": pd.Series(geo.measure_cube(disc0.cube, disc0.spacing_mm)),
-})
+fig = geo.plot_disc_geometry(
+    disc0.cube,
+    disc0.spacing_mm,
+    title=f"series {series0}, disc {disc0.level} (64³ cube at "
+    f"{' x '.join(f'{s:g}' for s in disc0.spacing_mm)} mm)",
+)
+shown = pd.DataFrame(
+    {
+        "original mask": features.set_index(["series", "ivd_label"]).loc[
+            (series0, disc0.ivd_label), geo.FEATURES
+        ],
+        "64³ cube (drawn)": pd.Series(geo.measure_cube(disc0.cube, disc0.spacing_mm)),
+    }
+)
 if is_phantom:
     shown["truth"] = truth.set_index(["series", "ivd_label"]).loc[
-        (series0, disc0.ivd_label), geo.FEATURES]
+        (series0, disc0.ivd_label), geo.FEATURES
+    ]
 shown.astype(float).round(2)
 
 # %% [markdown]

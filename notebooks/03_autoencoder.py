@@ -62,16 +62,20 @@ with warnings.catch_warnings(record=True) as caught:
     discs = ae_mod.load_discs(root, base, build / "data" / f"ae-discs-{profile}.npz")
 for w in caught[:5]:
     print("note:", w.message)
-train_idx, held_idx = ae_mod.patient_split(discs.table["patient"],
-                                           cfg_profile.ae_heldout_fraction, seed=base.seed)
+train_idx, held_idx = ae_mod.patient_split(
+    discs.table["patient"], cfg_profile.ae_heldout_fraction, seed=base.seed
+)
 train, held = discs.cubes[train_idx], discs.cubes[held_idx]
 n_pat = discs.table["patient"].nunique()
-display(Markdown(
-    f"Cohort `{root.name}`: {len(discs.cubes)} discs of {n_pat} patients (T1 masks). "
-    f"{int(train_idx.sum())} discs of {discs.table.loc[train_idx, 'patient'].nunique()} "
-    f"patients train the models; {int(held_idx.sum())} discs of "
-    f"{discs.table.loc[held_idx, 'patient'].nunique()} patients are held out. "
-    f"Device: `{device}`."))
+display(
+    Markdown(
+        f"Cohort `{root.name}`: {len(discs.cubes)} discs of {n_pat} patients (T1 masks). "
+        f"{int(train_idx.sum())} discs of {discs.table.loc[train_idx, 'patient'].nunique()} "
+        f"patients train the models; {int(held_idx.sum())} discs of "
+        f"{discs.table.loc[held_idx, 'patient'].nunique()} patients are held out. "
+        f"Device: `{device}`."
+    )
+)
 
 # %% [markdown]
 # ## The model, and where this profile departs from the paper
@@ -87,10 +91,12 @@ display(Markdown(
 paper_cfg = ae_mod.AEConfig.from_profile("paper")
 paper_params = ae_mod.count_parameters(ae_mod.build_model(paper_cfg))
 ours_params = ae_mod.count_parameters(ae_mod.build_model(base))
-settings = pd.DataFrame({
-    "paper profile": ae_mod.describe_config(paper_cfg, paper_params),
-    f"this run ({profile})": ae_mod.describe_config(base, ours_params),
-})
+settings = pd.DataFrame(
+    {
+        "paper profile": ae_mod.describe_config(paper_cfg, paper_params),
+        f"this run ({profile})": ae_mod.describe_config(base, ours_params),
+    }
+)
 save_table(settings, "autoencoder_settings", build, index=True)
 settings
 
@@ -118,21 +124,26 @@ settings
 # ## The bottleneck sweep
 
 # %%
-results, models, pcas = ae_mod.sweep(train, held, base, cfg_profile.ae_latent_dims,
-                                     out_dir=models_dir, progress=False, device=device)
+results, models, pcas = ae_mod.sweep(
+    train, held, base, cfg_profile.ae_latent_dims, out_dir=models_dir, progress=False, device=device
+)
 save_table(results, "autoencoder_sweep_raw", build)
 table = ae_mod.sweep_table(results)
 save_table(table, "autoencoder_sweep", build)
-display(Markdown(
-    "IoU: mean over discs with a 95 % percentile-bootstrap interval (2000 resamples of discs). "
-    "Epochs: the first epoch at which the eval-mode mean training IoU reached 0.995. "
-    "Paper figures: training IoU only; the paper reports neither held-out nor baseline "
-    "figures."))
+display(
+    Markdown(
+        "IoU: mean over discs with a 95 % percentile-bootstrap interval (2000 resamples of discs). "
+        "Epochs: the first epoch at which the eval-mode mean training IoU reached 0.995. "
+        "Paper figures: training IoU only; the paper reports neither held-out nor baseline "
+        "figures."
+    )
+)
 table.set_index("k")
 
 # %%
-timing = results[["latent_dim", "epochs_run", "train_seconds", "parameters", "n_train",
-                  "n_heldout"]].rename(columns={"latent_dim": "k"})
+timing = results[
+    ["latent_dim", "epochs_run", "train_seconds", "parameters", "n_train", "n_heldout"]
+].rename(columns={"latent_dim": "k"})
 timing["seconds per epoch"] = (timing["train_seconds"] / timing["epochs_run"]).round(2)
 timing.set_index("k")
 
@@ -154,8 +165,14 @@ axes[0].set_yscale("log")
 axes[0].set_ylabel("training loss")
 axes[1].axhline(base.target_iou, ls="--", color="k", lw=1)
 axes[1].set_ylabel("mean IoU, all training discs (eval mode)")
-axes[1].set_ylim(max(0.0, min(h["train_iou"].min() for h in
-                              (m.history for m in models.values()) if not h.empty) - 0.02), 1.0)
+axes[1].set_ylim(
+    max(
+        0.0,
+        min(h["train_iou"].min() for h in (m.history for m in models.values()) if not h.empty)
+        - 0.02,
+    ),
+    1.0,
+)
 for ax in axes:
     ax.set_xlabel("epoch")
     ax.legend()
@@ -176,8 +193,7 @@ if len(held):
     picks.append(("held out", int(rng.integers(len(held)))))
 ks = list(models)
 k_pca = 4 if 4 in pcas else ks[-1]
-figs = ae_mod.plot_reconstructions(train, held, picks, models, pcas[k_pca], k_pca,
-                                   base.spacing_mm)
+figs = ae_mod.plot_reconstructions(train, held, picks, models, pcas[k_pca], k_pca, base.spacing_mm)
 
 # %% [markdown]
 # ## The linear baseline
@@ -191,12 +207,22 @@ figs = ae_mod.plot_reconstructions(train, held, picks, models, pcas[k_pca], k_pc
 fig, ax = plt.subplots(figsize=(7, 3.6))
 x = np.arange(len(results))
 w = 0.2
-bars = [("train_iou", "autoencoder, training"), ("heldout_iou", "autoencoder, held out"),
-        ("pca_train_iou", "PCA, training"), ("pca_heldout_iou", "PCA, held out")]
+bars = [
+    ("train_iou", "autoencoder, training"),
+    ("heldout_iou", "autoencoder, held out"),
+    ("pca_train_iou", "PCA, training"),
+    ("pca_heldout_iou", "PCA, held out"),
+]
 for j, (col, label) in enumerate(bars):
     lo, hi = results[col + "_lo"], results[col + "_hi"]
-    ax.bar(x + (j - 1.5) * w, results[col], w, label=label,
-           yerr=[results[col] - lo, hi - results[col]], capsize=2)
+    ax.bar(
+        x + (j - 1.5) * w,
+        results[col],
+        w,
+        label=label,
+        yerr=[results[col] - lo, hi - results[col]],
+        capsize=2,
+    )
 ax.set_xticks(x, [f"k={k}" for k in results["latent_dim"]])
 ax.set_ylabel("mean IoU (95% CI)")
 lowest = np.nanmin(results[[c for c, _ in bars]].to_numpy())
@@ -213,21 +239,36 @@ lines = [
     f"At k = {k_main}: training IoU {r.train_iou:.4f}, held-out IoU {r.heldout_iou:.4f} "
     f"(a gap of {gap_ae:.4f}); PCA with {int(r.pca_components)} components: training "
     f"{r.pca_train_iou:.4f}, held out {r.pca_heldout_iou:.4f}.",
-    "The autoencoder converged by the paper's criterion after "
-    f"{int(r.epochs_to_converge)} epochs." if r.converged else
-    f"The autoencoder did **not** reach the paper's criterion (0.995) within the "
+    f"The autoencoder converged by the paper's criterion after {int(r.epochs_to_converge)} epochs."
+    if r.converged
+    else f"The autoencoder did **not** reach the paper's criterion (0.995) within the "
     f"`{profile}` budget of {int(r.epochs_run)} epochs.",
 ]
 if np.isfinite(r.heldout_iou) and np.isfinite(r.pca_heldout_iou):
     better = "better" if r.heldout_iou > r.pca_heldout_iou else "no better"
-    lines.append(f"On discs it has never seen, the autoencoder reconstructs {better} than the "
-                 f"linear shape model with the same {k_main} numbers "
-                 f"({r.heldout_iou:.4f} vs {r.pca_heldout_iou:.4f}).")
+    lines.append(
+        f"On discs it has never seen, the autoencoder reconstructs {better} than the "
+        f"linear shape model with the same {k_main} numbers "
+        f"({r.heldout_iou:.4f} vs {r.pca_heldout_iou:.4f})."
+    )
 display(Markdown(" ".join(lines)))
-metrics = {int(k): {key: v for key, v in m.metrics.items() if not isinstance(v, list | dict)}
-           for k, m in models.items()}
-pd.DataFrame(metrics).T[["epochs", "converged", "train_iou", "train_iou_min", "heldout_iou",
-                         "train_seconds", "volumes_per_second", "parameters", "device"]]
+metrics = {
+    int(k): {key: v for key, v in m.metrics.items() if not isinstance(v, list | dict)}
+    for k, m in models.items()
+}
+pd.DataFrame(metrics).T[
+    [
+        "epochs",
+        "converged",
+        "train_iou",
+        "train_iou_min",
+        "heldout_iou",
+        "train_seconds",
+        "volumes_per_second",
+        "parameters",
+        "device",
+    ]
+]
 
 # %% [markdown]
 # ## Speed

@@ -54,8 +54,12 @@ cfg = get_profile(profile)
 study = load_study(profile, data_dir, build_dir, seed)  # cohort, gradings, discs, k=4 AE
 build, gt, LATENT_DIM = study.build, study.gt, study.latent_dim
 settings = dict(n_repeats=cfg.pred_repeats, n_boot=cfg.pred_boot, seed=seed)
-display(Markdown(f"Profile `{profile}`: {cfg.pred_repeats} repeats of 5-fold CV, "
-                 f"{cfg.pred_boot} patient-bootstrap resamples per interval."))
+display(
+    Markdown(
+        f"Profile `{profile}`: {cfg.pred_repeats} repeats of 5-fold CV, "
+        f"{cfg.pred_boot} patient-bootstrap resamples per interval."
+    )
+)
 
 # %%
 # The latent features of the main tables come from one autoencoder fitted on all
@@ -73,18 +77,28 @@ if "pred" not in tables:
 for source in list(tables):
     problems = {t: pr.cv_problem(tables[source], t) for t in spider.GRADING_TARGETS}
     if any(problems.values()):
-        print(f"Features from {source} masks are left out of the tables: "
-              + "; ".join(f"{t}: {p}" for t, p in problems.items() if p))
+        print(
+            f"Features from {source} masks are left out of the tables: "
+            + "; ".join(f"{t}: {p}" for t, p in problems.items() if p)
+        )
         if source == "gt":
             raise RuntimeError("the ground-truth cohort is too small for 5-fold CV")
         tables.pop(source)
-counts = pd.DataFrame([
-    {"discs": len(t), "patients": t["patient"].nunique(),
-     "narrowing (%)": round(100 * t["disc_narrowing"].mean(), 1),
-     "bulging (%)": round(100 * t["disc_bulging"].mean(), 1)}
-    for t in tables.values()], index=list(tables))
-counts.index = counts.index.map({"gt": "ground-truth masks (all sites)",
-                                 "pred": "predicted masks (test site)"})
+counts = pd.DataFrame(
+    [
+        {
+            "discs": len(t),
+            "patients": t["patient"].nunique(),
+            "narrowing (%)": round(100 * t["disc_narrowing"].mean(), 1),
+            "bulging (%)": round(100 * t["disc_bulging"].mean(), 1),
+        }
+        for t in tables.values()
+    ],
+    index=list(tables),
+)
+counts.index = counts.index.map(
+    {"gt": "ground-truth masks (all sites)", "pred": "predicted masks (test site)"}
+)
 counts
 
 # %% [markdown]
@@ -118,7 +132,8 @@ table1
 # %%
 literature = pr.LITERATURE.assign(
     f1=lambda d: d.f1.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
-    auc=lambda d: d.auc.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"))
+    auc=lambda d: d.auc.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
+)
 display(Markdown("Literature rows quoted by the paper (disc narrowing):"))
 literature
 
@@ -126,8 +141,12 @@ literature
 if "pred" in tables:
     table2 = pr.side_by_side(main[main.source == "pred"])
     save_table(table2, "table2_predicted_masks", build)
-    display(Markdown("**Table 2.** Predicted masks of the held-out site (grouped folds); "
-                     "few patients, so wide intervals."))
+    display(
+        Markdown(
+            "**Table 2.** Predicted masks of the held-out site (grouped folds); "
+            "few patients, so wide intervals."
+        )
+    )
     display(table2)
 
 # %% [markdown]
@@ -142,20 +161,27 @@ if "pred" in tables:
 paired = []
 for source in tables:
     for target in spider.GRADING_TARGETS:
-        c = pr.compare(results[(source, target, "geometric")],
-                       results[(source, target, "geometric + latent")], "auc",
-                       n_boot=cfg.pred_boot, seed=seed)
+        c = pr.compare(
+            results[(source, target, "geometric")],
+            results[(source, target, "geometric + latent")],
+            "auc",
+            n_boot=cfg.pred_boot,
+            seed=seed,
+        )
         paired.append({"masks": source, "target": target, **c})
 paired = pd.DataFrame(paired)
 save_table(paired, "paired_geometric_vs_combined", build)
 for source, t in tables.items():
     n_patients = t["patient"].nunique()
     if n_patients < 20:
-        display(Markdown(
-            f"Only {n_patients} patients behind the `{source}` rows: a bootstrap over so few "
-            "spines resamples the same handful again and again and understates the "
-            "uncertainty, so its intervals and p-values there are optimistic; the corrected "
-            "t-test is the more cautious reading."))
+        display(
+            Markdown(
+                f"Only {n_patients} patients behind the `{source}` rows: a bootstrap over so few "
+                "spines resamples the same handful again and again and understates the "
+                "uncertainty, so its intervals and p-values there are optimistic; the corrected "
+                "t-test is the more cautious reading."
+            )
+        )
 paired.round(4)
 
 # %% [markdown]
@@ -168,12 +194,14 @@ paired.round(4)
 weighted = []
 for target in spider.GRADING_TARGETS:
     for fs in pr.FEATURE_SETS:
-        _, row = pr.run_experiment(tables["gt"], target, fs, LATENT_DIM, "grouped",
-                                   class_weighted=True, **settings)
+        _, row = pr.run_experiment(
+            tables["gt"], target, fs, LATENT_DIM, "grouped", class_weighted=True, **settings
+        )
         weighted.append({"source": "gt", **row})
 weighted = pd.concat([main[main.source == "gt"], pd.DataFrame(weighted)])
-supp2 = weighted.pivot_table(index=["target", "features"], columns="class_weighted",
-                             values=["f1", "auc"]).round(3)
+supp2 = weighted.pivot_table(
+    index=["target", "features"], columns="class_weighted", values=["f1", "auc"]
+).round(3)
 supp2.columns = [f"{m} ({'weighted' if w else 'unweighted'})" for m, w in supp2.columns]
 save_table(supp2, "supplementary_table2_class_weights", build, index=True)
 supp2
@@ -207,24 +235,40 @@ for target in spider.GRADING_TARGETS:
     for fs in pr.FEATURE_SETS:
         for protocol in ("paper", "grouped"):
             if protocol == "grouped":
-                row = main[(main.source == "gt") & (main.target == target)
-                           & (main.features == fs)].iloc[0].to_dict()
+                row = (
+                    main[(main.source == "gt") & (main.target == target) & (main.features == fs)]
+                    .iloc[0]
+                    .to_dict()
+                )
             else:
-                _, row = pr.run_experiment(tables["gt"], target, fs, LATENT_DIM, protocol,
-                                           **settings)
+                _, row = pr.run_experiment(
+                    tables["gt"], target, fs, LATENT_DIM, protocol, **settings
+                )
             leak_rows.append(row)
         # one autoencoder per fold is costly: the paper's target only, and not in `quick`
         if fs != "geometric" and target == "disc_narrowing" and cfg.pred_ae_in_fold:
             _, row = pr.run_experiment(
-                tables["gt"], target, fs, LATENT_DIM, "grouped, AE in fold",
-                n_repeats=cfg.pred_fold_repeats, n_boot=cfg.pred_boot, seed=seed,
-                cubes=gt.cubes, latent_factory=latent_factory, latent_cache=fold_cache)
+                tables["gt"],
+                target,
+                fs,
+                LATENT_DIM,
+                "grouped, AE in fold",
+                n_repeats=cfg.pred_fold_repeats,
+                n_boot=cfg.pred_boot,
+                seed=seed,
+                cubes=gt.cubes,
+                latent_factory=latent_factory,
+                latent_cache=fold_cache,
+            )
             leak_rows.append(row)
 if not cfg.pred_ae_in_fold:
-    print(f"The '{profile}' profile skips the AE-in-fold protocol (it trains five "
-          "autoencoders per experiment); the default and paper profiles run it.")
-leakage = pd.DataFrame(leak_rows)[["target", "features", "protocol", "repeats", "f1", "f1_lo",
-                                   "f1_hi", "auc", "auc_lo", "auc_hi"]]
+    print(
+        f"The '{profile}' profile skips the AE-in-fold protocol (it trains five "
+        "autoencoders per experiment); the default and paper profiles run it."
+    )
+leakage = pd.DataFrame(leak_rows)[
+    ["target", "features", "protocol", "repeats", "f1", "f1_lo", "f1_hi", "auc", "auc_lo", "auc_hi"]
+]
 save_table(leakage, "leakage_protocols", build)
 leakage.round(3)
 

@@ -50,8 +50,12 @@ with warnings.catch_warnings():
     table = study.features(gt)
 z = model.encode(gt.cubes)  # every disc, graded or not
 latent_cols = study.latent_columns
-display(Markdown(f"{len(table)} discs, latent codes of the `{profile}` profile's "
-                 f"{model.config.size}^3 autoencoder."))
+display(
+    Markdown(
+        f"{len(table)} discs, latent codes of the `{profile}` profile's "
+        f"{model.config.size}^3 autoencoder."
+    )
+)
 
 
 # %% [markdown]
@@ -60,6 +64,7 @@ display(Markdown(f"{len(table)} discs, latent codes of the `{profile}` profile's
 # Rows: for each latent feature, the central sagittal (superior up, anterior left), coronal
 # and transverse slices of the decoded mask. Columns: the feature at its minimum, 1/5, ...,
 # 4/5 of its range, and its maximum.
+
 
 # %%
 def measure(cubes: np.ndarray) -> pd.DataFrame:
@@ -86,8 +91,12 @@ axes[0].legend(fontsize=7)
 fig.tight_layout()
 slopes = it.sweep_slopes(sweep, geo.FEATURES)
 save_table(slopes, "sweep_slopes", build, index=True)
-display(Markdown("Change of each measured feature over the whole sweep of each latent "
-                 "feature (mm, degrees, mm³):"))
+display(
+    Markdown(
+        "Change of each measured feature over the whole sweep of each latent "
+        "feature (mm, degrees, mm³):"
+    )
+)
 slopes.round(2)
 
 # %% [markdown]
@@ -101,18 +110,24 @@ slopes.round(2)
 
 # %%
 r, p, q = it.correlation_matrix(table[latent_cols], table[geo.FEATURES])
-save_table(correlation_table(table[latent_cols], table[geo.FEATURES]),
-           "latent_geometry_correlation", build)
+save_table(
+    correlation_table(table[latent_cols], table[geo.FEATURES]), "latent_geometry_correlation", build
+)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
 it.correlation_heatmap(r, q, axes[0], "latent vs geometric features", geo.FEATURE_LABELS)
 rl, _, ql = it.correlation_matrix(table[latent_cols], table[latent_cols])
 it.correlation_heatmap(rl, ql, axes[1], "latent vs latent")
 fig.tight_layout()
-save_table(correlation_table(table[latent_cols], table[latent_cols]), "latent_latent_correlation",
-           build)
+save_table(
+    correlation_table(table[latent_cols], table[latent_cols]), "latent_latent_correlation", build
+)
 off = rl.to_numpy()[~np.eye(LATENT_DIM, dtype=bool)]
-display(Markdown(f"Largest |r| between two different latent features: "
-                 f"{np.abs(off).max():.2f} (the paper reports |r| < 0.05)."))
+display(
+    Markdown(
+        f"Largest |r| between two different latent features: "
+        f"{np.abs(off).max():.2f} (the paper reports |r| < 0.05)."
+    )
+)
 
 # %% [markdown]
 # ## Do the latent features separate spinal levels?
@@ -124,8 +139,9 @@ display(Markdown(f"Largest |r| between two different latent features: "
 levels = [lv for lv in LEVEL_ORDER[::-1] if lv in set(table["level"])]
 fig, axes = plt.subplots(1, LATENT_DIM, figsize=(3.2 * LATENT_DIM, 2.8))
 for ax, col in zip(axes, latent_cols, strict=True):
-    ax.boxplot([table.loc[table.level == lv, col] for lv in levels], tick_labels=levels,
-               showfliers=False)
+    ax.boxplot(
+        [table.loc[table.level == lv, col] for lv in levels], tick_labels=levels, showfliers=False
+    )
     ax.set_title(col, fontsize=9)
     ax.tick_params(axis="x", labelrotation=45, labelsize=7)
 fig.tight_layout()
@@ -144,21 +160,35 @@ by_level
 truth_file = study.root / "phantom_truth.csv"
 if truth_file.exists():
     truth = pd.read_csv(truth_file, dtype={"patient": str})
-    factors = ["height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg",
-               "coronal_angle_deg", "transverse_angle_deg", "volume_mm3", "wedge", "convexity",
-               "narrowing_factor", "bulge_mm"]
+    factors = [
+        "height_mm",
+        "ap_width_mm",
+        "lateral_width_mm",
+        "sagittal_angle_deg",
+        "coronal_angle_deg",
+        "transverse_angle_deg",
+        "volume_mm3",
+        "wedge",
+        "convexity",
+        "narrowing_factor",
+        "bulge_mm",
+    ]
     joined = table[["series", "ivd_label", *latent_cols]].merge(
-        truth[["series", "ivd_label", *factors]], on=["series", "ivd_label"], how="inner")
+        truth[["series", "ivd_label", *factors]], on=["series", "ivd_label"], how="inner"
+    )
     rt, _, qt = it.correlation_matrix(joined[latent_cols], joined[factors])
     fig, ax = plt.subplots(figsize=(11, 3.2))
     it.correlation_heatmap(rt, qt, ax, "latent features vs true generating factors")
     fig.tight_layout()
-    save_table(correlation_table(joined[latent_cols], joined[factors]),
-               "latent_truth_correlation", build)
+    save_table(
+        correlation_table(joined[latent_cols], joined[factors]), "latent_truth_correlation", build
+    )
     best = rt.abs().idxmax(axis=1)
-    display(pd.DataFrame({"strongest factor": best,
-                          "r": [rt.loc[i, best[i]] for i in rt.index]}
-                         ).rename_axis("latent feature").round(2))
+    display(
+        pd.DataFrame({"strongest factor": best, "r": [rt.loc[i, best[i]] for i in rt.index]})
+        .rename_axis("latent feature")
+        .round(2)
+    )
 else:
     print("Real data: no generating factors to compare with.")
 

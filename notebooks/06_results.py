@@ -60,16 +60,25 @@ def show(value, digits: int = 2, pct: bool = False) -> str:
     return f"{100 * value:.{digits}f} %" if pct else f"{value:.{digits}f}"
 
 
-digits = {"ae_k4_iou": 4, "ae_k4_heldout_iou": 4, "ae_k4_pca_heldout_iou": 4,
-          "ae_k4_epochs": 0, "seg_minutes": 1, "seg_inference_s": 1}
+digits = {
+    "ae_k4_iou": 4,
+    "ae_k4_heldout_iou": 4,
+    "ae_k4_pca_heldout_iou": 4,
+    "ae_k4_epochs": 0,
+    "seg_minutes": 1,
+    "seg_inference_s": 1,
+}
 for key, value in numbers.items():
     d = 3 if key.startswith("geo_err") else digits.get(key, 2)
     glue(key, Text(show(value, d)), display=False)
 for key, value in results.PAPER.items():
     glue(f"paper_{key}", Text(show(value, 4 if key == "ae_k4_iou" else 2)), display=False)
 glue("profile_name", Text(profile), display=False)
-glue("data_name", Text("the phantom cohort" if not data_dir else f"the SPIDER folder "
-                       f"{data_dir}"), display=False)
+glue(
+    "data_name",
+    Text("the phantom cohort" if not data_dir else f"the SPIDER folder {data_dir}"),
+    display=False,
+)
 
 # %% [markdown]
 # This run used the {glue:text}`profile_name` profile on {glue:text}`data_name`.
@@ -162,5 +171,9 @@ timings
 # each chapter; a chapter reused from the cache keeps its earlier time.)
 
 # %%
-display(Markdown("Run it yourself: `make book` (this profile: "
-                 f"`make book PROFILE={profile}`), then open `_build/html/index.html`."))
+display(
+    Markdown(
+        "Run it yourself: `make book` (this profile: "
+        f"`make book PROFILE={profile}`), then open `_build/html/index.html`."
+    )
+)

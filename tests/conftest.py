@@ -26,5 +26,4 @@ def small_mask(direction=None, spacing=(3.5, 0.6, 0.55)) -> Volume:
     arr[5:8, 4:12, 2:6] = 201
     arr[12:14, 3:13, 1:7] = 202
     arr[0:4, 4:12, 2:6] = 1
-    return Volume(arr, spacing, (-10.0, 20.0, -30.0),
-                  np.eye(3) if direction is None else direction)
+    return Volume(arr, spacing, (-10.0, 20.0, -30.0), np.eye(3) if direction is None else direction)

@@ -18,9 +18,18 @@ from disclatent.data.phantom import write_phantom
 
 torch.set_num_threads(1)
 
-TINY = A.AEConfig(latent_dim=4, size=16, spacing_mm=(2.0, 2.0, 2.0), channels=(16, 32),
-                  max_epochs=3, batch_size=4, lr=3e-3, schedule="onecycle", loss="dice_bce",
-                  freeze_bn_epoch=0)
+TINY = A.AEConfig(
+    latent_dim=4,
+    size=16,
+    spacing_mm=(2.0, 2.0, 2.0),
+    channels=(16, 32),
+    max_epochs=3,
+    batch_size=4,
+    lr=3e-3,
+    schedule="onecycle",
+    loss="dice_bce",
+    freeze_bn_epoch=0,
+)
 
 
 def ellipsoids(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
@@ -47,8 +56,11 @@ def cubes():
 # -- architecture ---------------------------------------------------------------------------
 def test_paper_architecture_has_about_9_4_million_parameters():
     cfg = A.AEConfig.from_profile("paper")
-    assert (cfg.size, cfg.channels, cfg.spacing_mm) == (64, (32, 64, 128, 256, 512),
-                                                        (1.5, 1.2, 1.4))
+    assert (cfg.size, cfg.channels, cfg.spacing_mm) == (
+        64,
+        (32, 64, 128, 256, 512),
+        (1.5, 1.2, 1.4),
+    )
     model = A.build_model(cfg)
     n = A.count_parameters(model)
     assert 9.3e6 < n < 9.5e6
@@ -148,30 +160,49 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(cubes, tmp_path)
             raise Stop
 
     with pytest.raises(Stop):
-        A.fit(cubes, cfg, out_dir=tmp_path / "a", device="cpu", progress=False,
-              checkpoint_seconds=0, callback=interrupt)
+        A.fit(
+            cubes,
+            cfg,
+            out_dir=tmp_path / "a",
+            device="cpu",
+            progress=False,
+            checkpoint_seconds=0,
+            callback=interrupt,
+        )
     ckpt = tmp_path / "a" / A.CHECKPOINT_FILE
     assert ckpt.exists() and not (tmp_path / "a" / A.MODEL_FILE).exists()
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     seen = []
-    resumed = A.fit(cubes, cfg, out_dir=tmp_path / "a", device="cpu", progress=False,
-                    callback=lambda r: seen.append(r["epoch"]))
+    resumed = A.fit(
+        cubes,
+        cfg,
+        out_dir=tmp_path / "a",
+        device="cpu",
+        progress=False,
+        callback=lambda r: seen.append(r["epoch"]),
+    )
     assert seen == [3, 4]  # epochs 1-2 were not repeated
     assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
-    for (name, p), q in zip(straight.model.state_dict().items(),
-                            resumed.model.state_dict().values(), strict=True):
+    for (name, p), q in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(p, q, msg=name)
     assert (tmp_path / "a" / A.MODEL_FILE).exists() and not ckpt.exists()
     # a checkpoint of another configuration (or other discs) is not resumed
     seen.clear()
-    A.fit(cubes, replace(cfg, lr=1e-3), out_dir=tmp_path / "b", device="cpu", progress=False,
-          callback=lambda r: seen.append(r["epoch"]))
+    A.fit(
+        cubes,
+        replace(cfg, lr=1e-3),
+        out_dir=tmp_path / "b",
+        device="cpu",
+        progress=False,
+        callback=lambda r: seen.append(r["epoch"]),
+    )
     assert seen == [1, 2, 3, 4]
 
 
 def test_save_and_load_use_safetensors_only(cubes, tmp_path, monkeypatch):
-    ae = A.fit(cubes, replace(TINY, max_epochs=1), out_dir=tmp_path, device="cpu",
-               progress=False)
+    ae = A.fit(cubes, replace(TINY, max_epochs=1), out_dir=tmp_path, device="cpu", progress=False)
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / A.MODEL_FILE), framework="pt") as f:
@@ -182,7 +213,9 @@ def test_save_and_load_use_safetensors_only(cubes, tmp_path, monkeypatch):
     np.testing.assert_array_equal(loaded.encode(cubes), ae.encode(cubes))
     z = loaded.encode(cubes)
     masks = loaded.decode(z)
-    assert masks.dtype == np.uint8 and masks.shape == cubes.shape and set(np.unique(masks)) <= {0, 1}
+    assert (
+        masks.dtype == np.uint8 and masks.shape == cubes.shape and set(np.unique(masks)) <= {0, 1}
+    )
     np.testing.assert_array_equal(masks, ae.reconstruct(cubes))
     assert list(loaded.history.columns[:3]) == ["epoch", "loss", "train_iou"]
 
@@ -222,8 +255,9 @@ def test_latent_features_transformer(cubes, tmp_path):
 def test_sweep_table_and_cached_models(cubes, tmp_path, monkeypatch):
     train, held = cubes[:9], cubes[9:]
     base = replace(TINY, max_epochs=2)
-    results, models, pcas = A.sweep(train, held, base, (4, 3), out_dir=tmp_path, progress=False,
-                                    device="cpu")
+    results, models, pcas = A.sweep(
+        train, held, base, (4, 3), out_dir=tmp_path, progress=False, device="cpu"
+    )
     assert list(results["latent_dim"]) == [4, 3] and set(models) == set(pcas) == {4, 3}
     assert results["n_heldout"].eq(3).all()
     for col in ("train_iou", "heldout_iou", "pca_train_iou", "pca_heldout_iou"):
@@ -239,8 +273,9 @@ def test_sweep_table_and_cached_models(cubes, tmp_path, monkeypatch):
     # unchanged settings and discs: the saved models are reused, not retrained
     with monkeypatch.context() as mp:
         mp.setattr(A, "fit", lambda *a, **k: pytest.fail("retrained an unchanged model"))
-        again, _, _ = A.sweep(train, held, base, (4,), out_dir=tmp_path, progress=False,
-                              device="cpu")
+        again, _, _ = A.sweep(
+            train, held, base, (4,), out_dir=tmp_path, progress=False, device="cpu"
+        )
     assert again["train_iou"].iloc[0] == pytest.approx(results["train_iou"].iloc[0])
     # other training discs: retrained
     calls = []
@@ -265,9 +300,28 @@ def test_load_discs_skips_a_disc_that_does_not_fit(tmp_path):
 
 def test_cli_train_encode_decode_on_unseen_masks(phantom_dir, tmp_path, capsys):
     model = tmp_path / "model"
-    assert main(["autoencoder", "train", "--masks", str(phantom_dir), "--latent-dim", "4",
-                 "--out", str(model), "--profile", "quick", "--max-epochs", "2",
-                 "--threads", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "autoencoder",
+                "train",
+                "--masks",
+                str(phantom_dir),
+                "--latent-dim",
+                "4",
+                "--out",
+                str(model),
+                "--profile",
+                "quick",
+                "--max-epochs",
+                "2",
+                "--threads",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["latent_dim"] == 4 and metrics["epochs"] == 2
     assert metrics["converged"] in (True, False)
@@ -280,33 +334,76 @@ def test_cli_train_encode_decode_on_unseen_masks(phantom_dir, tmp_path, capsys):
     unseen = tmp_path / "unseen"
     write_phantom(unseen, n_patients=1, seed=99, workers=1)
     latent_csv = tmp_path / "latent.csv"
-    assert main(["autoencoder", "encode", "--model", str(model), "--masks", str(unseen),
-                 "--out", str(latent_csv)]) == 0
+    assert (
+        main(
+            [
+                "autoencoder",
+                "encode",
+                "--model",
+                str(model),
+                "--masks",
+                str(unseen),
+                "--out",
+                str(latent_csv),
+            ]
+        )
+        == 0
+    )
     assert "encoded" in capsys.readouterr().out
     table = pd.read_csv(latent_csv, dtype={"patient": str})
     truth = pd.read_csv(unseen / "phantom_truth.csv", dtype={"patient": str})
     assert len(table) == (truth["series"] == "1_t1").sum()
-    assert [c for c in table.columns if c.startswith("latent_")] == [f"latent_{j}" for j in
-                                                                     range(4)]
+    assert [c for c in table.columns if c.startswith("latent_")] == [
+        f"latent_{j}" for j in range(4)
+    ]
     assert table["level"].iloc[0] == "L5/S1" and table["reconstruction_iou"].between(0, 1).all()
 
     out = tmp_path / "decoded"
-    assert main(["autoencoder", "decode", "--model", str(model), "--latent", str(latent_csv),
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "autoencoder",
+                "decode",
+                "--model",
+                str(model),
+                "--latent",
+                str(latent_csv),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     files = sorted(out.glob("*.mha"))
     assert len(files) == len(table)
     first = io.read_mask(out / "1_t1_ivd1.mha")
     assert first.size == (32, 32, 32) and set(np.unique(first.array)) <= {0, 201}
     assert first.spacing == pytest.approx((2.8, 2.4, 3.0))  # (LR, AP, SI) = quick grid
     centre = first.index_to_world(np.array([15.5, 15.5, 15.5]))
-    np.testing.assert_allclose(centre, table.loc[0, ["centre_x_mm", "centre_y_mm",
-                                                     "centre_z_mm"]].to_numpy(float),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        centre,
+        table.loc[0, ["centre_x_mm", "centre_y_mm", "centre_z_mm"]].to_numpy(float),
+        atol=1e-3,
+    )
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    assert main(["autoencoder", "encode", "--model", str(tmp_path), "--masks", str(tmp_path),
-                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert (
+        main(
+            [
+                "autoencoder",
+                "encode",
+                "--model",
+                str(tmp_path),
+                "--masks",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 2
+    )
     assert "no trained model" in capsys.readouterr().err
 
 
@@ -326,8 +423,9 @@ def test_larger_store_cubes_are_cropped_about_their_centre(cubes):
 
 
 def test_metrics_json_is_strict_json_without_heldout_discs(cubes, tmp_path):
-    ae, ev = A.train_or_load(cubes[:4], replace(TINY, max_epochs=1), tmp_path, progress=False,
-                             device="cpu")
+    ae, ev = A.train_or_load(
+        cubes[:4], replace(TINY, max_epochs=1), tmp_path, progress=False, device="cpu"
+    )
     text = (tmp_path / "metrics.json").read_text()
     metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
     assert metrics["heldout_iou"] is None and metrics["n_heldout"] == 0
@@ -346,8 +444,10 @@ def test_cpu_threads_come_from_the_profile_the_environment_or_an_override(monkey
     assert A.AEConfig.from_profile("default").cpu_threads == 1
     assert config_from_profile("default").threads == 1
     # how fast it trains is not what it learns: cached models stay valid
-    assert (A.AEConfig.from_profile("default", cpu_threads=1).training_key()
-            == A.AEConfig.from_profile("default", cpu_threads=2).training_key())
+    assert (
+        A.AEConfig.from_profile("default", cpu_threads=1).training_key()
+        == A.AEConfig.from_profile("default", cpu_threads=2).training_key()
+    )
     monkeypatch.setenv("DISCLATENT_CPU_THREADS", "two")
     with pytest.raises(ValueError, match="DISCLATENT_CPU_THREADS"):
         A.AEConfig.from_profile("default")

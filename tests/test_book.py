@@ -21,9 +21,21 @@ def toc_files() -> list[str]:
 
 def build(build_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "disclatent", "book", "--profile", "quick", "--build-dir",
-         str(build_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=1500, check=False,
+        [
+            sys.executable,
+            "-m",
+            "disclatent",
+            "book",
+            "--profile",
+            "quick",
+            "--build-dir",
+            str(build_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
     )
 
 
@@ -41,8 +53,11 @@ def assert_offline(html: Path) -> None:
             assert "vendor/mathjax/tex-chtml.js" in text
         if "embed-amd.js" in text:
             assert "vendor/html-manager/embed-amd.js" in text
-    for asset in ("vendor/mathjax/tex-chtml.js", "vendor/require.js",
-                  "vendor/html-manager/embed-amd.js"):
+    for asset in (
+        "vendor/mathjax/tex-chtml.js",
+        "vendor/require.js",
+        "vendor/html-manager/embed-amd.js",
+    ):
         assert (html / asset).stat().st_size > 10_000, asset
 
 
@@ -84,8 +99,12 @@ def test_quick_book_builds_and_caches(tmp_path):
     for name in ("02_geometry", "05_interpretation"):  # the widgets' first rendering is kept
         nb = nbformat.read(build_dir / "site" / "notebooks" / f"{name}.ipynb", as_version=4)
         state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-        shown = [o for m in state.values() if m["model_name"] == "OutputModel"
-                 for o in m["state"]["outputs"]]
+        shown = [
+            o
+            for m in state.values()
+            if m["model_name"] == "OutputModel"
+            for o in m["state"]["outputs"]
+        ]
         assert any("image/png" in o.get("data", {}) for o in shown), name
         page = (html / "notebooks" / f"{name}.html").read_text()
         assert "application/vnd.jupyter.widget-state+json" in page and "embed-amd.js" in page
@@ -113,8 +132,14 @@ def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
     overview = pd.read_csv(data / "overview.csv", dtype=str, keep_default_na=False)
     overview.drop(columns="institution").to_csv(data / "overview.csv", index=False)
     build_dir = tmp_path / "build"
-    run = subprocess.run(["make", "book", "PROFILE=quick", f"DATA={data}", f"BUILD={build_dir}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=1500, check=False)
+    run = subprocess.run(
+        ["make", "book", "PROFILE=quick", f"DATA={data}", f"BUILD={build_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     html = build_dir / "html"
     for page in toc_files():
@@ -129,5 +154,7 @@ def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
     # no truth on real data: the truth tables are not made, and the pages say why
     assert not (tables / "geometry_errors_vs_truth.csv").exists()
     assert not (tables / "latent_truth_correlation.csv").exists()
-    assert "Real data: there is no generating truth" in (
-        html / "notebooks" / "02_geometry.html").read_text()
+    assert (
+        "Real data: there is no generating truth"
+        in (html / "notebooks" / "02_geometry.html").read_text()
+    )

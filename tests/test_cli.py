@@ -18,8 +18,8 @@ def spider_like_real_mask() -> io.Volume:
     arr = np.zeros((578, 448, 50), np.uint8)
     for k in range(1, 6):
         z0 = 60 + (k - 1) * 100  # L5/S1 lowest: z index grows superior
-        arr[z0:z0 + 12, 150:210, 18:31] = 200 + k
-        arr[z0 + 14:z0 + 80, 150:212, 17:32] = k  # vertebra k above disc k
+        arr[z0 : z0 + 12, 150:210, 18:31] = 200 + k
+        arr[z0 + 14 : z0 + 80, 150:212, 17:32] = k  # vertebra k above disc k
     arr[:, 230:250, 22:28] = 100
     return io.Volume(arr, (3.32, 0.625, 0.5), (-80.0, -120.0, -150.0))
 
@@ -59,9 +59,24 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 def test_phantom_command_as_a_module(tmp_path):
     out = tmp_path / "ph"
-    res = subprocess.run([sys.executable, "-m", "disclatent", "phantom", "--out", str(out),
-                          "--patients", "1", "--seed", "2", "--quiet"],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "disclatent",
+            "phantom",
+            "--out",
+            str(out),
+            "--patients",
+            "1",
+            "--seed",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["1_t1.mha", "1_t2.mha"]
     assert (out / "phantom_truth.csv").read_text().count("\n") > 5

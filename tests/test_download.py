@@ -24,8 +24,7 @@ def server(tmp_path):
         def log_message(self, *args):
             requests.append(self.path)
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            partial(Handler, directory=str(root)))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/", root, requests
@@ -39,8 +38,10 @@ def sha(path):
 
 def test_fetch_verify_unpack_and_resume(server, tmp_path):
     url, remote, requests = server
-    registry = {"overview.csv": sha(remote / "overview.csv"),
-                "masks.zip": sha(remote / "masks.zip")}
+    registry = {
+        "overview.csv": sha(remote / "overview.csv"),
+        "masks.zip": sha(remote / "masks.zip"),
+    }
     out = tmp_path / "SPIDER"
     fetch_files(out, registry, base_url=url, progressbar=False)
     assert (out / "overview.csv").read_text() == "new_file_name\n1_t1\n"
@@ -55,7 +56,6 @@ def test_checksum_mismatch_leaves_no_file(server, tmp_path):
     url, _, _ = server
     out = tmp_path / "SPIDER"
     with pytest.raises(ValueError, match="hash"):
-        fetch_files(out, {"overview.csv": "sha256:" + "0" * 64}, base_url=url,
-                    progressbar=False)
+        fetch_files(out, {"overview.csv": "sha256:" + "0" * 64}, base_url=url, progressbar=False)
     assert not (out / "overview.csv").exists()
     assert not any((out / ".download").glob("overview.csv*"))

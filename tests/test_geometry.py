@@ -24,15 +24,17 @@ from disclatent.discs import isolation as iso
 # ---------------------------------------------------------------------------------------
 
 
-def render(inside_fn, centre, rotation, spacing, direction=None, half_extent_mm=35.0,
-           value=201) -> Volume:
+def render(
+    inside_fn, centre, rotation, spacing, direction=None, half_extent_mm=35.0, value=201
+) -> Volume:
     """Rasterise a solid given in its own frame (u, v, n) = columns of ``rotation``, by the
     voxel-centre test, on a grid with ``spacing``/``direction`` that covers it."""
     direction = np.eye(3) if direction is None else np.asarray(direction, float)
     spacing = np.asarray(spacing, float)
     centre = np.asarray(centre, float)
     corners = centre + half_extent_mm * np.array(
-        [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+        [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
+    )
     idx = (corners @ direction) / spacing  # index coordinates with a zero origin
     lo, hi = np.floor(idx.min(0)) - 2, np.ceil(idx.max(0)) + 2
     size = (hi - lo + 1).astype(int)
@@ -128,8 +130,13 @@ def test_tilted_box_with_permuted_and_flipped_header():
     other = render(box(a, b, c), CENTRE, rot, (0.6, 0.45, 0.55), perm)
     assert other.orientation == "SAL"
     fa, fb = measure_one(ref).features, measure_one(other).features
-    expected = {"height_mm": 2 * c, "ap_width_mm": 2 * b, "lateral_width_mm": 2 * a,
-                "volume_mm3": 8 * a * b * c, **ph.plane_angles(rot)}
+    expected = {
+        "height_mm": 2 * c,
+        "ap_width_mm": 2 * b,
+        "lateral_width_mm": 2 * a,
+        "volume_mm3": 8 * a * b * c,
+        **ph.plane_angles(rot),
+    }
     for f in (fa, fb):
         for key, value in expected.items():
             tol = 0.02 * value if key == "volume_mm3" else (0.6 if key.endswith("mm") else 0.5)
@@ -151,8 +158,9 @@ def test_slice_pca_angles_paper_method():
     expected = np.degrees(np.arctan2(cut[1], cut[0]))
     assert angles["transverse_angle_deg"] == pytest.approx(expected, abs=1.5)
     assert abs(expected - truth["transverse_angle_deg"]) > 5
-    oblique = render(ellipsoid(21.0, 15.0, 4.0), CENTRE, rot, (3.3, 0.62, 0.55),
-                     oblique_direction(20))
+    oblique = render(
+        ellipsoid(21.0, 15.0, 4.0), CENTRE, rot, (3.3, 0.62, 0.55), oblique_direction(20)
+    )
     with pytest.raises(DataError, match="axis-aligned"):
         g.slice_pca_angles(oblique, iso.find_discs(oblique, warn=False)[0])
 
@@ -174,7 +182,7 @@ def test_measure_cube_axis_order_and_units():
     tilted = np.zeros_like(cube)
     for jj in range(20, 45):
         shift = int(round((32 - jj) * np.tan(np.radians(20)) * 1.2 / 1.5))
-        tilted[29 + shift:35 + shift, jj, 16:48] = 1
+        tilted[29 + shift : 35 + shift, jj, 16:48] = 1
     assert g.measure_cube(tilted, sp)["sagittal_angle_deg"] == pytest.approx(20, abs=1.0)
 
 
@@ -200,8 +208,9 @@ def test_regionprops_cross_check():
     props = regionprops(disc.cube, spacing=disc.spacing_mm)[0]
     assert geo.features["volume_mm3"] == pytest.approx(props.area, rel=1e-9)
     ev = np.sort(props.inertia_tensor_eigvals)[::-1]
-    lengths = np.sqrt(10 * np.array([ev[0] + ev[1] - ev[2], ev[0] - ev[1] + ev[2],
-                                     -ev[0] + ev[1] + ev[2]]))
+    lengths = np.sqrt(
+        10 * np.array([ev[0] + ev[1] - ev[2], ev[0] - ev[1] + ev[2], -ev[0] + ev[1] + ev[2]])
+    )
     assert lengths[0] == pytest.approx(props.axis_major_length, rel=1e-6)
     np.testing.assert_allclose(geo.axis_lengths_mm, lengths, rtol=1e-6)
     # and the equivalent ellipsoid is the one we drew (semi-axes 21, 15, 4 mm)
@@ -234,7 +243,7 @@ def test_phantom_errors_within_bounds(phantom_dir, phantom_measured):
 
 
 def test_phantom_columns_and_identity(phantom_measured):
-    assert list(phantom_measured.columns[:len(g.COLUMNS)]) == g.COLUMNS
+    assert list(phantom_measured.columns[: len(g.COLUMNS)]) == g.COLUMNS
     assert not phantom_measured["touches_border"].any()
     one = phantom_measured[phantom_measured["series"] == "1_t1"]
     assert one["patient"].eq("1").all()
@@ -248,16 +257,18 @@ def test_phantom_columns_and_identity(phantom_measured):
 def test_transformer_store_and_masks(phantom_dir, phantom_measured, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", iso.DiscWarning)
-        path = iso.build_disc_store(phantom_dir, tmp_path / "discs.npz", progress=False,
-                                    spacing_mm=(1.5, 1.2, 1.4), size=64)
+        path = iso.build_disc_store(
+            phantom_dir, tmp_path / "discs.npz", progress=False, spacing_mm=(1.5, 1.2, 1.4), size=64
+        )
     store = iso.load_disc_store(path)
     tf = g.GeometryFeatures(space="mask")
     by_mask = tf.fit_transform(store)
     assert list(by_mask.columns) == g.COLUMNS
     ref = phantom_measured.set_index(["series", "ivd_label"])
     got = by_mask.set_index(["series", "ivd_label"])
-    pd.testing.assert_frame_equal(got[g.FEATURES], ref.loc[got.index, g.FEATURES],
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got[g.FEATURES], ref.loc[got.index, g.FEATURES], check_dtype=False
+    )
     by_cube = g.GeometryFeatures(space="cube").fit_transform(store)
     diff = (by_cube[g.FEATURES] - by_mask[g.FEATURES]).abs().median()
     assert diff["height_mm"] < 0.5 and diff["sagittal_angle_deg"] < 2  # resampled, close
@@ -307,23 +318,65 @@ def test_cli_geometry_on_unseen_nifti_folder(phantom_dir, phantom_measured, tmp_
         arr = np.where(vol.array > 200, vol.array - 200 + 10, 0).astype(np.int16)  # 11, 12...
         write_image(vol.with_array(arr), folder / f"case_{series}.nii.gz")
     out = tmp_path / "geo.csv"
-    assert main(["geometry", "--masks", str(folder), "--out", str(out), "--labels", "11-25",
-                 "--label-offset", "10", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "geometry",
+                "--masks",
+                str(folder),
+                "--out",
+                str(out),
+                "--labels",
+                "11-25",
+                "--label-offset",
+                "10",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(out, dtype={"patient": str})
-    assert list(df.columns[:len(g.COLUMNS)]) == g.COLUMNS
+    assert list(df.columns[: len(g.COLUMNS)]) == g.COLUMNS
     ref = phantom_measured[phantom_measured["series"].isin(["2_t1", "3_t2"])]
     assert len(df) == len(ref)
     assert sorted(df["series"].unique()) == ["case_2_t1", "case_3_t2"]
-    np.testing.assert_allclose(df[g.FEATURES].to_numpy(), ref[g.FEATURES].to_numpy(),
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        df[g.FEATURES].to_numpy(), ref[g.FEATURES].to_numpy(), rtol=1e-4, atol=1e-3
+    )
     # the offset alone is enough; the wrong offset finds no disc and says so
     out2 = tmp_path / "geo2.csv"
-    assert main(["geometry", "--masks", str(folder), "--out", str(out2), "--label-offset", "10",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "geometry",
+                "--masks",
+                str(folder),
+                "--out",
+                str(out2),
+                "--label-offset",
+                "10",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     pd.testing.assert_frame_equal(pd.read_csv(out2), pd.read_csv(out))
     with pytest.warns(iso.EmptyDiscWarning, match="no disc found"):
-        assert main(["geometry", "--masks", str(folder / "case_2_t1.nii.gz"), "--out",
-                     str(out2), "--quiet", "--label-offset", "30"]) == 0
+        assert (
+            main(
+                [
+                    "geometry",
+                    "--masks",
+                    str(folder / "case_2_t1.nii.gz"),
+                    "--out",
+                    str(out2),
+                    "--quiet",
+                    "--label-offset",
+                    "30",
+                ]
+            )
+            == 0
+        )
     assert len(pd.read_csv(out2)) == 0
     # an unreadable path is a clear error, not a traceback
     assert main(["geometry", "--masks", str(tmp_path / "nope"), "--out", str(out)]) == 2

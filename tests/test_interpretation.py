@@ -15,8 +15,9 @@ def test_sweep_holds_the_others_at_their_mean():
         others = [i for i in range(4) if i != j]
         np.testing.assert_allclose(codes[j][:, others], np.tile(z.mean(axis=0)[others], (6, 1)))
     # min, 1/5, 2/5, 3/5, 4/5, max
-    np.testing.assert_allclose(np.diff(values, axis=1), np.diff(values, axis=1)[:, :1] *
-                               np.ones((1, 5)))
+    np.testing.assert_allclose(
+        np.diff(values, axis=1), np.diff(values, axis=1)[:, :1] * np.ones((1, 5))
+    )
 
 
 def box_decoder(codes):
@@ -25,7 +26,7 @@ def box_decoder(codes):
     for n, c in enumerate(codes):
         half_ap = int(np.clip(3 + c[0], 1, 7))
         half_si = int(np.clip(2 + c[1], 1, 7))
-        out[n, 8 - half_si:8 + half_si, 8 - half_ap:8 + half_ap, 4:12] = 1
+        out[n, 8 - half_si : 8 + half_si, 8 - half_ap : 8 + half_ap, 4:12] = 1
     return out
 
 
@@ -34,14 +35,20 @@ def test_latent_sweep_measures_decoded_masks():
     z = rng.uniform(-2, 2, size=(40, 2))
 
     def measure(cubes):
-        return pd.DataFrame({"ap_extent": (cubes.any(axis=(1, 3))).sum(axis=1),
-                             "si_extent": (cubes.any(axis=(2, 3))).sum(axis=1)})
+        return pd.DataFrame(
+            {
+                "ap_extent": (cubes.any(axis=(1, 3))).sum(axis=1),
+                "si_extent": (cubes.any(axis=(2, 3))).sum(axis=1),
+            }
+        )
 
     masks, table = it.latent_sweep(z, box_decoder, measure, n_steps=6)
     assert masks.shape == (2, 6, 16, 16, 16)
     z0 = table[table.feature == "latent_0"]
-    assert z0["ap_extent"].is_monotonic_increasing and z0["ap_extent"].iloc[-1] > z0[
-        "ap_extent"].iloc[0]
+    assert (
+        z0["ap_extent"].is_monotonic_increasing
+        and z0["ap_extent"].iloc[-1] > z0["ap_extent"].iloc[0]
+    )
     assert z0["si_extent"].nunique() == 1  # the other code is held fixed
     slopes = it.sweep_slopes(table, ["ap_extent", "si_extent"])
     assert slopes.loc["latent_0", "ap_extent"] > 4
@@ -52,8 +59,12 @@ def test_latent_sweep_measures_decoded_masks():
 def test_correlation_matrix_and_level_test():
     rng = np.random.default_rng(2)
     levels = np.repeat(["L5/S1", "L4/L5", "L3/L4"], 60)
-    z = pd.DataFrame({"latent_0": rng.normal(size=180) + np.repeat([0, 1, 2], 60),
-                      "latent_1": rng.normal(size=180)})
+    z = pd.DataFrame(
+        {
+            "latent_0": rng.normal(size=180) + np.repeat([0, 1, 2], 60),
+            "latent_1": rng.normal(size=180),
+        }
+    )
     geo = pd.DataFrame({"height_mm": z["latent_0"] * -0.9 + rng.normal(0, 0.3, 180)})
     r, p, q = it.correlation_matrix(z, geo)
     assert r.shape == (2, 1) and r.loc["latent_0", "height_mm"] < -0.9

@@ -18,8 +18,9 @@ def test_round_trip_keeps_geometry_and_labels(tmp_path, suffix, oblique):
     np.testing.assert_allclose(back.origin, vol.origin, atol=1e-4)
     np.testing.assert_allclose(back.direction, vol.direction, atol=1e-6)
     # the same voxel lands at the same world point
-    np.testing.assert_allclose(back.index_to_world([3, 5, 7]), vol.index_to_world([3, 5, 7]),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        back.index_to_world([3, 5, 7]), vol.index_to_world([3, 5, 7]), atol=1e-4
+    )
 
 
 def test_nifti_is_converted_from_ras_to_lps(tmp_path):

@@ -28,8 +28,9 @@ def test_paper_spacing_is_lr14_ap12_si15():
     # a box 44.8 mm left-right, 30 mm antero-posterior, 9 mm superior-inferior
     vol = render(box(22.4, 15.0, 4.5), CENTRE, np.eye(3), (0.5, 0.4, 0.3), half_extent_mm=24)
     (disc,) = iso.isolate_discs(vol)
-    occupied = [np.flatnonzero(disc.cube.any(axis=tuple(b for b in range(3) if b != a)))
-                for a in range(3)]
+    occupied = [
+        np.flatnonzero(disc.cube.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)
+    ]
     n_si, n_ap, n_lr = (len(o) for o in occupied)
     assert n_lr == pytest.approx(44.8 / 1.4, abs=1)
     assert n_ap == pytest.approx(30 / 1.2, abs=1)
@@ -85,11 +86,12 @@ def test_cube_orientation_from_header_not_array_position():
     np.testing.assert_allclose(a.centre_mm, b.centre_mm, atol=0.1)  # two samplings
     assert iou(a.cube, b.cube) > 0.9
     for key, value in g.measure_cube(a.cube, a.spacing_mm).items():
-        assert g.measure_cube(b.cube, b.spacing_mm)[key] == pytest.approx(value, rel=0.03,
-                                                                           abs=0.5), key
+        assert g.measure_cube(b.cube, b.spacing_mm)[key] == pytest.approx(
+            value, rel=0.03, abs=0.5
+        ), key
     # the knob is superior, posterior and left of the centre: high index on all three axes
     for cube in (a.cube, b.cube):
-        lr_hi = cube[:, :, 32 + 9:]  # more than 12 mm to the left
+        lr_hi = cube[:, :, 32 + 9 :]  # more than 12 mm to the left
         assert lr_hi.sum() > 0
         si, ap, _ = np.nonzero(lr_hi)
         assert ap.mean() > 31.5 and si.mean() > 31.5
@@ -160,8 +162,11 @@ def test_disc_touching_the_border_is_flagged(tmp_path):
     assert table["touches_border"].tolist() == [True, False]
     path = write_image(cut, tmp_path / "masks" / "9_t1.mha")
     with pytest.warns(iso.DiscTouchesBorderWarning):
-        store = iso.load_disc_store(iso.build_disc_store(
-            tmp_path, tmp_path / "s.npz", spacing_mm=(0.5, 0.5, 0.5), size=64, progress=False))
+        store = iso.load_disc_store(
+            iso.build_disc_store(
+                tmp_path, tmp_path / "s.npz", spacing_mm=(0.5, 0.5, 0.5), size=64, progress=False
+            )
+        )
     assert store.table["touches_border"].tolist() == [True, False]
     assert store.table["mask_path"].tolist() == [str(path)] * 2
 
@@ -185,8 +190,9 @@ def test_disc_store_roundtrip(phantom_dir, tmp_path):
     out = tmp_path / "stores" / "gt.npz"
     with warnings.catch_warnings():
         warnings.simplefilter("error", iso.DiscWarning)
-        path = iso.build_disc_store(phantom_dir, out, source="gt", spacing_mm=(3.0, 2.4, 2.8),
-                                    size=32, progress=False)
+        path = iso.build_disc_store(
+            phantom_dir, out, source="gt", spacing_mm=(3.0, 2.4, 2.8), size=32, progress=False
+        )
     assert path == out and sorted(p.name for p in out.parent.iterdir()) == ["gt.npz"]
     store = iso.load_disc_store(out)
     truth = pd.read_csv(phantom_dir / "phantom_truth.csv", dtype={"patient": str})
@@ -196,17 +202,22 @@ def test_disc_store_roundtrip(phantom_dir, tmp_path):
     assert list(store.table.columns) == iso.STORE_COLUMNS
     assert store.table["patient"].map(type).eq(str).all()
     assert store.table["source"].eq("gt").all()
-    assert (store.table[["spacing_si_mm", "spacing_ap_mm", "spacing_lr_mm"]].to_numpy()
-            == [3.0, 2.4, 2.8]).all()
+    assert (
+        store.table[["spacing_si_mm", "spacing_ap_mm", "spacing_lr_mm"]].to_numpy()
+        == [3.0, 2.4, 2.8]
+    ).all()
     merged = store.table.merge(t1, on=["series", "ivd_label"], suffixes=("", "_t"))
     assert len(merged) == len(t1) and (merged["level"] == merged["level_t"]).all()
-    np.testing.assert_allclose(merged[["centre_x_mm", "centre_y_mm", "centre_z_mm"]],
-                               merged[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]],
-                               atol=0.5)
+    np.testing.assert_allclose(
+        merged[["centre_x_mm", "centre_y_mm", "centre_z_mm"]],
+        merged[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]],
+        atol=0.5,
+    )
     # same cubes as isolating directly, in table order
     row = store.table.iloc[3]
-    direct = {d.ivd_label: d for d in iso.isolate_discs(read_mask(row["mask_path"]),
-                                                        (3.0, 2.4, 2.8), 32)}
+    direct = {
+        d.ivd_label: d for d in iso.isolate_discs(read_mask(row["mask_path"]), (3.0, 2.4, 2.8), 32)
+    }
     np.testing.assert_array_equal(store.cubes[3], direct[row["ivd_label"]].cube)
     # compact: packed bits, compressed
     assert out.stat().st_size < 2000 * len(store)
@@ -223,16 +234,27 @@ def test_store_inputs_and_modalities(phantom_dir, tmp_path):
     files = iso.mask_files(phantom_dir, modalities=None)
     assert len(files) == 8
     assert [f.name for f in iso.mask_files(phantom_dir / "masks", ("t2",))] == [
-        f"{i}_t2.mha" for i in range(1, 5)]
-    out = iso.build_disc_store(files[:2], tmp_path / "p.npz", source="pred", size=32,
-                               spacing_mm=(3.0, 2.4, 2.8), progress=False)
+        f"{i}_t2.mha" for i in range(1, 5)
+    ]
+    out = iso.build_disc_store(
+        files[:2],
+        tmp_path / "p.npz",
+        source="pred",
+        size=32,
+        spacing_mm=(3.0, 2.4, 2.8),
+        progress=False,
+    )
     store = iso.load_disc_store(out)
     assert set(store.table["series"]) == {"1_t1", "1_t2"}
     assert store.table["source"].eq("pred").all()
     with pytest.raises(DataError, match="not found"):
         iso.mask_files(tmp_path / "nothing")
     with pytest.raises(ValueError, match="binary"):
-        iso.write_disc_store(np.full((1, 4, 4, 4), 2, np.uint8),
-                             pd.DataFrame({"a": [1]}), tmp_path / "b.npz", (1, 1, 1))
+        iso.write_disc_store(
+            np.full((1, 4, 4, 4), 2, np.uint8),
+            pd.DataFrame({"a": [1]}),
+            tmp_path / "b.npz",
+            (1, 1, 1),
+        )
     blank = Volume(np.zeros((4, 4, 4), np.int16), (1, 1, 1))
     assert iso.find_discs(blank, warn=False) == []

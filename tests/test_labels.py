@@ -5,8 +5,17 @@ from disclatent.data import labels as lab
 
 @pytest.mark.parametrize(
     ("ivd", "level"),
-    [(1, "L5/S1"), (2, "L4/L5"), (3, "L3/L4"), (4, "L2/L3"), (5, "L1/L2"), (6, "T12/L1"),
-     (7, "T11/T12"), (17, "T1/T2"), (18, "C7/T1")],
+    [
+        (1, "L5/S1"),
+        (2, "L4/L5"),
+        (3, "L3/L4"),
+        (4, "L2/L3"),
+        (5, "L1/L2"),
+        (6, "T12/L1"),
+        (7, "T11/T12"),
+        (17, "T1/T2"),
+        (18, "C7/T1"),
+    ],
 )
 def test_level_names_follow_spider(ivd, level):
     assert lab.level_name(ivd) == level
@@ -21,8 +30,16 @@ def test_vertebrae_count_upward_from_l5():
 
 @pytest.mark.parametrize(
     ("value", "structure"),
-    [(0, "background"), (1, "vertebra"), (25, "vertebra"), (100, "spinal_canal"),
-     (101, "partial_vertebra"), (125, "partial_vertebra"), (201, "disc"), (225, "disc")],
+    [
+        (0, "background"),
+        (1, "vertebra"),
+        (25, "vertebra"),
+        (100, "spinal_canal"),
+        (101, "partial_vertebra"),
+        (125, "partial_vertebra"),
+        (201, "disc"),
+        (225, "disc"),
+    ],
 )
 def test_structures(value, structure):
     assert lab.structure_of(value) == structure

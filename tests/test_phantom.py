@@ -19,8 +19,15 @@ def test_layout_and_columns(phantom_dir):
     assert list(gradings.columns) == spider.GRADING_COLUMNS
     assert (gradings["IVD label"] == 0).sum() == 1  # SPIDER's quirk, reproduced
     truth = pd.read_csv(phantom_dir / "phantom_truth.csv")
-    for col in ["series", "patient", "ivd_label", "level", *ph.TRUTH_GEOMETRY,
-                "narrowing_factor", "bulge_mm"]:
+    for col in [
+        "series",
+        "patient",
+        "ivd_label",
+        "level",
+        *ph.TRUTH_GEOMETRY,
+        "narrowing_factor",
+        "bulge_mm",
+    ]:
         assert col in truth
     assert sorted(overview["institution"].unique()) == ["A", "B", "C", "D"]
 
@@ -60,8 +67,11 @@ def test_truth_matches_the_masks(phantom_dir):
             volume = len(idx) * mask.voxel_volume_mm3
             errors.append(volume / r.volume_mm3 - 1)
             centre = mask.index_to_world(idx[:, ::-1].mean(axis=0))
-            offsets.append(np.linalg.norm(centre - r[["centroid_x_mm", "centroid_y_mm",
-                                                         "centroid_z_mm"]].to_numpy(float)))
+            offsets.append(
+                np.linalg.norm(
+                    centre - r[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy(float)
+                )
+            )
     errors = np.abs(errors)
     assert np.median(errors) < 0.01 and errors.max() < 0.05
     assert np.median(offsets) < 0.3 and max(offsets) < 1.0
@@ -85,8 +95,15 @@ def test_per_level_prevalence_resembles_spider():
     rows = []
     for i in range(300):
         spec = ph.make_patient(11, i, 300)
-        rows += [{"k": g["IVD label"], "n": g["Disc narrowing"], "b": g["Disc bulging"],
-                  "pf": g["Pfirrman grade"]} for g in ph._gradings(spec, 11, i)]
+        rows += [
+            {
+                "k": g["IVD label"],
+                "n": g["Disc narrowing"],
+                "b": g["Disc bulging"],
+                "pf": g["Pfirrman grade"],
+            }
+            for g in ph._gradings(spec, 11, i)
+        ]
     df = pd.DataFrame(rows).groupby("k").mean()
     for k in range(1, 6):
         assert df.loc[k, "n"] == pytest.approx(ph.NARROWING_PREVALENCE[k - 1], abs=0.08)
@@ -95,11 +112,28 @@ def test_per_level_prevalence_resembles_spider():
 
 
 def _flat_disc(**kw) -> ph.DiscSpec:
-    base = dict(patient="1", ivd_label=1, center=np.zeros(3), rotation=np.eye(3),
-                sagittal_deg=0, coronal_deg=0, transverse_deg=0, a_lat=20.0, a_ant=16.0,
-                a_post=16.0, notch_halfwidth=6.0, notch_depth=2.0, convexity=0.0, wedge=0.0,
-                h0=8.0, narrowing_factor=1.0, bulge_mm=0.0, narrowing_severity=0.0,
-                bulge_severity=0.0, pfirrmann=2)
+    base = dict(
+        patient="1",
+        ivd_label=1,
+        center=np.zeros(3),
+        rotation=np.eye(3),
+        sagittal_deg=0,
+        coronal_deg=0,
+        transverse_deg=0,
+        a_lat=20.0,
+        a_ant=16.0,
+        a_post=16.0,
+        notch_halfwidth=6.0,
+        notch_depth=2.0,
+        convexity=0.0,
+        wedge=0.0,
+        h0=8.0,
+        narrowing_factor=1.0,
+        bulge_mm=0.0,
+        narrowing_severity=0.0,
+        bulge_severity=0.0,
+        pfirrmann=2,
+    )
     base.update(kw)
     return ph.DiscSpec(**base)
 
@@ -124,15 +158,22 @@ def test_truth_of_analytic_discs():
 
 @pytest.mark.parametrize(
     ("angles", "expected"),
-    [((10, 0, 0), (10, 0, 0)), ((0, -7, 0), (0, -7, 0)), ((0, 0, 5), (0, 0, 5)),
-     ((-30, 0, 0), (-30, 0, 0))],
+    [
+        ((10, 0, 0), (10, 0, 0)),
+        ((0, -7, 0), (0, -7, 0)),
+        ((0, 0, 5), (0, 0, 5)),
+        ((-30, 0, 0), (-30, 0, 0)),
+    ],
 )
 def test_angle_conventions(angles, expected):
     r = ph.rotation_matrix(*angles)
     np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-12)
     got = ph.plane_angles(r)
-    np.testing.assert_allclose([got["sagittal_angle_deg"], got["coronal_angle_deg"],
-                                got["transverse_angle_deg"]], expected, atol=1e-9)
+    np.testing.assert_allclose(
+        [got["sagittal_angle_deg"], got["coronal_angle_deg"], got["transverse_angle_deg"]],
+        expected,
+        atol=1e-9,
+    )
     # positive sagittal angle: the anterior edge (-v) is superior
     if angles[0] > 0:
         assert (-r[:, 1])[2] > 0

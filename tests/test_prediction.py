@@ -30,19 +30,22 @@ def test_grouped_folds_never_share_a_patient():
     res = pr.cross_validate(pr.make_pipeline(["height_mm"]), X, y, groups, n_repeats=2)
     assert (res.folds["patients_shared"] == 0).all()
     assert not np.isnan(res.oof).any()
-    ungrouped = pr.cross_validate(pr.make_pipeline(["height_mm"]), X, y, groups, n_repeats=1,
-                                  grouped=False)
+    ungrouped = pr.cross_validate(
+        pr.make_pipeline(["height_mm"]), X, y, groups, n_repeats=1, grouped=False
+    )
     assert (ungrouped.folds["patients_shared"] > 0).all()
 
 
 def test_summary_recovers_a_real_signal_with_a_ci():
     X, y, groups = cohort(signal=1.0)
     s = pr.cross_validate(pr.make_pipeline(["height_mm"]), X, y, groups, n_repeats=2).summary(
-        n_boot=200)
+        n_boot=200
+    )
     assert 0.7 < s["auc"] < 0.95 and s["auc_lo"] < s["auc"] < s["auc_hi"]
     assert 0 < s["f1"] <= 1 and s["f1_lo"] <= s["f1"] <= s["f1_hi"]
     noise = pr.cross_validate(pr.make_pipeline(["noise"]), X, y, groups, n_repeats=2).summary(
-        n_boot=200)
+        n_boot=200
+    )
     assert noise["auc_lo"] < 0.5 + 0.12 and noise["auc"] < s["auc"] - 0.15
 
 
@@ -54,8 +57,9 @@ def test_ungrouped_folds_leak_a_patient_identity_feature():
     y = np.repeat(rng.integers(0, 2, 50), 6)
     X = pd.DataFrame({"id_like": np.repeat(rng.normal(size=50), 6) + rng.normal(0, 0.01, 300)})
     honest = pr.cross_validate(pr.make_pipeline(["id_like"]), X, y, patients, n_repeats=2)
-    leaky = pr.cross_validate(pr.make_pipeline(["id_like"]), X, y, patients, n_repeats=2,
-                              grouped=False)
+    leaky = pr.cross_validate(
+        pr.make_pipeline(["id_like"]), X, y, patients, n_repeats=2, grouped=False
+    )
     assert leaky.pooled("auc") > 0.8
     assert abs(honest.pooled("auc") - 0.5) < 0.15
 
@@ -141,9 +145,17 @@ def test_ae_in_fold_protocol_refits_the_extractor_per_fold():
             fitted.append(len(c))
             return super().fit(c)
 
-    res, row = pr.run_experiment(X.assign(patient=groups, disc_narrowing=y), "disc_narrowing",
-                                 "latent", 1, "grouped, AE in fold", n_repeats=1, n_boot=50,
-                                 cubes=cubes, latent_factory=lambda seed: Spy())
+    res, row = pr.run_experiment(
+        X.assign(patient=groups, disc_narrowing=y),
+        "disc_narrowing",
+        "latent",
+        1,
+        "grouped, AE in fold",
+        n_repeats=1,
+        n_boot=50,
+        cubes=cubes,
+        latent_factory=lambda seed: Spy(),
+    )
     assert len(fitted) == 5 and all(80 <= k <= 110 for k in fitted)  # training folds only
     assert row["protocol"] == "grouped, AE in fold" and 0 <= row["auc"] <= 1
     assert (res.folds["patients_shared"] == 0).all()
@@ -166,9 +178,18 @@ def test_latent_cache_trains_each_fold_once_and_changes_no_result():
             return super().fit(c)
 
     def run(fs, cache):
-        return pr.run_experiment(table, "disc_narrowing", fs, 1, "grouped, AE in fold",
-                                 n_repeats=1, n_boot=50, cubes=cubes,
-                                 latent_factory=lambda seed: Spy(), latent_cache=cache)[1]
+        return pr.run_experiment(
+            table,
+            "disc_narrowing",
+            fs,
+            1,
+            "grouped, AE in fold",
+            n_repeats=1,
+            n_boot=50,
+            cubes=cubes,
+            latent_factory=lambda seed: Spy(),
+            latent_cache=cache,
+        )[1]
 
     plain = [run(fs, None) for fs in ("latent", "geometric + latent")]
     assert len(fitted) == 10

@@ -18,19 +18,38 @@ def test_missing_tables_give_none_not_numbers(tmp_path):
 
 
 def test_numbers_are_read_from_the_tables(tmp_path):
-    pd.DataFrame({"model": ["UNet", "SegResNet", "SwinUNETR-V2 (paper)"],
-                  "DSC": [0.91, 0.88, 0.90], "DSC low": [0.9, 0.87, 0.89],
-                  "DSC high": [0.92, 0.89, 0.91], "IoU": [0.84, 0.8, 0.82],
-                  "training (min)": [5.0, 6.0, None], "inference (s/series)": [2.0, 3.0, None]}
-                 ).to_csv(tmp_path / "supplementary_table_1_segmentation.csv", index=False)
-    pd.DataFrame({"latent_dim": [8, 4], "converged": [True, False],
-                  "epochs_to_converge": [40, np.nan], "epochs_run": [40, 100],
-                  "train_iou": [0.996, 0.993], "heldout_iou": [0.97, 0.96],
-                  "pca_heldout_iou": [0.9, 0.88]}).to_csv(
-        tmp_path / "autoencoder_sweep_raw.csv", index=False)
-    pd.DataFrame({"source": ["gt"], "target": ["disc_narrowing"], "features": ["latent"],
-                  "protocol": ["grouped"], "auc": [0.71], "f1": [0.6]}).to_csv(
-        tmp_path / "prediction_results.csv", index=False)
+    pd.DataFrame(
+        {
+            "model": ["UNet", "SegResNet", "SwinUNETR-V2 (paper)"],
+            "DSC": [0.91, 0.88, 0.90],
+            "DSC low": [0.9, 0.87, 0.89],
+            "DSC high": [0.92, 0.89, 0.91],
+            "IoU": [0.84, 0.8, 0.82],
+            "training (min)": [5.0, 6.0, None],
+            "inference (s/series)": [2.0, 3.0, None],
+        }
+    ).to_csv(tmp_path / "supplementary_table_1_segmentation.csv", index=False)
+    pd.DataFrame(
+        {
+            "latent_dim": [8, 4],
+            "converged": [True, False],
+            "epochs_to_converge": [40, np.nan],
+            "epochs_run": [40, 100],
+            "train_iou": [0.996, 0.993],
+            "heldout_iou": [0.97, 0.96],
+            "pca_heldout_iou": [0.9, 0.88],
+        }
+    ).to_csv(tmp_path / "autoencoder_sweep_raw.csv", index=False)
+    pd.DataFrame(
+        {
+            "source": ["gt"],
+            "target": ["disc_narrowing"],
+            "features": ["latent"],
+            "protocol": ["grouped"],
+            "auc": [0.71],
+            "f1": [0.6],
+        }
+    ).to_csv(tmp_path / "prediction_results.csv", index=False)
     rng = np.random.default_rng(0)
     z = pd.DataFrame(rng.normal(size=(50, 2)), columns=["latent_0", "latent_1"])
     g = pd.DataFrame({"ap_width_mm": -z["latent_1"] + 0.1 * rng.normal(size=50)})
@@ -46,8 +65,12 @@ def test_numbers_are_read_from_the_tables(tmp_path):
 
 
 def test_timings_and_hardware(tmp_path):
-    nb = {"metadata": {"disclatent": {"seconds": 12.5}}, "cells": [], "nbformat": 4,
-          "nbformat_minor": 5}
+    nb = {
+        "metadata": {"disclatent": {"seconds": 12.5}},
+        "cells": [],
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (tmp_path / "00_data.ipynb").write_text(json.dumps(nb))
     t = results.notebook_timings(tmp_path)
     assert t.to_dict("records") == [{"notebook": "00_data", "seconds": 12.5}]

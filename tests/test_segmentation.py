@@ -110,8 +110,12 @@ def test_split_holds_out_one_site_by_patient(phantom_dir):
     assert split.groupby("patient")["role"].nunique().max() == 1  # T1 and T2 together
     assert {"train", "val", "test"} <= set(split["role"])
 
-    many = pd.DataFrame({"patient": [str(i) for i in range(40)],
-                         "site": list("AAAAAAAAAAAABBBBBBBBBBCCCCCCCCCCDDDDDDDD")})
+    many = pd.DataFrame(
+        {
+            "patient": [str(i) for i in range(40)],
+            "site": list("AAAAAAAAAAAABBBBBBBBBBCCCCCCCCCCDDDDDDDD"),
+        }
+    )
     many["series"] = many["patient"] + "_t1"
     a = make_split(many, "auto", 0.2, seed=1)
     assert a.equals(make_split(many, "auto", 0.2, seed=1))  # seeded
@@ -135,16 +139,20 @@ def test_loss_is_bce_plus_dice_with_one_sigmoid():
     assert torch.allclose(got, bce + dice, atol=1e-5)
     # a second sigmoid (the published bug) gives a different value
     p2 = torch.sigmoid(p)
-    twice = (torch.nn.functional.binary_cross_entropy_with_logits(p, target)
-             + 1 - (2 * (p2 * target).sum() + 1e-5) / (p2.sum() + target.sum() + 1e-5))
+    twice = (
+        torch.nn.functional.binary_cross_entropy_with_logits(p, target)
+        + 1
+        - (2 * (p2 * target).sum() + 1e-5) / (p2.sum() + target.sum() + 1e-5)
+    )
     assert not torch.allclose(got, twice, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["UNet", "SegResNet", "SwinUNETR"])
 def test_models_are_selectable_by_name(name):
     patch = (64, 32, 32)
-    cfg = SegConfig(model=name, patch=patch, unet_channels=(4, 8, 16), segresnet_filters=8,
-                    swin_feature_size=12)
+    cfg = SegConfig(
+        model=name, patch=patch, unet_channels=(4, 8, 16), segresnet_filters=8, swin_feature_size=12
+    )
     model = build_model(cfg).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 1, *patch))
@@ -200,8 +208,9 @@ def _blob_mask(direction: np.ndarray) -> io.Volume:
 
 @pytest.mark.parametrize("k_points_superior", [True, False])
 def test_instances_are_numbered_upward_from_the_header(k_points_superior):
-    direction = np.eye(3) if k_points_superior else np.diag([1.0, 1.0, -1.0]) @ np.diag(
-        [-1.0, 1.0, 1.0])
+    direction = (
+        np.eye(3) if k_points_superior else np.diag([1.0, 1.0, -1.0]) @ np.diag([-1.0, 1.0, 1.0])
+    )
     fg = _blob_mask(direction)
     labelled, info = label_instances(fg, min_volume_mm3=100)
     assert info["n_components"] == 4 and info["n_dropped"] == 1 and info["n_discs"] == 3
@@ -267,8 +276,23 @@ def test_profiles_carry_the_published_settings():
 @pytest.mark.slow
 def test_train_and_predict_from_the_command_line(phantom_dir, tmp_path):
     model_dir = tmp_path / "model"
-    rc = main(["segment", "train", "--data", str(phantom_dir), "--out", str(model_dir),
-               "--profile", "quick", "--model", "UNet", "--max-epochs", "2", "--quiet"])
+    rc = main(
+        [
+            "segment",
+            "train",
+            "--data",
+            str(phantom_dir),
+            "--out",
+            str(model_dir),
+            "--profile",
+            "quick",
+            "--model",
+            "UNet",
+            "--max-epochs",
+            "2",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     for name in ("config.json", "split.csv", "model.safetensors", "history.csv", "train.json"):
         assert (model_dir / name).exists(), name
@@ -287,8 +311,22 @@ def test_train_and_predict_from_the_command_line(phantom_dir, tmp_path):
     for s in test_series:
         shutil.copy(folder.image_path(s), images / f"{s}.mha")
     out = tmp_path / "pred"
-    assert main(["segment", "predict", "--model", str(model_dir), "--images", str(images),
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "predict",
+                "--model",
+                str(model_dir),
+                "--images",
+                str(images),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     for s in test_series:
         image, mask = io.read_pair(folder.image_path(s), out / "masks" / f"{s}.mha")
         values = set(np.unique(mask.array).tolist()) - {0}
@@ -310,7 +348,17 @@ def test_train_and_predict_from_the_command_line(phantom_dir, tmp_path):
 
 
 def test_predict_reports_a_missing_model(tmp_path, capsys):
-    rc = main(["segment", "predict", "--model", str(tmp_path / "nothing"), "--images",
-               str(tmp_path), "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "segment",
+            "predict",
+            "--model",
+            str(tmp_path / "nothing"),
+            "--images",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2
     assert "not a trained model folder" in capsys.readouterr().err

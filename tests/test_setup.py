@@ -25,8 +25,19 @@ def test_environment_yml_pins_the_same_versions():
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pins(pip_section) == lock
     assert "python=3.11" in env["dependencies"]
-    for name in ("torch", "monai", "jupyter-book", "xgboost", "simpleitk", "nibabel",
-                 "papermill", "jupytext", "statsmodels", "ipywidgets", "scikit-learn"):
+    for name in (
+        "torch",
+        "monai",
+        "jupyter-book",
+        "xgboost",
+        "simpleitk",
+        "nibabel",
+        "papermill",
+        "jupytext",
+        "statsmodels",
+        "ipywidgets",
+        "scikit-learn",
+    ):
         assert name in lock, name
     assert lock["torch"] == "2.13.0"
     assert lock["jupyter-book"].startswith("1.")

@@ -34,8 +34,13 @@ def spider_dir(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("12_t1", ("12", "t1")), ("12_t2", ("12", "t2")), ("12_t2_SPACE", ("12", "t2_SPACE")),
-     ("12_T2_space", ("12", "t2_SPACE")), ("my_disc_mask", ("my_disc_mask", ""))],
+    [
+        ("12_t1", ("12", "t1")),
+        ("12_t2", ("12", "t2")),
+        ("12_t2_SPACE", ("12", "t2_SPACE")),
+        ("12_T2_space", ("12", "t2_SPACE")),
+        ("my_disc_mask", ("my_disc_mask", "")),
+    ],
 )
 def test_parse_series(name, expected):
     assert spider.parse_series(name) == expected
@@ -80,15 +85,23 @@ def test_disc_table_joins_every_series_of_a_patient(spider_dir):
     with pytest.warns(UserWarning):
         t1 = spider.disc_table(spider_dir)
     assert list(t1.columns[:4]) == ["patient", "series", "ivd_label", "level"]
-    assert t1[["series", "ivd_label"]].values.tolist() == [["1_t1", 1], ["1_t1", 2],
-                                                           ["2_t1", 1], ["2_t1", 6]]
+    assert t1[["series", "ivd_label"]].values.tolist() == [
+        ["1_t1", 1],
+        ["1_t1", 2],
+        ["2_t1", 1],
+        ["2_t1", 6],
+    ]
     with pytest.warns(UserWarning):
         every = spider.disc_table(spider_dir, modalities=None)
     # patient 1 has three series x two graded discs; patient 2 one series x two discs
     assert len(every) == 8
     assert set(every.loc[every.patient == "1", "modality"]) == {"t1", "t2", "t2_SPACE"}
-    assert every.groupby("series").size().to_dict() == {"1_t1": 2, "1_t2": 2, "1_t2_SPACE": 2,
-                                                        "2_t1": 2}
+    assert every.groupby("series").size().to_dict() == {
+        "1_t1": 2,
+        "1_t2": 2,
+        "1_t2_SPACE": 2,
+        "2_t1": 2,
+    }
 
 
 def test_series_without_mask_dropped(spider_dir):
@@ -124,4 +137,5 @@ def test_phantom_reads_as_spider(phantom_dir, tmp_path):
     truth = pd.read_csv(root / "phantom_truth.csv", dtype={"patient": str})
     truth_t1 = truth[truth.series.str.endswith("_t1")]
     assert sorted(map(tuple, t[["series", "ivd_label"]].values.tolist())) == sorted(
-        map(tuple, truth_t1[["series", "ivd_label"]].values.tolist()))
+        map(tuple, truth_t1[["series", "ivd_label"]].values.tolist())
+    )

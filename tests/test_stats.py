@@ -53,12 +53,14 @@ def test_paired_bootstrap_detects_a_real_difference_only():
     rng = np.random.default_rng(3)
     a = rng.normal(0, 1, 300)
     b = a + 0.3 + rng.normal(0, 0.1, 300)
-    diff, lo, hi, p = stats.bootstrap_paired_p(lambda i: a[i].mean(), lambda i: b[i].mean(),
-                                               300, n_boot=1000)
+    diff, lo, hi, p = stats.bootstrap_paired_p(
+        lambda i: a[i].mean(), lambda i: b[i].mean(), 300, n_boot=1000
+    )
     assert diff == pytest.approx(0.3, abs=0.03) and lo > 0 and p <= 0.002
     c = a + rng.normal(0, 0.1, 300)
-    _, lo, hi, p = stats.bootstrap_paired_p(lambda i: a[i].mean(), lambda i: c[i].mean(),
-                                            300, n_boot=1000)
+    _, lo, hi, p = stats.bootstrap_paired_p(
+        lambda i: a[i].mean(), lambda i: c[i].mean(), 300, n_boot=1000
+    )
     assert lo < 0 < hi and p > 0.05
 
 
@@ -78,8 +80,9 @@ def test_corrected_ttest_by_hand():
 def test_correlation_table_with_fdr():
     rng = np.random.default_rng(4)
     x = pd.DataFrame({"z0": rng.normal(size=200), "z1": rng.normal(size=200)})
-    y = pd.DataFrame({"ap": -0.8 * x["z0"] + 0.6 * rng.normal(size=200),
-                      "noise": rng.normal(size=200)})
+    y = pd.DataFrame(
+        {"ap": -0.8 * x["z0"] + 0.6 * rng.normal(size=200), "noise": rng.normal(size=200)}
+    )
     t = stats.correlation_table(x, y).set_index(["x", "y"])
     assert t.loc[("z0", "ap"), "r"] == pytest.approx(np.corrcoef(x.z0, y.ap)[0, 1])
     assert t.loc[("z0", "ap"), "q"] < 1e-10

@@ -26,8 +26,9 @@ def test_latent_explorer_decodes_what_the_sliders_say():
         return ball_decoder(codes)
 
     z = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
-    box = widgets.latent_explorer(z, decode, lambda cube: {"voxels": float(cube.sum())},
-                                  (1.0, 1.0, 1.0))
+    box = widgets.latent_explorer(
+        z, decode, lambda cube: {"voxels": float(cube.sum())}, (1.0, 1.0, 1.0)
+    )
     sliders = box.children[0].children
     assert [s.value for s in sliders] == [2.0, 3.0]  # start at the mean
     assert (sliders[0].min, sliders[0].max) == (0.0, 4.0)

@@ -28,13 +28,20 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     from disclatent.data.phantom import write_phantom
 
     start = time.perf_counter()
-    with tqdm(total=args.patients, desc="phantom patients", unit="patient",
-              disable=args.quiet) as bar:
-        write_phantom(args.out, n_patients=args.patients, seed=args.seed, workers=args.workers,
-                      progress=lambda done, total: bar.update(done - bar.n))
+    with tqdm(
+        total=args.patients, desc="phantom patients", unit="patient", disable=args.quiet
+    ) as bar:
+        write_phantom(
+            args.out,
+            n_patients=args.patients,
+            seed=args.seed,
+            workers=args.workers,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
     if not args.quiet:
-        print(f"wrote {args.patients} patients to {args.out} in "
-              f"{time.perf_counter() - start:.1f} s")
+        print(
+            f"wrote {args.patients} patients to {args.out} in {time.perf_counter() - start:.1f} s"
+        )
     return 0
 
 
@@ -49,8 +56,13 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def _cmd_book(args: argparse.Namespace) -> int:
     from disclatent.report.book import build_book
 
-    build_book(profile=args.profile, data=args.data, build_dir=Path(args.build_dir),
-               html=not args.no_html, force=args.force)
+    build_book(
+        profile=args.profile,
+        data=args.data,
+        build_dir=Path(args.build_dir),
+        html=not args.no_html,
+        force=args.force,
+    )
     return 0
 
 
@@ -62,13 +74,21 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     labels = parse_label_spec(args.labels) if args.labels else None
     modalities = None if args.modalities == "all" else tuple(args.modalities.split(","))
     start = time.perf_counter()
-    table = measure_masks(args.masks, labels, label_offset=args.label_offset,
-                          modalities=modalities, progress=not args.quiet, step_mm=args.step_mm)
+    table = measure_masks(
+        args.masks,
+        labels,
+        label_offset=args.label_offset,
+        modalities=modalities,
+        progress=not args.quiet,
+        step_mm=args.step_mm,
+    )
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
     if not args.quiet:
-        print(f"measured {len(table)} discs of {table['series'].nunique()} masks in "
-              f"{time.perf_counter() - start:.1f} s -> {args.out}")
+        print(
+            f"measured {len(table)} discs of {table['series'].nunique()} masks in "
+            f"{time.perf_counter() - start:.1f} s -> {args.out}"
+        )
     return 0
 
 
@@ -77,30 +97,44 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     log = None if args.quiet else print
     if args.segment_command == "train":
-        overrides = {k: v for k, v in (("max_epochs", args.max_epochs),
-                                       ("iters_per_epoch", args.iters_per_epoch),
-                                       ("max_minutes", args.max_minutes),
-                                       ("test_site", args.test_site), ("device", args.device),
-                                       ("threads", args.threads)) if v is not None}
+        overrides = {
+            k: v
+            for k, v in (
+                ("max_epochs", args.max_epochs),
+                ("iters_per_epoch", args.iters_per_epoch),
+                ("max_minutes", args.max_minutes),
+                ("test_site", args.test_site),
+                ("device", args.device),
+                ("threads", args.threads),
+            )
+            if v is not None
+        }
         cfg = config_from_profile(args.profile, args.model, **overrides)
         result = train(args.data, args.out, cfg, log=log)
         if not args.quiet:
-            print(f"model written to {args.out} (split in {Path(args.out) / 'split.csv'}); "
-                  f"best validation IoU {result['best_val_iou']:.4f} at epoch "
-                  f"{result['best_epoch']}")
+            print(
+                f"model written to {args.out} (split in {Path(args.out) / 'split.csv'}); "
+                f"best validation IoU {result['best_val_iou']:.4f} at epoch "
+                f"{result['best_epoch']}"
+            )
         return 0
     table = predict_images(args.model, args.images, args.out, log=log)
     if not args.quiet:
-        print(f"wrote {len(table)} mask(s) to {Path(args.out) / 'masks'} in "
-              f"{table['seconds'].sum():.1f} s")
+        print(
+            f"wrote {len(table)} mask(s) to {Path(args.out) / 'masks'} in "
+            f"{table['seconds'].sum():.1f} s"
+        )
     return 0
 
 
 def _cmd_autoencoder(args: argparse.Namespace) -> int:
     from disclatent.autoencoder import core as autoencoder
 
-    return {"train": autoencoder.cli_train, "encode": autoencoder.cli_encode,
-            "decode": autoencoder.cli_decode}[args.ae_command](args)
+    return {
+        "train": autoencoder.cli_train,
+        "encode": autoencoder.cli_encode,
+        "decode": autoencoder.cli_decode,
+    }[args.ae_command](args)
 
 
 def _cmd_check_pages(args: argparse.Namespace) -> int:
@@ -111,9 +145,11 @@ def _cmd_check_pages(args: argparse.Namespace) -> int:
     for r in rows:
         flag = "ok" if not r["broken_images"] and not r["errors"] else "PROBLEM"
         bad += flag != "ok"
-        print(f"{flag:7} {r['page']}: {r['images']} images ({len(r['broken_images'])} broken), "
-              f"{r['tables']} tables, {r['errors']} error outputs"
-              + (f", screenshot {r['screenshot']}" if r["screenshot"] else ""))
+        print(
+            f"{flag:7} {r['page']}: {r['images']} images ({len(r['broken_images'])} broken), "
+            f"{r['tables']} tables, {r['errors']} error outputs"
+            + (f", screenshot {r['screenshot']}" if r["screenshot"] else "")
+        )
     return 1 if bad else 0
 
 
@@ -150,36 +186,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-execute every notebook")
     p.set_defaults(func=_cmd_book)
 
-    p = sub.add_parser("check-pages", help="check the rendered book's images and tables; "
-                       "screenshot each page with headless Chromium")
+    p = sub.add_parser(
+        "check-pages",
+        help="check the rendered book's images and tables; "
+        "screenshot each page with headless Chromium",
+    )
     p.add_argument("--html", default="_build/html")
     p.add_argument("--screenshots", default="", help="folder for PNG screenshots")
     p.set_defaults(func=_cmd_check_pages)
 
     p = sub.add_parser("geometry", help="measure every disc of masks (mm, degrees) to a CSV")
-    p.add_argument("--masks", required=True,
-                   help="a mask file, a folder of masks (.mha, .nii.gz, ...) or a SPIDER folder")
+    p.add_argument(
+        "--masks",
+        required=True,
+        help="a mask file, a folder of masks (.mha, .nii.gz, ...) or a SPIDER folder",
+    )
     p.add_argument("--out", required=True, help="output CSV file")
-    p.add_argument("--labels", default="",
-                   help="disc label values, e.g. '201-207' or '11,12,13' (default: "
-                        "offset+1 to offset+25, SPIDER's 201-225)")
-    p.add_argument("--label-offset", type=int, default=200,
-                   help="IVD label = value - offset, 1 = L5/S1 (SPIDER: 200)")
-    p.add_argument("--modalities", default="all",
-                   help="SPIDER series to measure, e.g. 't1' or 't1,t2' (default: all)")
-    p.add_argument("--step-mm", type=float, default=0.25,
-                   help="sampling step of the mid-plane section (mm)")
+    p.add_argument(
+        "--labels",
+        default="",
+        help="disc label values, e.g. '201-207' or '11,12,13' (default: "
+        "offset+1 to offset+25, SPIDER's 201-225)",
+    )
+    p.add_argument(
+        "--label-offset",
+        type=int,
+        default=200,
+        help="IVD label = value - offset, 1 = L5/S1 (SPIDER: 200)",
+    )
+    p.add_argument(
+        "--modalities",
+        default="all",
+        help="SPIDER series to measure, e.g. 't1' or 't1,t2' (default: all)",
+    )
+    p.add_argument(
+        "--step-mm", type=float, default=0.25, help="sampling step of the mid-plane section (mm)"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_geometry)
 
     p = sub.add_parser("segment", help="train a disc segmentation model, or segment images")
     seg = p.add_subparsers(dest="segment_command", required=True)
     t = seg.add_parser("train", help="train on a SPIDER-format folder, one site held out")
-    t.add_argument("--data", required=True, help="a SPIDER-format folder (images/, masks/, "
-                   "overview.csv)")
+    t.add_argument(
+        "--data", required=True, help="a SPIDER-format folder (images/, masks/, overview.csv)"
+    )
     t.add_argument("--out", required=True, help="model folder (weights, split.csv, history)")
-    t.add_argument("--model", default=None, choices=["UNet", "SegResNet", "SwinUNETR"],
-                   help="network (default: the profile's; SwinUNETR is SwinUNETR-V2)")
+    t.add_argument(
+        "--model",
+        default=None,
+        choices=["UNet", "SegResNet", "SwinUNETR"],
+        help="network (default: the profile's; SwinUNETR is SwinUNETR-V2)",
+    )
     t.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
     t.add_argument("--test-site", default=None, help="site held out (default: auto)")
     t.add_argument("--max-epochs", type=int, default=None, help="override the profile's")
@@ -191,34 +249,47 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_segment)
     t = seg.add_parser("predict", help="segment images; write SPIDER-format disc masks")
     t.add_argument("--model", required=True, help="a model folder written by `segment train`")
-    t.add_argument("--images", required=True,
-                   help="an image file, a folder of images, or a SPIDER folder")
-    t.add_argument("--out", required=True,
-                   help="output folder; masks go to OUT/masks/ with the input file names")
+    t.add_argument(
+        "--images", required=True, help="an image file, a folder of images, or a SPIDER folder"
+    )
+    t.add_argument(
+        "--out",
+        required=True,
+        help="output folder; masks go to OUT/masks/ with the input file names",
+    )
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("autoencoder", help="train the disc autoencoder; encode and decode discs")
     aes = p.add_subparsers(dest="ae_command", required=True)
     t = aes.add_parser("train", help="train on the discs of a folder of masks, patients held out")
-    t.add_argument("--masks", required=True,
-                   help="a SPIDER folder, a folder of masks (.mha, .nii.gz, ...) or one mask")
+    t.add_argument(
+        "--masks",
+        required=True,
+        help="a SPIDER folder, a folder of masks (.mha, .nii.gz, ...) or one mask",
+    )
     t.add_argument("--latent-dim", type=int, required=True, help="bottleneck size k")
     t.add_argument("--out", required=True, help="model folder (weights, metrics.json, history)")
     t.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
     t.add_argument("--max-epochs", type=int, default=None, help="override the profile's")
-    t.add_argument("--heldout-fraction", type=float, default=None,
-                   help="share of patients kept out of training (default: the profile's)")
+    t.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=None,
+        help="share of patients kept out of training (default: the profile's)",
+    )
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--modalities", default="t1",
-                   help="SPIDER series to use, e.g. 't1' or 't1,t2', or 'all' (default t1)")
+    t.add_argument(
+        "--modalities",
+        default="t1",
+        help="SPIDER series to use, e.g. 't1' or 't1,t2', or 'all' (default t1)",
+    )
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_autoencoder)
     t = aes.add_parser("encode", help="latent vectors of every disc of masks, to a CSV")
     t.add_argument("--model", required=True, help="a model folder written by `train`")
-    t.add_argument("--masks", required=True,
-                   help="a SPIDER folder, a folder of masks or one mask")
+    t.add_argument("--masks", required=True, help="a SPIDER folder, a folder of masks or one mask")
     t.add_argument("--out", required=True, help="output CSV (one row per disc)")
     t.add_argument("--modalities", default="t1", help="as for `train`")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -226,8 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_autoencoder)
     t = aes.add_parser("decode", help="masks (.mha, one per row) from latent vectors in a CSV")
     t.add_argument("--model", required=True, help="a model folder written by `train`")
-    t.add_argument("--latent", required=True,
-                   help="CSV with columns latent_0 .. latent_{k-1} (e.g. from `encode`)")
+    t.add_argument(
+        "--latent",
+        required=True,
+        help="CSV with columns latent_0 .. latent_{k-1} (e.g. from `encode`)",
+    )
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_autoencoder)

@@ -26,8 +26,14 @@ from sklearn.pipeline import Pipeline
 
 from disclatent.analysis import stats
 
-GEOMETRIC_FEATURES = ["height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg",
-                      "coronal_angle_deg", "transverse_angle_deg"]
+GEOMETRIC_FEATURES = [
+    "height_mm",
+    "ap_width_mm",
+    "lateral_width_mm",
+    "sagittal_angle_deg",
+    "coronal_angle_deg",
+    "transverse_angle_deg",
+]
 XGB_PAPER = {"max_depth": 3, "n_estimators": 200, "learning_rate": 0.1}
 
 # The paper's Table 1 (ground-truth masks) and Table 2 (predicted masks), disc narrowing,
@@ -50,8 +56,10 @@ PAPER_RESULTS = pd.DataFrame(
     columns=["source", "target", "features", "f1", "f1_lo", "f1_hi", "auc", "auc_lo", "auc_hi"],
 )
 LITERATURE = pd.DataFrame(
-    [("Lin et al. 2024", "disc_narrowing", 0.78, None), ("Hung et al. 2021", "disc_narrowing",
-                                                          None, 0.75)],
+    [
+        ("Lin et al. 2024", "disc_narrowing", 0.78, None),
+        ("Hung et al. 2021", "disc_narrowing", None, 0.75),
+    ],
     columns=["study", "target", "f1", "auc"],
 )
 
@@ -83,8 +91,15 @@ class DiscXGBClassifier(BaseEstimator, ClassifierMixin):
     fitted on, so the weight is never computed from test discs.
     """
 
-    def __init__(self, max_depth: int = 3, n_estimators: int = 200, learning_rate: float = 0.1,
-                 class_weighted: bool = False, random_state: int = 0, n_jobs: int = 1):
+    def __init__(
+        self,
+        max_depth: int = 3,
+        n_estimators: int = 200,
+        learning_rate: float = 0.1,
+        class_weighted: bool = False,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ):
         self.max_depth = max_depth
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -103,9 +118,13 @@ class DiscXGBClassifier(BaseEstimator, ClassifierMixin):
         weight = (len(y) - pos) / pos if self.class_weighted else 1.0
         self.scale_pos_weight_ = float(weight)
         self.model_ = XGBClassifier(
-            max_depth=self.max_depth, n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate, scale_pos_weight=weight,
-            random_state=self.random_state, n_jobs=self.n_jobs, tree_method="hist",
+            max_depth=self.max_depth,
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            scale_pos_weight=weight,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            tree_method="hist",
             eval_metric="logloss",
         )
         self.model_.fit(np.asarray(X, float), y)
@@ -145,8 +164,9 @@ class LatentCache:
 
         index = np.asarray(index, np.int64)
         params = sorted((k, repr(v)) for k, v in latent.get_params(deep=False).items())
-        key = hashlib.sha256(index.tobytes() + repr((type(latent).__name__, params)).encode()
-                             ).hexdigest()
+        key = hashlib.sha256(
+            index.tobytes() + repr((type(latent).__name__, params)).encode()
+        ).hexdigest()
         if key in self._fitted:
             self.hits += 1
         else:
@@ -165,8 +185,9 @@ class AppendLatent(BaseEstimator, TransformerMixin):
     an extractor already fitted on exactly these training discs is reused.
     """
 
-    def __init__(self, cubes=None, latent=None, prefix: str = "latent_",
-                 cache: LatentCache | None = None):
+    def __init__(
+        self, cubes=None, latent=None, prefix: str = "latent_", cache: LatentCache | None = None
+    ):
         self.cubes = cubes
         self.latent = latent
         self.prefix = prefix
@@ -188,16 +209,23 @@ class AppendLatent(BaseEstimator, TransformerMixin):
         return X.drop(columns=[c for c in cols if c in X]).assign(**cols)
 
 
-FEATURE_SETS = {"latent": "latent", "geometric": "geometric",
-                "geometric + latent": "geometric + latent"}
+FEATURE_SETS = {
+    "latent": "latent",
+    "geometric": "geometric",
+    "geometric + latent": "geometric + latent",
+}
 
 
-def feature_columns(feature_set: str, latent_dim: int,
-                    geometric: Sequence[str] = GEOMETRIC_FEATURES) -> list[str]:
+def feature_columns(
+    feature_set: str, latent_dim: int, geometric: Sequence[str] = GEOMETRIC_FEATURES
+) -> list[str]:
     """Columns of a feature set: "latent", "geometric" or "geometric + latent"."""
     latent = [f"latent_{i}" for i in range(latent_dim)]
-    sets = {"latent": latent, "geometric": list(geometric),
-            "geometric + latent": list(geometric) + latent}
+    sets = {
+        "latent": latent,
+        "geometric": list(geometric),
+        "geometric + latent": list(geometric) + latent,
+    }
     if feature_set not in sets:
         raise ValueError(f"unknown feature set {feature_set!r}; choose from {list(sets)}")
     return sets[feature_set]
@@ -228,12 +256,20 @@ def disc_features(store, gradings, latent: np.ndarray | None = None) -> pd.DataF
     return join_gradings(table, gradings, how="inner").reset_index(drop=True)
 
 
-def make_pipeline(columns: Sequence[str], class_weighted: bool = False, seed: int = 0,
-                  steps: Sequence[tuple[str, object]] = ()) -> Pipeline:
+def make_pipeline(
+    columns: Sequence[str],
+    class_weighted: bool = False,
+    seed: int = 0,
+    steps: Sequence[tuple[str, object]] = (),
+) -> Pipeline:
     """``[extra steps ->] select columns -> XGBoost``; every step is fitted inside a fold."""
-    return Pipeline([*steps, ("select", ColumnSelector(list(columns))),
-                     ("xgb", DiscXGBClassifier(class_weighted=class_weighted,
-                                               random_state=seed))])
+    return Pipeline(
+        [
+            *steps,
+            ("select", ColumnSelector(list(columns))),
+            ("xgb", DiscXGBClassifier(class_weighted=class_weighted, random_state=seed)),
+        ]
+    )
 
 
 @dataclass
@@ -258,8 +294,13 @@ class CVResult:
         """``f1, f1_lo, f1_hi, auc, auc_lo, auc_hi``: patient-bootstrap 95 % CIs."""
         out = {}
         for metric in ("f1", "auc"):
-            est, lo, hi = stats.bootstrap_ci(lambda i, m=metric: self.pooled(m, i), len(self.y),
-                                             n_boot=n_boot, seed=seed, groups=self.groups)
+            est, lo, hi = stats.bootstrap_ci(
+                lambda i, m=metric: self.pooled(m, i),
+                len(self.y),
+                n_boot=n_boot,
+                seed=seed,
+                groups=self.groups,
+            )
             out.update({metric: est, f"{metric}_lo": lo, f"{metric}_hi": hi})
         return out
 
@@ -297,8 +338,9 @@ def _metric(metric: str, y: np.ndarray, p: np.ndarray) -> float:
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def fold_splits(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int,
-                grouped: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+def fold_splits(
+    y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, grouped: bool = True
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Patient-grouped stratified folds (``grouped=False``: the paper's ungrouped folds)."""
     placeholder = np.zeros(len(y))
     if grouped:
@@ -334,22 +376,33 @@ def cross_validate(
     for r in range(n_repeats):
         for f, (train, test) in enumerate(fold_splits(y, groups, n_splits, seed + r, grouped)):
             fold_seed = seed + 1000 * r + f
-            model = estimator(fold_seed) if callable(estimator) and not isinstance(
-                estimator, BaseEstimator) else clone(estimator)
+            model = (
+                estimator(fold_seed)
+                if callable(estimator) and not isinstance(estimator, BaseEstimator)
+                else clone(estimator)
+            )
             model.fit(X.iloc[train], y[train])
             p = model.predict_proba(X.iloc[test])[:, 1]
             oof[r, test] = p
-            rows.append({"repeat": r, "fold": f, "n_train": len(train), "n_test": len(test),
-                         "f1": _metric("f1", y[test], p),
-                         "auc": _metric("auc", y[test], p),
-                         "patients_shared": len(set(groups[train]) & set(groups[test]))})
+            rows.append(
+                {
+                    "repeat": r,
+                    "fold": f,
+                    "n_train": len(train),
+                    "n_test": len(test),
+                    "f1": _metric("f1", y[test], p),
+                    "auc": _metric("auc", y[test], p),
+                    "patients_shared": len(set(groups[train]) & set(groups[test])),
+                }
+            )
             bar.update()
     bar.close()
     return CVResult(oof=oof, folds=pd.DataFrame(rows), y=y, groups=groups)
 
 
-def compare(a: CVResult, b: CVResult, metric: str = "auc", n_boot: int = 1000,
-            seed: int = 0) -> dict[str, float]:
+def compare(
+    a: CVResult, b: CVResult, metric: str = "auc", n_boot: int = 1000, seed: int = 0
+) -> dict[str, float]:
     """Paired comparison of ``b`` against ``a`` on the same discs and folds.
 
     Two tests: a paired patient bootstrap of the difference in the pooled metric, and the
@@ -358,23 +411,35 @@ def compare(a: CVResult, b: CVResult, metric: str = "auc", n_boot: int = 1000,
     if not (np.array_equal(a.y, b.y) and np.array_equal(a.groups, b.groups)):
         raise ValueError("the two results must be on the same discs")
     diff, lo, hi, p_boot = stats.bootstrap_paired_p(
-        lambda i: a.pooled(metric, i), lambda i: b.pooled(metric, i), len(a.y), n_boot=n_boot,
-        seed=seed, groups=a.groups)
+        lambda i: a.pooled(metric, i),
+        lambda i: b.pooled(metric, i),
+        len(a.y),
+        n_boot=n_boot,
+        seed=seed,
+        groups=a.groups,
+    )
     fa, fb = a.folds[metric].to_numpy(), b.folds[metric].to_numpy()
     ok = np.isfinite(fa) & np.isfinite(fb)
     n_train = int(a.folds["n_train"].mean())
     n_test = int(a.folds["n_test"].mean())
     mean_d, t, p_t = stats.corrected_repeated_cv_ttest(fa[ok], fb[ok], n_train, n_test)
-    return {"metric": metric, "difference": diff, "diff_lo": lo, "diff_hi": hi,
-            "p_bootstrap": p_boot, "fold_mean_difference": mean_d, "t_corrected": t,
-            "p_corrected_t": p_t}
+    return {
+        "metric": metric,
+        "difference": diff,
+        "diff_lo": lo,
+        "diff_hi": hi,
+        "p_bootstrap": p_boot,
+        "fold_mean_difference": mean_d,
+        "t_corrected": t,
+        "p_corrected_t": p_t,
+    }
 
 
 PROTOCOLS = {
     "paper": "folds not grouped by patient; autoencoder fitted once on all discs",
     "grouped": "patient-grouped stratified folds; autoencoder fitted once on all discs",
     "grouped, AE in fold": "patient-grouped stratified folds; autoencoder fitted on the "
-                           "training folds only",
+    "training folds only",
 }
 
 
@@ -431,17 +496,26 @@ def run_experiment(
         def estimator(fold_seed: int) -> Pipeline:
             return make_pipeline(columns, class_weighted, fold_seed)
 
-    result = cross_validate(estimator, X, y, groups, n_repeats=n_repeats, seed=seed,
-                            grouped=protocol != "paper")
-    row = {"target": target, "features": feature_set, "protocol": protocol,
-           "class_weighted": class_weighted, "discs": len(y), "patients": len(set(groups)),
-           "positive_rate": float(y.mean()), "repeats": n_repeats,
-           **result.summary(n_boot=n_boot, seed=seed)}
+    result = cross_validate(
+        estimator, X, y, groups, n_repeats=n_repeats, seed=seed, grouped=protocol != "paper"
+    )
+    row = {
+        "target": target,
+        "features": feature_set,
+        "protocol": protocol,
+        "class_weighted": class_weighted,
+        "discs": len(y),
+        "patients": len(set(groups)),
+        "positive_rate": float(y.mean()),
+        "repeats": n_repeats,
+        **result.summary(n_boot=n_boot, seed=seed),
+    }
     return result, row
 
 
 def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame = PAPER_RESULTS) -> pd.DataFrame:
     """Our F1/AUC with CIs beside the paper's, one row per (source, target, feature set)."""
+
     def fmt(m, lo, hi):
         if m is None or pd.isna(m):
             return "-"
@@ -449,15 +523,21 @@ def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame = PAPER_RESULTS) -> pd.
 
     rows = []
     for _, r in ours.iterrows():
-        p = paper[(paper.source == r["source"]) & (paper.target == r["target"])
-                  & (paper.features == r["features"])]
+        p = paper[
+            (paper.source == r["source"])
+            & (paper.target == r["target"])
+            & (paper.features == r["features"])
+        ]
         p = p.iloc[0] if len(p) else None
-        rows.append({
-            "masks": {"gt": "ground truth", "pred": "predicted"}[r["source"]],
-            "target": r["target"].replace("_", " "), "features": r["features"],
-            "F1 (ours)": fmt(r["f1"], r["f1_lo"], r["f1_hi"]),
-            "AUC (ours)": fmt(r["auc"], r["auc_lo"], r["auc_hi"]),
-            "F1 (paper)": "-" if p is None else fmt(p["f1"], p["f1_lo"], p["f1_hi"]),
-            "AUC (paper)": "-" if p is None else fmt(p["auc"], p["auc_lo"], p["auc_hi"]),
-        })
+        rows.append(
+            {
+                "masks": {"gt": "ground truth", "pred": "predicted"}[r["source"]],
+                "target": r["target"].replace("_", " "),
+                "features": r["features"],
+                "F1 (ours)": fmt(r["f1"], r["f1_lo"], r["f1_hi"]),
+                "AUC (ours)": fmt(r["auc"], r["auc_lo"], r["auc_hi"]),
+                "F1 (paper)": "-" if p is None else fmt(p["f1"], p["f1_lo"], p["f1_hi"]),
+                "AUC (paper)": "-" if p is None else fmt(p["auc"], p["auc_lo"], p["auc_hi"]),
+            }
+        )
     return pd.DataFrame(rows)

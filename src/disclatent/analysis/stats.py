@@ -33,9 +33,13 @@ def t_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, fl
     return (m, m - half, m + half)
 
 
-def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95,
-                      seed: int = 0, groups: Sequence | None = None
-                      ) -> tuple[float, float, float]:
+def bootstrap_mean_ci(
+    values: Sequence[float],
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: Sequence | None = None,
+) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap CI of the mean: ``(mean, lo, hi)`` (vectorised).
 
     With ``groups`` whole groups (e.g. patients) are resampled. NaNs are dropped; one value
@@ -61,8 +65,9 @@ def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 2000, level: float 
     return (float(x.mean()), float(lo), float(hi))
 
 
-def bootstrap_indices(n: int, n_boot: int, seed: int = 0,
-                      groups: Sequence | None = None) -> list[np.ndarray]:
+def bootstrap_indices(
+    n: int, n_boot: int, seed: int = 0, groups: Sequence | None = None
+) -> list[np.ndarray]:
     """Row indices of ``n_boot`` bootstrap samples; whole groups are drawn if ``groups``."""
     rng = np.random.default_rng(seed)
     if groups is None:
@@ -92,8 +97,7 @@ def bootstrap_ci(
     resample with one class) are dropped.
     """
     estimate = float(statistic(np.arange(n)))
-    reps = np.array([statistic(idx) for idx in bootstrap_indices(n, n_boot, seed, groups)],
-                    float)
+    reps = np.array([statistic(idx) for idx in bootstrap_indices(n, n_boot, seed, groups)], float)
     reps = reps[np.isfinite(reps)]
     if len(reps) < max(10, n_boot // 10):
         return (estimate, np.nan, np.nan)

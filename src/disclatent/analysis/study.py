@@ -39,9 +39,13 @@ class Study:
     def disc_store(self, source: str, masks: str | os.PathLike) -> iso.DiscStore:
         """The T1 discs of ``masks`` in the profile's cubes, cached under the build folder
         while the mask files are unchanged (``source``: "gt" or "pred")."""
-        return iso.cached_disc_store(masks, iso.store_path(self.build, self.profile.name, source),
-                                     source=source, spacing_mm=self.profile.disc_spacing_mm,
-                                     size=self.profile.disc_cube_size)
+        return iso.cached_disc_store(
+            masks,
+            iso.store_path(self.build, self.profile.name, source),
+            source=source,
+            spacing_mm=self.profile.disc_spacing_mm,
+            size=self.profile.disc_cube_size,
+        )
 
     def features(self, store: iso.DiscStore) -> pd.DataFrame:
         """One row per disc: geometry (mm, degrees), ``latent_0..`` and the gradings."""
@@ -54,9 +58,14 @@ class Study:
         return [f"latent_{i}" for i in range(self.latent_dim)]
 
 
-def load_study(profile: str = "default", data_dir: str | os.PathLike = "",
-               build_dir: str | os.PathLike = "_build", seed: int = 0,
-               latent_dim: int = LATENT_DIM, progress: bool = False) -> Study:
+def load_study(
+    profile: str = "default",
+    data_dir: str | os.PathLike = "",
+    build_dir: str | os.PathLike = "_build",
+    seed: int = 0,
+    latent_dim: int = LATENT_DIM,
+    progress: bool = False,
+) -> Study:
     """Prepare a :class:`Study`; the autoencoder is trained once per profile, seed and data
     and reused from ``<build>/models/ae-all-<profile>-k<latent_dim>`` afterwards.
 
@@ -72,8 +81,13 @@ def load_study(profile: str = "default", data_dir: str | os.PathLike = "",
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gradings = spider.read_gradings(spider.SpiderFolder(root).gradings_csv)
-    gt = iso.cached_disc_store(root, iso.store_path(build, cfg.name, "gt"), source="gt",
-                               spacing_mm=cfg.disc_spacing_mm, size=cfg.disc_cube_size)
+    gt = iso.cached_disc_store(
+        root,
+        iso.store_path(build, cfg.name, "gt"),
+        source="gt",
+        spacing_mm=cfg.disc_spacing_mm,
+        size=cfg.disc_cube_size,
+    )
     config = ae.AEConfig.from_profile(cfg, latent_dim, seed=seed)
     model_dir = build / "models" / f"ae-all-{cfg.name}-k{latent_dim}"
     model, _ = ae.train_or_load(gt.cubes, config, model_dir, progress=progress)

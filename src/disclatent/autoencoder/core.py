@@ -70,7 +70,11 @@ PAPER_SWEEP = pd.DataFrame(
         {"latent_dim": 64, "paper_iou": "0.9981", "paper_epochs": "190"},
         {"latent_dim": 8, "paper_iou": "0.9983", "paper_epochs": "199"},
         {"latent_dim": 4, "paper_iou": "0.9984 (0.9979-0.9989)", "paper_epochs": "350"},
-        {"latent_dim": 3, "paper_iou": "0.6-0.8, oscillating", "paper_epochs": "no convergence in 1000"},
+        {
+            "latent_dim": 3,
+            "paper_iou": "0.6-0.8, oscillating",
+            "paper_epochs": "no convergence in 1000",
+        },
     ]
 )
 
@@ -108,8 +112,10 @@ class AEConfig:
         if not self.channels:
             raise ValueError("channels must name at least one stage")
         if self.size % 2 ** len(self.channels):
-            raise ValueError(f"cube size {self.size} is not divisible by 2^{len(self.channels)} "
-                             f"({len(self.channels)} stride-2 stages)")
+            raise ValueError(
+                f"cube size {self.size} is not divisible by 2^{len(self.channels)} "
+                f"({len(self.channels)} stride-2 stages)"
+            )
         if self.schedule not in ("constant", "onecycle", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}")
         if self.loss not in ("bce", "dice_bce"):
@@ -123,11 +129,20 @@ class AEConfig:
         from disclatent.profiles import cpu_threads, get_profile
 
         p = get_profile(profile) if isinstance(profile, str) else profile
-        values = dict(latent_dim=latent_dim, size=p.ae_size, spacing_mm=p.disc_spacing_mm,
-                      channels=p.ae_channels, max_epochs=p.ae_max_epochs,
-                      batch_size=p.ae_batch_size, lr=p.ae_lr, schedule=p.ae_schedule,
-                      loss=p.ae_loss, freeze_bn_epoch=p.ae_freeze_bn_epoch,
-                      channels_last=p.ae_channels_last, cpu_threads=cpu_threads(p))
+        values = dict(
+            latent_dim=latent_dim,
+            size=p.ae_size,
+            spacing_mm=p.disc_spacing_mm,
+            channels=p.ae_channels,
+            max_epochs=p.ae_max_epochs,
+            batch_size=p.ae_batch_size,
+            lr=p.ae_lr,
+            schedule=p.ae_schedule,
+            loss=p.ae_loss,
+            freeze_bn_epoch=p.ae_freeze_bn_epoch,
+            channels_last=p.ae_channels_last,
+            cpu_threads=cpu_threads(p),
+        )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -140,8 +155,9 @@ class AEConfig:
     @classmethod
     def from_dict(cls, d: dict) -> AEConfig:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
-                      if k in names})
+        return cls(
+            **{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        )
 
     def training_key(self) -> dict:
         """The fields that change what training produces (not the stopping budget)."""
@@ -157,8 +173,9 @@ class AEConfig:
 class DiscAutoencoder(nn.Module):
     """Strided 3-D conv encoder, linear bottleneck, transposed-conv decoder; logits out."""
 
-    def __init__(self, size: int = 64, channels: Sequence[int] = (32, 64, 128, 256, 512),
-                 latent_dim: int = 4) -> None:
+    def __init__(
+        self, size: int = 64, channels: Sequence[int] = (32, 64, 128, 256, 512), latent_dim: int = 4
+    ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
         n = len(channels)
@@ -169,8 +186,11 @@ class DiscAutoencoder(nn.Module):
         enc: list[nn.Module] = []
         c_in = 1
         for c in channels:
-            enc += [nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False),
-                    nn.BatchNorm3d(c), nn.ReLU(inplace=True)]
+            enc += [
+                nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm3d(c),
+                nn.ReLU(inplace=True),
+            ]
             c_in = c
         self.encoder = nn.Sequential(*enc)
         flat = channels[-1] * self.bottom**3
@@ -179,9 +199,11 @@ class DiscAutoencoder(nn.Module):
         dec: list[nn.Module] = [nn.BatchNorm3d(channels[-1]), nn.ReLU(inplace=True)]
         rev = channels[::-1]
         for c_a, c_b in zip(rev[:-1], rev[1:], strict=True):
-            dec += [nn.ConvTranspose3d(c_a, c_b, 3, stride=2, padding=1, output_padding=1,
-                                       bias=False),
-                    nn.BatchNorm3d(c_b), nn.ReLU(inplace=True)]
+            dec += [
+                nn.ConvTranspose3d(c_a, c_b, 3, stride=2, padding=1, output_padding=1, bias=False),
+                nn.BatchNorm3d(c_b),
+                nn.ReLU(inplace=True),
+            ]
         dec.append(nn.ConvTranspose3d(channels[0], 1, 3, stride=2, padding=1, output_padding=1))
         self.decoder = nn.Sequential(*dec)
 
@@ -223,8 +245,9 @@ def iou_per_disc(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Ten
     return out.cpu().numpy()
 
 
-def _loss(logits: torch.Tensor, target: torch.Tensor, kind: str, bce_weight: float = 1.0
-          ) -> torch.Tensor:
+def _loss(
+    logits: torch.Tensor, target: torch.Tensor, kind: str, bce_weight: float = 1.0
+) -> torch.Tensor:
     bce = F.binary_cross_entropy_with_logits(logits, target)
     if kind == "bce":
         return bce
@@ -289,8 +312,9 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                       meta: dict, device: torch.device) -> None:
+def _restore_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict, device: torch.device
+) -> None:
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -331,7 +355,7 @@ class DiscAE:
     # -- inference ------------------------------------------------------------------------
     def _batches(self, cubes: np.ndarray, batch: int):
         for i in range(0, len(cubes), batch):
-            x = torch.as_tensor(np.asarray(cubes[i:i + batch]), device=self.device)
+            x = torch.as_tensor(np.asarray(cubes[i : i + batch]), device=self.device)
             x = x.to(torch.float32).unsqueeze(1)
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -354,7 +378,7 @@ class DiscAE:
         self.model.eval()
         out = []
         for i in range(0, len(z), batch_size):
-            zz = torch.as_tensor(z[i:i + batch_size], device=self.device)
+            zz = torch.as_tensor(z[i : i + batch_size], device=self.device)
             out.append(self.model.decode(zz)[:, 0].float().cpu())
         s = self.config.size
         return torch.cat(out).numpy() if out else np.zeros((0, s, s, s), np.float32)
@@ -368,8 +392,10 @@ class DiscAE:
         """Encode then decode, in eval mode; binary cubes out."""
         cubes = self._check_cubes(cubes)
         self.model.eval()
-        out = [(self.model(x)[:, 0] > 0).to(torch.uint8).cpu()
-               for x in self._batches(cubes, batch_size)]
+        out = [
+            (self.model(x)[:, 0] > 0).to(torch.uint8).cpu()
+            for x in self._batches(cubes, batch_size)
+        ]
         s = self.config.size
         return torch.cat(out).numpy() if out else np.zeros((0, s, s, s), np.uint8)
 
@@ -379,9 +405,15 @@ class DiscAE:
         return iou_per_disc(self.reconstruct(cubes, batch_size), cubes)
 
     # -- training -------------------------------------------------------------------------
-    def fit(self, cubes: np.ndarray, out_dir: str | os.PathLike | None = None,
-            resume: bool = True, progress: bool = True, checkpoint_seconds: float = 30.0,
-            callback: Callable[[dict], None] | None = None) -> DiscAE:
+    def fit(
+        self,
+        cubes: np.ndarray,
+        out_dir: str | os.PathLike | None = None,
+        resume: bool = True,
+        progress: bool = True,
+        checkpoint_seconds: float = 30.0,
+        callback: Callable[[dict], None] | None = None,
+    ) -> DiscAE:
         """Train on ``cubes`` (n, S, S, S) binary; see the module docstring.
 
         With ``out_dir`` a checkpoint is written at most every ``checkpoint_seconds`` and at the
@@ -412,11 +444,15 @@ class DiscAE:
         ckpt = out / CHECKPOINT_FILE if out is not None else None
         if resume and ckpt is not None and ckpt.exists():
             tensors, meta = _load_tensors(ckpt)
-            if (meta.get("training_key") == cfg.training_key() and meta.get("data") == digest
-                    and meta.get("max_epochs") == cfg.max_epochs
-                    and meta.get("training_version") == TRAINING_VERSION):
-                self.model.load_state_dict({k[6:]: v for k, v in tensors.items()
-                                            if k.startswith("model.")})
+            if (
+                meta.get("training_key") == cfg.training_key()
+                and meta.get("data") == digest
+                and meta.get("max_epochs") == cfg.max_epochs
+                and meta.get("training_version") == TRAINING_VERSION
+            ):
+                self.model.load_state_dict(
+                    {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+                )
                 _restore_optimizer(opt, tensors, meta["optimizer"], self.device)
                 history = meta["history"]
                 start_epoch = int(meta["epoch"])
@@ -445,7 +481,7 @@ class DiscAE:
                 perm = torch.randperm(n, generator=g)
                 loss_sum = 0.0
                 for b in range(steps_per_epoch):
-                    idx = perm[b * bs:(b + 1) * bs]
+                    idx = perm[b * bs : (b + 1) * bs]
                     x = data[idx].to(self.device, non_blocking=pin).float().unsqueeze(1)
                     if cfg.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -465,17 +501,23 @@ class DiscAE:
                 epoch += 1
                 seconds = time.perf_counter() - t0
                 elapsed += seconds
-                row = {"epoch": epoch, "loss": loss_sum / n, "train_iou": float(ious.mean()),
-                       "train_iou_min": float(ious.min()),
-                       "lr": opt.param_groups[0]["lr"], "seconds": seconds,
-                       "eval_seconds": time.perf_counter() - t1}
+                row = {
+                    "epoch": epoch,
+                    "loss": loss_sum / n,
+                    "train_iou": float(ious.mean()),
+                    "train_iou_min": float(ious.min()),
+                    "lr": opt.param_groups[0]["lr"],
+                    "seconds": seconds,
+                    "eval_seconds": time.perf_counter() - t1,
+                }
                 history.append(row)
                 converged = row["train_iou"] >= cfg.target_iou
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", iou=f"{row['train_iou']:.4f}")
                 done = epoch >= cfg.max_epochs or (converged and cfg.stop_at_target)
-                if ckpt is not None and (done or time.perf_counter() - last_save
-                                         >= checkpoint_seconds):
+                if ckpt is not None and (
+                    done or time.perf_counter() - last_save >= checkpoint_seconds
+                ):
                     self._write_checkpoint(ckpt, opt, history, epoch, elapsed, digest)
                     last_save = time.perf_counter()
                 if callback is not None:
@@ -487,13 +529,20 @@ class DiscAE:
         _, lo, hi = bootstrap_mean_ci(ious)
         first = next((r["epoch"] for r in history if r["train_iou"] >= cfg.target_iou), None)
         self.metrics = {
-            "latent_dim": cfg.latent_dim, "epochs": epoch, "converged": first is not None,
-            "epochs_to_converge": first, "train_iou": float(ious.mean()),
-            "train_iou_ci": [lo, hi], "train_iou_min": float(ious.min()),
-            "n_train": int(n), "train_seconds": round(elapsed, 2),
+            "latent_dim": cfg.latent_dim,
+            "epochs": epoch,
+            "converged": first is not None,
+            "epochs_to_converge": first,
+            "train_iou": float(ious.mean()),
+            "train_iou_ci": [lo, hi],
+            "train_iou_min": float(ious.min()),
+            "n_train": int(n),
+            "train_seconds": round(elapsed, 2),
             "volumes_per_second": _throughput(history, n),
-            "parameters": count_parameters(self.model), "device": str(self.device),
-            "data": digest, "training_version": TRAINING_VERSION,
+            "parameters": count_parameters(self.model),
+            "device": str(self.device),
+            "data": digest,
+            "training_version": TRAINING_VERSION,
         }
         if out is not None:
             self.save(out)
@@ -512,7 +561,7 @@ class DiscAE:
             m.momentum = None  # cumulative average
         self.model.train()
         for i in range(0, len(data), batch_size):
-            x = data[i:i + batch_size].to(self.device).float().unsqueeze(1)
+            x = data[i : i + batch_size].to(self.device).float().unsqueeze(1)
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             self.model(x)
@@ -524,11 +573,21 @@ class DiscAE:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt_tensors, opt_meta = _optimizer_tensors(opt)
         tensors.update(opt_tensors)
-        _save_tensors(tensors, path, {
-            "format": FORMAT_VERSION, "training_version": TRAINING_VERSION,
-            "training_key": self.config.training_key(),
-            "max_epochs": self.config.max_epochs, "data": digest, "epoch": epoch,
-            "seconds": elapsed, "history": history, "optimizer": opt_meta})
+        _save_tensors(
+            tensors,
+            path,
+            {
+                "format": FORMAT_VERSION,
+                "training_version": TRAINING_VERSION,
+                "training_key": self.config.training_key(),
+                "max_epochs": self.config.max_epochs,
+                "data": digest,
+                "epoch": epoch,
+                "seconds": elapsed,
+                "history": history,
+                "optimizer": opt_meta,
+            },
+        )
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, out_dir: str | os.PathLike, metrics: dict | None = None) -> Path:
@@ -536,19 +595,23 @@ class DiscAE:
         out.mkdir(parents=True, exist_ok=True)
         if metrics:
             self.metrics.update(metrics)
-        _save_tensors(self.model.state_dict(), out / MODEL_FILE,
-                      {"format": FORMAT_VERSION, "config": self.config.to_dict()})
+        _save_tensors(
+            self.model.state_dict(),
+            out / MODEL_FILE,
+            {"format": FORMAT_VERSION, "config": self.config.to_dict()},
+        )
         write_text_atomic(json.dumps(self.config.to_dict(), indent=2) + "\n", out / "config.json")
-        write_text_atomic(json.dumps(_finite(self.metrics), indent=2, allow_nan=False) + "\n",
-                          out / "metrics.json")
+        write_text_atomic(
+            json.dumps(_finite(self.metrics), indent=2, allow_nan=False) + "\n",
+            out / "metrics.json",
+        )
         if not self.history.empty:
             with atomic_path(out / "history.csv") as tmp:
                 self.history.to_csv(tmp, index=False, lineterminator="\n")
         return out
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, device: str | torch.device | None = None
-             ) -> DiscAE:
+    def load(cls, model_dir: str | os.PathLike, device: str | torch.device | None = None) -> DiscAE:
         """Load a model folder written by :meth:`save` (safetensors; no pickle)."""
         folder = Path(model_dir)
         path = folder / MODEL_FILE
@@ -607,12 +670,16 @@ def _progress(total: int, initial: int, enabled: bool, k: int):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=f"autoencoder k={k}", unit="epoch",
-                leave=False)
+    return tqdm(total=total, initial=initial, desc=f"autoencoder k={k}", unit="epoch", leave=False)
 
 
-def fit(cubes: np.ndarray, config: AEConfig, out_dir: str | os.PathLike | None = None,
-        device: str | torch.device | None = None, **kwargs) -> DiscAE:
+def fit(
+    cubes: np.ndarray,
+    config: AEConfig,
+    out_dir: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    **kwargs,
+) -> DiscAE:
     """Train a new autoencoder on ``cubes``; see :meth:`DiscAE.fit`.
 
     On the CPU, torch uses ``config.cpu_threads`` threads (set from the profile and
@@ -654,8 +721,9 @@ class PCABaseline:
         x = np.asarray(cubes, np.float32).reshape(len(cubes), -1)
         self.shape_ = np.asarray(cubes).shape[1:]
         self.n_components_ = int(min(self.latent_dim, max(len(x) - 1, 1)))
-        self.pca_ = PCA(n_components=self.n_components_, svd_solver="full",
-                        random_state=self.seed).fit(x)
+        self.pca_ = PCA(
+            n_components=self.n_components_, svd_solver="full", random_state=self.seed
+        ).fit(x)
         return self
 
     def transform(self, cubes: np.ndarray) -> np.ndarray:
@@ -691,9 +759,16 @@ class LatentFeatures(BaseEstimator, TransformerMixin):
     returns ``(n, k)`` latent vectors named ``latent_0 ..``.
     """
 
-    def __init__(self, latent_dim: int = 4, profile: str = "default", model_dir: str = "",
-                 max_epochs: int | None = None, seed: int = 0, device: str | None = None,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        latent_dim: int = 4,
+        profile: str = "default",
+        model_dir: str = "",
+        max_epochs: int | None = None,
+        seed: int = 0,
+        device: str | None = None,
+        progress: bool = False,
+    ) -> None:
         self.latent_dim = latent_dim
         self.profile = profile
         self.model_dir = model_dir
@@ -706,10 +781,12 @@ class LatentFeatures(BaseEstimator, TransformerMixin):
         if self.model_dir:
             self.model_ = DiscAE.load(self.model_dir, self.device)
         else:
-            cfg = AEConfig.from_profile(self.profile, self.latent_dim,
-                                        max_epochs=self.max_epochs, seed=self.seed)
-            self.model_ = fit(_as_cubes(X, cfg.size), cfg, device=self.device,
-                              progress=self.progress)
+            cfg = AEConfig.from_profile(
+                self.profile, self.latent_dim, max_epochs=self.max_epochs, seed=self.seed
+            )
+            self.model_ = fit(
+                _as_cubes(X, cfg.size), cfg, device=self.device, progress=self.progress
+            )
         self.n_features_out_ = self.model_.config.latent_dim
         return self
 
@@ -754,28 +831,34 @@ def fit_cubes(cubes, size: int) -> np.ndarray:
     if len(x) == 0:
         return np.zeros((0, size, size, size), x.dtype)
     if (side - size) % 2:
-        raise ValueError(f"cubes of {side}^3 cannot be centred in the model's {size}^3 "
-                         "(the difference must be even)")
+        raise ValueError(
+            f"cubes of {side}^3 cannot be centred in the model's {size}^3 "
+            "(the difference must be even)"
+        )
     m = abs(side - size) // 2
     if side > size:
-        inner = x[:, m:m + size, m:m + size, m:m + size]
+        inner = x[:, m : m + size, m : m + size, m : m + size]
         lost = x.reshape(len(x), -1).sum(1) - inner.reshape(len(x), -1).sum(1)
         if lost.any():
-            warnings.warn(f"{int((lost > 0).sum())} of {len(x)} discs have voxels outside the "
-                          f"central {size}^3 crop of their {side}^3 cube (up to "
-                          f"{int(lost.max())} voxels each); they are cut",
-                          CropWarning, stacklevel=3)
+            warnings.warn(
+                f"{int((lost > 0).sum())} of {len(x)} discs have voxels outside the "
+                f"central {size}^3 crop of their {side}^3 cube (up to "
+                f"{int(lost.max())} voxels each); they are cut",
+                CropWarning,
+                stacklevel=3,
+            )
         return inner
     out = np.zeros((len(x), size, size, size), x.dtype)
-    out[:, m:m + side, m:m + side, m:m + side] = x
+    out[:, m : m + side, m : m + side, m : m + side] = x
     return out
 
 
 # ---------------------------------------------------------------------------------------
 # Splits and the sweep
 # ---------------------------------------------------------------------------------------
-def patient_split(patients: Sequence, heldout_fraction: float = 0.2, seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def patient_split(
+    patients: Sequence, heldout_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (train, heldout) over discs; whole patients are held out."""
     patients = np.asarray([str(p) for p in patients])
     uniq = np.unique(patients)
@@ -802,26 +885,43 @@ def evaluate(ae: DiscAE, train: np.ndarray, heldout: np.ndarray) -> dict:
     tr = ae.iou(train)
     ho = ae.iou(heldout) if heldout is not None and len(heldout) else np.zeros(0)
     s_tr, s_ho = _summary(tr), _summary(ho)
-    return {"train_iou": s_tr["mean"], "train_iou_ci": [s_tr["lo"], s_tr["hi"]],
-            "heldout_iou": s_ho["mean"], "heldout_iou_ci": [s_ho["lo"], s_ho["hi"]],
-            "n_heldout": int(len(ho)), "train_ious": tr, "heldout_ious": ho}
+    return {
+        "train_iou": s_tr["mean"],
+        "train_iou_ci": [s_tr["lo"], s_tr["hi"]],
+        "heldout_iou": s_ho["mean"],
+        "heldout_iou_ci": [s_ho["lo"], s_ho["hi"]],
+        "n_heldout": int(len(ho)),
+        "train_ious": tr,
+        "heldout_ious": ho,
+    }
 
 
-def train_or_load(cubes: np.ndarray, config: AEConfig, out_dir: str | os.PathLike,
-                  heldout: np.ndarray | None = None, progress: bool = True,
-                  device: str | torch.device | None = None) -> tuple[DiscAE, dict]:
+def train_or_load(
+    cubes: np.ndarray,
+    config: AEConfig,
+    out_dir: str | os.PathLike,
+    heldout: np.ndarray | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> tuple[DiscAE, dict]:
     """Train (resuming a checkpoint) unless ``out_dir`` holds a model of this configuration
     trained on these discs; then evaluate on training and held-out discs and save metrics."""
     out = Path(out_dir)
     cubes = fit_cubes(cubes, config.size)
-    heldout = (np.zeros((0,) + cubes.shape[1:], np.uint8) if heldout is None
-               else fit_cubes(heldout, config.size))
+    heldout = (
+        np.zeros((0,) + cubes.shape[1:], np.uint8)
+        if heldout is None
+        else fit_cubes(heldout, config.size)
+    )
     ae = None
     if (out / MODEL_FILE).exists() and (out / "metrics.json").exists():
         cached = DiscAE.load(out, device)
-        if (cached.config == config and cached.metrics.get("data") == data_digest(cubes)
-                and cached.metrics.get("training_version") == TRAINING_VERSION
-                and "heldout_iou" in cached.metrics):
+        if (
+            cached.config == config
+            and cached.metrics.get("data") == data_digest(cubes)
+            and cached.metrics.get("training_version") == TRAINING_VERSION
+            and "heldout_iou" in cached.metrics
+        ):
             ae = cached
     if ae is None:
         ae = fit(cubes, config, out_dir=out, device=device, progress=progress)
@@ -837,10 +937,15 @@ def _fmt_ci(mean: float, lo: float, hi: float) -> str:
     return f"{mean:.4f} ({lo:.4f}-{hi:.4f})"
 
 
-def sweep(train: np.ndarray, heldout: np.ndarray, base: AEConfig,
-          latent_dims: Sequence[int] = (64, 8, 4, 3), out_dir: str | os.PathLike | None = None,
-          progress: bool = True, device: str | torch.device | None = None
-          ) -> tuple[pd.DataFrame, dict[int, DiscAE], dict[int, PCABaseline]]:
+def sweep(
+    train: np.ndarray,
+    heldout: np.ndarray,
+    base: AEConfig,
+    latent_dims: Sequence[int] = (64, 8, 4, 3),
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> tuple[pd.DataFrame, dict[int, DiscAE], dict[int, PCABaseline]]:
     """The bottleneck sweep: an autoencoder and a PCA baseline per ``k``.
 
     Returns the result table (one row per k, numbers as floats), the models and the PCA fits.
@@ -860,21 +965,32 @@ def sweep(train: np.ndarray, heldout: np.ndarray, base: AEConfig,
         p_tr = _summary(pca.iou(train))
         p_ho = _summary(pca.iou(heldout) if len(heldout) else np.zeros(0))
         m = ae.metrics
-        rows.append({
-            "latent_dim": int(k), "converged": bool(m["converged"]),
-            "epochs_to_converge": m.get("epochs_to_converge"), "epochs_run": m["epochs"],
-            "train_iou": ev["train_iou"], "train_iou_lo": ev["train_iou_ci"][0],
-            "train_iou_hi": ev["train_iou_ci"][1], "train_iou_min": float(ev["train_ious"].min()),
-            "heldout_iou": ev["heldout_iou"], "heldout_iou_lo": ev["heldout_iou_ci"][0],
-            "heldout_iou_hi": ev["heldout_iou_ci"][1],
-            "pca_components": pca.n_components_,
-            "pca_train_iou": p_tr["mean"], "pca_train_iou_lo": p_tr["lo"],
-            "pca_train_iou_hi": p_tr["hi"],
-            "pca_heldout_iou": p_ho["mean"], "pca_heldout_iou_lo": p_ho["lo"],
-            "pca_heldout_iou_hi": p_ho["hi"],
-            "n_train": len(train), "n_heldout": len(heldout),
-            "train_seconds": m.get("train_seconds"), "parameters": m.get("parameters"),
-        })
+        rows.append(
+            {
+                "latent_dim": int(k),
+                "converged": bool(m["converged"]),
+                "epochs_to_converge": m.get("epochs_to_converge"),
+                "epochs_run": m["epochs"],
+                "train_iou": ev["train_iou"],
+                "train_iou_lo": ev["train_iou_ci"][0],
+                "train_iou_hi": ev["train_iou_ci"][1],
+                "train_iou_min": float(ev["train_ious"].min()),
+                "heldout_iou": ev["heldout_iou"],
+                "heldout_iou_lo": ev["heldout_iou_ci"][0],
+                "heldout_iou_hi": ev["heldout_iou_ci"][1],
+                "pca_components": pca.n_components_,
+                "pca_train_iou": p_tr["mean"],
+                "pca_train_iou_lo": p_tr["lo"],
+                "pca_train_iou_hi": p_tr["hi"],
+                "pca_heldout_iou": p_ho["mean"],
+                "pca_heldout_iou_lo": p_ho["lo"],
+                "pca_heldout_iou_hi": p_ho["hi"],
+                "n_train": len(train),
+                "n_heldout": len(heldout),
+                "train_seconds": m.get("train_seconds"),
+                "parameters": m.get("parameters"),
+            }
+        )
         models[int(k)], pcas[int(k)] = ae, pca
     return pd.DataFrame(rows), models, pcas
 
@@ -888,19 +1004,23 @@ def sweep_table(results: pd.DataFrame) -> pd.DataFrame:
             ours_epochs = str(int(r.epochs_to_converge))
         else:
             ours_epochs = f"no convergence in {int(r.epochs_run)}"
-        rows.append({
-            "k": r.latent_dim,
-            "paper: train IoU": paper["paper_iou"].get(r.latent_dim, "-"),
-            "paper: epochs": paper["paper_epochs"].get(r.latent_dim, "-"),
-            "ours: train IoU (95% CI)": _fmt_ci(r.train_iou, r.train_iou_lo, r.train_iou_hi),
-            "ours: epochs": ours_epochs,
-            "ours: held-out IoU (95% CI)": _fmt_ci(r.heldout_iou, r.heldout_iou_lo,
-                                                   r.heldout_iou_hi),
-            "PCA: components": int(r.pca_components),
-            "PCA: train IoU": _fmt_ci(r.pca_train_iou, r.pca_train_iou_lo, r.pca_train_iou_hi),
-            "PCA: held-out IoU": _fmt_ci(r.pca_heldout_iou, r.pca_heldout_iou_lo,
-                                         r.pca_heldout_iou_hi),
-        })
+        rows.append(
+            {
+                "k": r.latent_dim,
+                "paper: train IoU": paper["paper_iou"].get(r.latent_dim, "-"),
+                "paper: epochs": paper["paper_epochs"].get(r.latent_dim, "-"),
+                "ours: train IoU (95% CI)": _fmt_ci(r.train_iou, r.train_iou_lo, r.train_iou_hi),
+                "ours: epochs": ours_epochs,
+                "ours: held-out IoU (95% CI)": _fmt_ci(
+                    r.heldout_iou, r.heldout_iou_lo, r.heldout_iou_hi
+                ),
+                "PCA: components": int(r.pca_components),
+                "PCA: train IoU": _fmt_ci(r.pca_train_iou, r.pca_train_iou_lo, r.pca_train_iou_hi),
+                "PCA: held-out IoU": _fmt_ci(
+                    r.pca_heldout_iou, r.pca_heldout_iou_lo, r.pca_heldout_iou_hi
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -916,8 +1036,13 @@ class Discs:
     skipped: pd.DataFrame
 
 
-def load_discs(masks: str | os.PathLike, config: AEConfig, store: str | os.PathLike | None = None,
-               modalities: Sequence[str] | None = ("t1",), progress: bool = False) -> Discs:
+def load_discs(
+    masks: str | os.PathLike,
+    config: AEConfig,
+    store: str | os.PathLike | None = None,
+    modalities: Sequence[str] | None = ("t1",),
+    progress: bool = False,
+) -> Discs:
     """Isolate the discs of ``masks`` (SPIDER folder, folder of masks or one file) into cubes
     of the model's size and spacing (:func:`disclatent.discs.isolation.build_disc_store`).
 
@@ -929,18 +1054,34 @@ def load_discs(masks: str | os.PathLike, config: AEConfig, store: str | os.PathL
     from disclatent.discs.isolation import build_disc_store, cached_disc_store, load_disc_store
 
     if store is not None:
-        ds = cached_disc_store(masks, store, spacing_mm=config.spacing_mm, size=config.size,
-                               progress=progress, modalities=modalities)
+        ds = cached_disc_store(
+            masks,
+            store,
+            spacing_mm=config.spacing_mm,
+            size=config.size,
+            progress=progress,
+            modalities=modalities,
+        )
     else:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            ds = load_disc_store(build_disc_store(
-                masks, Path(tmp) / "discs.npz", spacing_mm=config.spacing_mm,
-                size=config.size, progress=progress, modalities=modalities, skip_errors=True))
+            ds = load_disc_store(
+                build_disc_store(
+                    masks,
+                    Path(tmp) / "discs.npz",
+                    spacing_mm=config.spacing_mm,
+                    size=config.size,
+                    progress=progress,
+                    modalities=modalities,
+                    skip_errors=True,
+                )
+            )
     if len(ds.cubes) == 0:
-        raise ValueError(f"{masks}: no disc could be isolated into a {config.size}^3 cube at "
-                         f"{config.spacing_mm} mm")
+        raise ValueError(
+            f"{masks}: no disc could be isolated into a {config.size}^3 cube at "
+            f"{config.spacing_mm} mm"
+        )
     return Discs(ds.cubes, ds.table.reset_index(drop=True), ds.skipped)
 
 
@@ -971,9 +1112,15 @@ def central_slices(cube: np.ndarray) -> dict[str, np.ndarray]:
     return {"sagittal": cube[:, :, c], "coronal": cube[:, c, :], "transverse": cube[c, :, :]}
 
 
-def plot_reconstructions(train: np.ndarray, heldout: np.ndarray, picks: list[tuple[str, int]],
-                         models: dict[int, DiscAE], pca: PCABaseline | None, k_pca: int,
-                         spacing_mm: Sequence[float]):
+def plot_reconstructions(
+    train: np.ndarray,
+    heldout: np.ndarray,
+    picks: list[tuple[str, int]],
+    models: dict[int, DiscAE],
+    pca: PCABaseline | None,
+    k_pca: int,
+    spacing_mm: Sequence[float],
+):
     """One figure per picked disc: rows = planes, columns = input, each k, and PCA."""
     import matplotlib.pyplot as plt
 
@@ -987,26 +1134,41 @@ def plot_reconstructions(train: np.ndarray, heldout: np.ndarray, picks: list[tup
             cols.append((f"k={k} (IoU {iou_per_disc(rec[None], cube[None])[0]:.3f})", rec))
         if pca is not None:
             rec = pca.reconstruct(cube[None])[0]
-            cols.append((f"PCA k={k_pca} (IoU {iou_per_disc(rec[None], cube[None])[0]:.3f})",
-                         rec))
+            cols.append((f"PCA k={k_pca} (IoU {iou_per_disc(rec[None], cube[None])[0]:.3f})", rec))
         fig, axes = plt.subplots(3, len(cols), figsize=(1.9 * len(cols), 5.6), squeeze=False)
         s = cube.shape[0]
-        extents = {"sagittal": (0, s * sp_ap, 0, s * sp_si), "coronal": (0, s * sp_lr, 0, s * sp_si),
-                   "transverse": (0, s * sp_lr, s * sp_ap, 0)}
+        extents = {
+            "sagittal": (0, s * sp_ap, 0, s * sp_si),
+            "coronal": (0, s * sp_lr, 0, s * sp_si),
+            "transverse": (0, s * sp_lr, s * sp_ap, 0),
+        }
         origin = {"sagittal": "lower", "coronal": "lower", "transverse": "upper"}
         ref = central_slices(cube)
         for j, (title, vol) in enumerate(cols):
             for r, (plane, sl) in enumerate(central_slices(vol).items()):
                 ax = axes[r, j]
-                ax.imshow(sl, cmap="Greys", vmin=0, vmax=1.6, origin=origin[plane],
-                          extent=extents[plane], interpolation="nearest")
+                ax.imshow(
+                    sl,
+                    cmap="Greys",
+                    vmin=0,
+                    vmax=1.6,
+                    origin=origin[plane],
+                    extent=extents[plane],
+                    interpolation="nearest",
+                )
                 if j > 0 and ref[plane].any():
                     # pixel centres in mm, so the outline sits on the pixels drawn above
                     rows, cols = ref[plane].shape
                     sx = (extents[plane][1] - extents[plane][0]) / cols
                     sy = abs(extents[plane][3] - extents[plane][2]) / rows
-                    ax.contour((np.arange(cols) + 0.5) * sx, (np.arange(rows) + 0.5) * sy,
-                               ref[plane], levels=[0.5], colors="red", linewidths=0.8)
+                    ax.contour(
+                        (np.arange(cols) + 0.5) * sx,
+                        (np.arange(rows) + 0.5) * sy,
+                        ref[plane],
+                        levels=[0.5],
+                        colors="red",
+                        linewidths=0.8,
+                    )
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r == 0:
@@ -1033,8 +1195,13 @@ def cli_train(args) -> int:
 
     prof = get_profile(args.profile)
     # --threads overrides the profile's (and DISCLATENT_CPU_THREADS); fit() applies it
-    cfg = AEConfig.from_profile(prof, args.latent_dim, max_epochs=args.max_epochs,
-                                seed=args.seed, cpu_threads=args.threads or None)
+    cfg = AEConfig.from_profile(
+        prof,
+        args.latent_dim,
+        max_epochs=args.max_epochs,
+        seed=args.seed,
+        cpu_threads=args.threads or None,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     modalities = None if args.modalities == "all" else tuple(args.modalities.split(","))
@@ -1046,16 +1213,28 @@ def cli_train(args) -> int:
         split.to_csv(tmp, index=False, lineterminator="\n")
     start = time.perf_counter()
     ae, ev = train_or_load(discs.cubes[tr], cfg, out, discs.cubes[ho], progress=not args.quiet)
-    ae.save(out, {"n_heldout": int(ho.sum()), "n_skipped": int(len(discs.skipped)),
-                  "heldout_fraction": frac, "masks": str(Path(args.masks).resolve())})
+    ae.save(
+        out,
+        {
+            "n_heldout": int(ho.sum()),
+            "n_skipped": int(len(discs.skipped)),
+            "heldout_fraction": frac,
+            "masks": str(Path(args.masks).resolve()),
+        },
+    )
     if not args.quiet:
         m = ae.metrics
-        held = (f"held-out IoU {m['heldout_iou']:.4f} ({m['n_heldout']} discs)"
-                if m["n_heldout"] else "no held-out discs")
-        print(f"k={cfg.latent_dim}: {m['epochs']} epochs, "
-              f"{'converged' if m['converged'] else 'not converged'}, training IoU "
-              f"{m['train_iou']:.4f} ({m['n_train']} discs), {held}; "
-              f"{time.perf_counter() - start:.1f} s -> {out}")
+        held = (
+            f"held-out IoU {m['heldout_iou']:.4f} ({m['n_heldout']} discs)"
+            if m["n_heldout"]
+            else "no held-out discs"
+        )
+        print(
+            f"k={cfg.latent_dim}: {m['epochs']} epochs, "
+            f"{'converged' if m['converged'] else 'not converged'}, training IoU "
+            f"{m['train_iou']:.4f} ({m['n_train']} discs), {held}; "
+            f"{time.perf_counter() - start:.1f} s -> {out}"
+        )
     return 0
 
 
@@ -1078,11 +1257,12 @@ def cli_encode(args) -> int:
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
     if not args.quiet:
-        print(f"encoded {len(table)} discs (k={ae.config.latent_dim}, mean reconstruction IoU "
-              f"{iou.mean():.4f}) -> {args.out}")
+        print(
+            f"encoded {len(table)} discs (k={ae.config.latent_dim}, mean reconstruction IoU "
+            f"{iou.mean():.4f}) -> {args.out}"
+        )
         if len(discs.skipped):
-            print(f"{len(discs.skipped)} disc(s) skipped (do not fit the "
-                  f"{ae.config.size}^3 cube)")
+            print(f"{len(discs.skipped)} disc(s) skipped (do not fit the {ae.config.size}^3 cube)")
     return 0
 
 
@@ -1101,8 +1281,10 @@ def cli_decode(args) -> int:
     cols = [f"latent_{j}" for j in range(ae.config.latent_dim)]
     missing = [c for c in cols if c not in table]
     if missing:
-        raise ValueError(f"{args.latent}: missing columns {', '.join(missing)} "
-                         f"(the model has k={ae.config.latent_dim})")
+        raise ValueError(
+            f"{args.latent}: missing columns {', '.join(missing)} "
+            f"(the model has k={ae.config.latent_dim})"
+        )
     masks = ae.decode(table[cols].to_numpy(np.float32))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1114,8 +1296,10 @@ def cli_decode(args) -> int:
             name = f"{row['series']}_ivd{int(row['ivd_label'])}"
         else:
             name = f"disc{i:04d}"
-        centre = np.array([row.get("centre_x_mm", 0.0), row.get("centre_y_mm", 0.0),
-                           row.get("centre_z_mm", 0.0)], float)
+        centre = np.array(
+            [row.get("centre_x_mm", 0.0), row.get("centre_y_mm", 0.0), row.get("centre_z_mm", 0.0)],
+            float,
+        )
         origin = centre - (s - 1) / 2.0 * np.asarray(spacing_xyz)
         value = 200 + int(row["ivd_label"]) if "ivd_label" in table.columns else 201
         arr = masks[i].astype(np.int16) * value

@@ -151,7 +151,9 @@ class DiscSpec:
         a_v = np.where(v < 0, self.a_ant, self.a_post)
         inside = (u / self.a_lat) ** 2 + (v / a_v) ** 2 <= 1.0
         c = self.a_post + self.notch_offset
-        notch = (u / self.notch_halfwidth) ** 2 + ((v - c) / (self.notch_offset + self.notch_depth)) ** 2 < 1.0
+        notch = (u / self.notch_halfwidth) ** 2 + (
+            (v - c) / (self.notch_offset + self.notch_depth)
+        ) ** 2 < 1.0
         return inside & ~notch
 
     def thickness(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -284,8 +286,11 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
         sev_b = mu_b + 0.45 * degeneration + 0.45 * e_disc + 0.77 * rng.normal()
         narrowing = 1.0 - 0.32 * norm.cdf(1.4 * (sev_n - 0.3))
         bulge = 3.5 * norm.cdf(1.6 * (sev_b - 0.4))
-        grade = int(np.clip(np.rint(PFIRRMANN_MEAN[i] + 0.55 * sev_n - 0.55 * mu_n
-                                    + 0.5 * rng.normal()), 1, 5))
+        grade = int(
+            np.clip(
+                np.rint(PFIRRMANN_MEAN[i] + 0.55 * sev_n - 0.55 * mu_n + 0.5 * rng.normal()), 1, 5
+            )
+        )
 
         a_lat0 = 0.5 * LATERAL_WIDTH_MM[i] * size * rng.normal(1.0, 0.04)
         ap = AP_DEPTH_MM[i] * size * rng.normal(1.0, 0.04)
@@ -304,13 +309,29 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
         cor = scoliosis + rng.normal(0, 2.0)
         tra = axial + rng.normal(0, 2.0)
         spec = DiscSpec(
-            patient=patient, ivd_label=k, center=np.zeros(3),
-            rotation=rotation_matrix(sag, cor, tra), sagittal_deg=sag, coronal_deg=cor,
-            transverse_deg=tra, a_lat=a_lat, a_ant=a_ant, a_post=a_post,
-            notch_halfwidth=notch_hw, notch_depth=notch_depth0, convexity=convexity,
-            wedge=wedge, h0=1.0, narrowing_factor=narrowing, bulge_mm=bulge,
-            narrowing_severity=sev_n, bulge_severity=sev_b, pfirrmann=grade,
-            rim_a_lat=a_lat0 + 0.8, rim_a_ant=a_ant0 + 0.8, rim_a_post=a_post0 + notch_depth0 + 0.8,
+            patient=patient,
+            ivd_label=k,
+            center=np.zeros(3),
+            rotation=rotation_matrix(sag, cor, tra),
+            sagittal_deg=sag,
+            coronal_deg=cor,
+            transverse_deg=tra,
+            a_lat=a_lat,
+            a_ant=a_ant,
+            a_post=a_post,
+            notch_halfwidth=notch_hw,
+            notch_depth=notch_depth0,
+            convexity=convexity,
+            wedge=wedge,
+            h0=1.0,
+            narrowing_factor=narrowing,
+            bulge_mm=bulge,
+            narrowing_severity=sev_n,
+            bulge_severity=sev_b,
+            pfirrmann=grade,
+            rim_a_lat=a_lat0 + 0.8,
+            rim_a_ant=a_ant0 + 0.8,
+            rim_a_post=a_post0 + notch_depth0 + 0.8,
         )
         # scale h0 so that the mean thickness equals the target height
         spec.h0 = target_h / spec.truth(step_mm=0.25)["height_mm"]
@@ -331,7 +352,9 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
         axis /= np.linalg.norm(axis)
         t_below = below.thickness(0.0, 0.0) / 2
         t_here = d.thickness(0.0, 0.0) / 2
-        d.center = below.center + below.rotation[:, 2] * t_below + axis * hv + d.rotation[:, 2] * t_here
+        d.center = (
+            below.center + below.rotation[:, 2] * t_below + axis * hv + d.rotation[:, 2] * t_here
+        )
     vert_heights.append(VERTEBRA_HEIGHT_MM[len(discs) - 1] * size)  # vertebra above the top disc
 
     # spinal canal centre line: behind the vertebral rim, following the discs
@@ -355,8 +378,9 @@ class Grid:
     def world_to_index(self, xyz: np.ndarray) -> np.ndarray:
         return ((np.asarray(xyz) - self.origin) @ self.direction) / np.asarray(self.spacing)
 
-    def local_coords(self, center: np.ndarray, rotation: np.ndarray, half_extent: np.ndarray
-                     ) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+    def local_coords(
+        self, center: np.ndarray, rotation: np.ndarray, half_extent: np.ndarray
+    ) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
         """Voxels of the box around a local frame: numpy slices and local (u, v, w) coords."""
         signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
         corners = center + (signs * half_extent) @ rotation.T
@@ -368,7 +392,7 @@ class Grid:
         ii, jj, kk = (np.arange(lo[a], hi[a], dtype=np.float32) for a in range(3))
         kg, jg, ig = np.meshgrid(kk, jj, ii, indexing="ij")
         ijk = np.stack([ig, jg, kg], axis=-1) * np.asarray(self.spacing, np.float32)
-        m = (self.direction.astype(np.float32))
+        m = self.direction.astype(np.float32)
         world = ijk @ m.T + (self.origin - center).astype(np.float32)
         local = world @ rotation.astype(np.float32)
         sl = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
@@ -404,12 +428,22 @@ def rasterise(spec: PatientSpec, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     pts = spec.canal_points
     zz = grid.origin[2] + np.arange(grid.size[2]) * grid.spacing[2]
     deg = min(3, len(pts) - 1)
-    cx = np.polyval(np.polyfit(pts[:, 2], pts[:, 0], deg), zz) if deg else np.full_like(zz, pts[0, 0])
-    cy = np.polyval(np.polyfit(pts[:, 2], pts[:, 1], deg), zz) if deg else np.full_like(zz, pts[0, 1])
+    cx = (
+        np.polyval(np.polyfit(pts[:, 2], pts[:, 0], deg), zz)
+        if deg
+        else np.full_like(zz, pts[0, 0])
+    )
+    cy = (
+        np.polyval(np.polyfit(pts[:, 2], pts[:, 1], deg), zz)
+        if deg
+        else np.full_like(zz, pts[0, 1])
+    )
     xx = grid.origin[0] + np.arange(grid.size[0]) * grid.spacing[0]
     yy = grid.origin[1] + np.arange(grid.size[1]) * grid.spacing[1]
-    canal = (((xx[None, None, :] - cx[:, None, None]) / 9.0) ** 2
-             + ((yy[None, :, None] - cy[:, None, None]) / 7.0) ** 2) <= 1.0
+    canal = (
+        ((xx[None, None, :] - cx[:, None, None]) / 9.0) ** 2
+        + ((yy[None, :, None] - cy[:, None, None]) / 7.0) ** 2
+    ) <= 1.0
     labels[canal] = lab.SPINAL_CANAL_LABEL
 
     discs = spec.discs
@@ -418,8 +452,11 @@ def rasterise(spec: PatientSpec, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         below = discs[j - 1] if j > 0 else None
         above = discs[j] if j < len(discs) else None
         ref = above if below is None else below
-        rot = ref.rotation if (below is None or above is None) else _mean_rotation(
-            below.rotation, above.rotation)
+        rot = (
+            ref.rotation
+            if (below is None or above is None)
+            else _mean_rotation(below.rotation, above.rotation)
+        )
         if below is None:  # sacrum: 35 mm below L5/S1
             center = above.center - above.rotation[:, 2] * 20.0
             height = 40.0
@@ -470,13 +507,24 @@ def _mean_rotation(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
-def synthesise_image(tissue: np.ndarray, nucleus: np.ndarray, grid: Grid, site: Site,
-                     modality: str, rng: np.random.Generator) -> np.ndarray:
+def synthesise_image(
+    tissue: np.ndarray,
+    nucleus: np.ndarray,
+    grid: Grid,
+    site: Site,
+    modality: str,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """MR-like intensities (int16) from the tissue map: contrast, blur, bias field, noise."""
     col = 0 if modality == "t1" else 1
     img = np.full(tissue.shape, _TISSUE["background"][col], np.float32)
-    img += 0.04 * ndimage.gaussian_filter(rng.standard_normal(tissue.shape).astype(np.float32),
-                                          sigma=(3, 3, 0.7)) * 4
+    img += (
+        0.04
+        * ndimage.gaussian_filter(
+            rng.standard_normal(tissue.shape).astype(np.float32), sigma=(3, 3, 0.7)
+        )
+        * 4
+    )
     img[(tissue >= 1) & (tissue <= lab.MAX_INDEX)] = _TISSUE["vertebra"][col]
     img[tissue == -1] = _TISSUE["sacrum"][col]
     img[tissue == lab.SPINAL_CANAL_LABEL] = _TISSUE["canal"][col]
@@ -491,8 +539,9 @@ def synthesise_image(tissue: np.ndarray, nucleus: np.ndarray, grid: Grid, site: 
     img = np.clip(img, 0, None) ** site.gamma
     # smooth multiplicative bias field
     shape = np.array(tissue.shape, float)
-    kk, jj, ii = np.meshgrid(*(np.linspace(-1, 1, int(n), dtype=np.float32) for n in shape),
-                             indexing="ij", sparse=True)
+    kk, jj, ii = np.meshgrid(
+        *(np.linspace(-1, 1, int(n), dtype=np.float32) for n in shape), indexing="ij", sparse=True
+    )
     c = rng.normal(0, 1, 6)
     field_ = c[0] * kk + c[1] * jj + c[2] * ii + c[3] * kk * jj + c[4] * kk**2 + c[5] * jj**2
     img *= np.exp(site.bias * field_ / 2.0).astype(np.float32)
@@ -525,43 +574,68 @@ def _write_patient(args: tuple[int, int, int, str]) -> dict:
         image = synthesise_image(tissue, nucleus, grid, spec.site, modality, rng)
         series = f"{spec.patient}_{modality}"
         for arr, folder in ((image, "images"), (labels, "masks")):
-            write_image(Volume(arr, grid.spacing, tuple(grid.origin), grid.direction),
-                        out_dir / folder / f"{series}.mha")
+            write_image(
+                Volume(arr, grid.spacing, tuple(grid.origin), grid.direction),
+                out_dir / folder / f"{series}.mha",
+            )
         present = np.unique(labels)
         te, tr, fa = _SEQUENCE[modality]
-        rows_overview.append({
-            "new_file_name": series,
-            "patient_id": int(spec.patient),
-            "num_vertebrae": int(sum(1 <= v <= lab.MAX_INDEX for v in present)),
-            "num_discs": int(sum(lab.is_disc_label(int(v)) for v in present)),
-            "sex": spec.sex,
-            "subset": "training",
-            "Manufacturer": spec.site.manufacturer,
-            "PixelSpacing": f"[{grid.spacing[1]:.4f}, {grid.spacing[2]:.4f}]",
-            "SliceThickness": grid.spacing[0],
-            "EchoTime": te,
-            "RepetitionTime": tr,
-            "FlipAngle": fa,
-            "MagneticFieldStrength": spec.site.field_strength,
-            "institution": spec.site.name,
-        })
+        rows_overview.append(
+            {
+                "new_file_name": series,
+                "patient_id": int(spec.patient),
+                "num_vertebrae": int(sum(1 <= v <= lab.MAX_INDEX for v in present)),
+                "num_discs": int(sum(lab.is_disc_label(int(v)) for v in present)),
+                "sex": spec.sex,
+                "subset": "training",
+                "Manufacturer": spec.site.manufacturer,
+                "PixelSpacing": f"[{grid.spacing[1]:.4f}, {grid.spacing[2]:.4f}]",
+                "SliceThickness": grid.spacing[0],
+                "EchoTime": te,
+                "RepetitionTime": tr,
+                "FlipAngle": fa,
+                "MagneticFieldStrength": spec.site.field_strength,
+                "institution": spec.site.name,
+            }
+        )
         for d in spec.discs:
             t = d.truth()
-            rows_truth.append({
-                "series": series, "patient": spec.patient, "ivd_label": d.ivd_label,
-                "level": d.level, **{k: t[k] for k in TRUTH_GEOMETRY},
-                "narrowing_factor": d.narrowing_factor, "bulge_mm": d.bulge_mm,
-                "narrowing_severity": d.narrowing_severity,
-                "bulge_severity": d.bulge_severity, "pfirrmann_grade": d.pfirrmann,
-                "convexity": d.convexity, "wedge": d.wedge,
-                "centroid_x_mm": t["centroid_mm"][0], "centroid_y_mm": t["centroid_mm"][1],
-                "centroid_z_mm": t["centroid_mm"][2], "institution": spec.site.name,
-            })
-    return {"overview": rows_overview, "truth": rows_truth, "gradings": _gradings(spec, seed, index)}
+            rows_truth.append(
+                {
+                    "series": series,
+                    "patient": spec.patient,
+                    "ivd_label": d.ivd_label,
+                    "level": d.level,
+                    **{k: t[k] for k in TRUTH_GEOMETRY},
+                    "narrowing_factor": d.narrowing_factor,
+                    "bulge_mm": d.bulge_mm,
+                    "narrowing_severity": d.narrowing_severity,
+                    "bulge_severity": d.bulge_severity,
+                    "pfirrmann_grade": d.pfirrmann,
+                    "convexity": d.convexity,
+                    "wedge": d.wedge,
+                    "centroid_x_mm": t["centroid_mm"][0],
+                    "centroid_y_mm": t["centroid_mm"][1],
+                    "centroid_z_mm": t["centroid_mm"][2],
+                    "institution": spec.site.name,
+                }
+            )
+    return {
+        "overview": rows_overview,
+        "truth": rows_truth,
+        "gradings": _gradings(spec, seed, index),
+    }
 
 
-TRUTH_GEOMETRY = ["height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg",
-                  "coronal_angle_deg", "transverse_angle_deg", "volume_mm3"]
+TRUTH_GEOMETRY = [
+    "height_mm",
+    "ap_width_mm",
+    "lateral_width_mm",
+    "sagittal_angle_deg",
+    "coronal_angle_deg",
+    "transverse_angle_deg",
+    "volume_mm3",
+]
 
 
 def _gradings(spec: PatientSpec, seed: int, index: int) -> list[dict]:
@@ -573,14 +647,20 @@ def _gradings(spec: PatientSpec, seed: int, index: int) -> list[dict]:
         bulging = int(d.bulge_severity + GRADER_NOISE * rng.normal() > 0)
         herniation = int(d.bulge_severity + 1.0 * rng.normal() > 1.4)
         modic = int(rng.choice([0, 1, 2], p=[0.86, 0.05, 0.09]))
-        rows.append({
-            "Patient": int(spec.patient), "IVD label": d.ivd_label, "Modic": modic,
-            "UP endplate": int(rng.random() < 0.15 + 0.1 * narrowing),
-            "LOW endplate": int(rng.random() < 0.15 + 0.1 * narrowing),
-            "Spondylolisthesis": int(rng.random() < 0.04),
-            "Disc herniation": herniation, "Disc narrowing": narrowing,
-            "Disc bulging": bulging, "Pfirrman grade": d.pfirrmann,
-        })
+        rows.append(
+            {
+                "Patient": int(spec.patient),
+                "IVD label": d.ivd_label,
+                "Modic": modic,
+                "UP endplate": int(rng.random() < 0.15 + 0.1 * narrowing),
+                "LOW endplate": int(rng.random() < 0.15 + 0.1 * narrowing),
+                "Spondylolisthesis": int(rng.random() < 0.04),
+                "Disc herniation": herniation,
+                "Disc narrowing": narrowing,
+                "Disc bulging": bulging,
+                "Pfirrman grade": d.pfirrmann,
+            }
+        )
     return rows
 
 
@@ -589,9 +669,13 @@ def _fmt_csv(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
-def write_phantom(out: str | os.PathLike, n_patients: int = 40, seed: int = 0,
-                  workers: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
+def write_phantom(
+    out: str | os.PathLike,
+    n_patients: int = 40,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Write a phantom cohort in SPIDER's layout to ``out``; returns ``out``.
 
     Files: ``images/<id>_t1.mha``, ``images/<id>_t2.mha``, ``masks/`` (same names),
@@ -630,9 +714,13 @@ def write_phantom(out: str | os.PathLike, n_patients: int = 40, seed: int = 0,
     _fmt_csv(overview, out / "overview.csv")
     _fmt_csv(gradings, out / "radiological_gradings.csv")
     _fmt_csv(truth, out / "phantom_truth.csv")
-    manifest = {"generator": "disclatent.data.phantom", "version": PHANTOM_VERSION,
-                "n_patients": n_patients, "seed": seed,
-                "sites": [asdict(s) for s in SITES]}
+    manifest = {
+        "generator": "disclatent.data.phantom",
+        "version": PHANTOM_VERSION,
+        "n_patients": n_patients,
+        "seed": seed,
+        "sites": [asdict(s) for s in SITES],
+    }
     write_text_atomic(json.dumps(manifest, indent=2) + "\n", out / "phantom.json")
     return out
 
@@ -644,8 +732,12 @@ def phantom_is_current(out: str | os.PathLike, n_patients: int, seed: int) -> bo
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return (manifest.get("version") == PHANTOM_VERSION and manifest.get("n_patients") == n_patients
-            and manifest.get("seed") == seed and (Path(out) / "phantom_truth.csv").exists())
+    return (
+        manifest.get("version") == PHANTOM_VERSION
+        and manifest.get("n_patients") == n_patients
+        and manifest.get("seed") == seed
+        and (Path(out) / "phantom_truth.csv").exists()
+    )
 
 
 def tree_digest(root: str | os.PathLike) -> str:

@@ -172,8 +172,9 @@ def read_overview(path: str | os.PathLike) -> pd.DataFrame:
     df = _read_csv(path)
     _require_columns(df, ["new_file_name"], path)
     df = df.copy()
-    df["series"] = df["new_file_name"].astype(str).map(lambda s: series_name(s) if
-                                                       image_suffix(s) else s)
+    df["series"] = (
+        df["new_file_name"].astype(str).map(lambda s: series_name(s) if image_suffix(s) else s)
+    )
     parsed = df["series"].map(parse_series)
     df["patient"] = parsed.map(lambda t: t[0])
     df["modality"] = parsed.map(lambda t: t[1])
@@ -220,7 +221,9 @@ def read_gradings(path: str | os.PathLike) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def disc_table(root: str | os.PathLike, modalities: tuple[str, ...] | None = ("t1",)) -> pd.DataFrame:
+def disc_table(
+    root: str | os.PathLike, modalities: tuple[str, ...] | None = ("t1",)
+) -> pd.DataFrame:
     """One row per (patient, series, ivd_label, level): every graded disc of every series.
 
     Gradings are joined to each series of their patient. Series listed in ``overview.csv``
@@ -241,9 +244,7 @@ def disc_table(root: str | os.PathLike, modalities: tuple[str, ...] | None = ("t
     table = series[keep].merge(gradings, on="patient", how="inner", validate="many_to_many")
     order = ["patient", "series", "ivd_label", "level"]
     table = table[order + [c for c in table.columns if c not in order]]
-    return table.sort_values(["series", "ivd_label"], key=_natural_sort_key).reset_index(
-        drop=True
-    )
+    return table.sort_values(["series", "ivd_label"], key=_natural_sort_key).reset_index(drop=True)
 
 
 def _natural_sort_key(col: pd.Series) -> pd.Series:
@@ -259,8 +260,7 @@ def cohort_summary(discs: pd.DataFrame, by: str = "institution") -> pd.DataFrame
     targets = [c for c in GRADING_TARGETS if c in discs]
 
     def summarise(g: pd.DataFrame) -> pd.Series:
-        out = {"patients": g["patient"].nunique(), "series": g["series"].nunique(),
-               "discs": len(g)}
+        out = {"patients": g["patient"].nunique(), "series": g["series"].nunique(), "discs": len(g)}
         out.update({f"{t} (%)": 100 * g[t].mean() for t in targets})
         return pd.Series(out)
 
@@ -282,6 +282,7 @@ def prevalence_by_level(discs: pd.DataFrame) -> pd.DataFrame:
         if t in out:
             out[t] = 100 * out[t]
     out.insert(0, "discs", g.size())
-    out = out.rename(columns={t: f"{t} (%)" for t in GRADING_TARGETS}).reset_index(level=0,
-                                                                               drop=True)
+    out = out.rename(columns={t: f"{t} (%)" for t in GRADING_TARGETS}).reset_index(
+        level=0, drop=True
+    )
     return out.round(1)

@@ -60,11 +60,16 @@ def format_report(reports: list[dict]) -> str:
     for r in reports:
         sp = " x ".join(f"{s:g}" for s in r["spacing_mm"])
         size = " x ".join(map(str, r["size"]))
-        lines.append(f"{r['series']}: size {size}, spacing {sp} mm, orientation {r['orientation']}"
-                     + ("" if r["axis_aligned"] else " (oblique)") + f", {r['n_discs']} discs")
+        lines.append(
+            f"{r['series']}: size {size}, spacing {sp} mm, orientation {r['orientation']}"
+            + ("" if r["axis_aligned"] else " (oblique)")
+            + f", {r['n_discs']} discs"
+        )
         for d in r["discs"]:
-            lines.append(f"    {d['label']}  {d['level']:<8} {d['voxels']:>8d} voxels "
-                         f"{d['volume_mm3']:>10.1f} mm3")
+            lines.append(
+                f"    {d['label']}  {d['level']:<8} {d['voxels']:>8d} voxels "
+                f"{d['volume_mm3']:>10.1f} mm3"
+            )
         if not r["discs"]:
             lines.append("    (no disc labels 201-225 in this mask)")
     return "\n".join(lines)

@@ -67,8 +67,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=image_suffix(target) or
-                               "".join(target.suffixes[-1:]), dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.",
+        suffix=image_suffix(target) or "".join(target.suffixes[-1:]),
+        dir=target.parent,
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -269,8 +272,9 @@ def write_image(volume: Volume, path: str | os.PathLike, compress: bool = True) 
     return path
 
 
-def read_mask(path: str | os.PathLike, allow_unknown_labels: bool = False,
-              require_discs: bool = False) -> Volume:
+def read_mask(
+    path: str | os.PathLike, allow_unknown_labels: bool = False, require_discs: bool = False
+) -> Volume:
     """Read a SPIDER-style label map; checks integer values and known SPIDER labels.
 
     With ``require_discs`` a mask holding no disc label (201-225) is an error.
@@ -297,8 +301,10 @@ def read_mask(path: str | os.PathLike, allow_unknown_labels: bool = False,
                 "100 canal, 101-125 partial vertebrae, 201-225 discs)"
             )
     if require_discs and not any(lab.is_disc_label(int(v)) for v in values):
-        raise DataError(f"{vol.path}: mask holds no disc labels (201-225); values found: "
-                        f"{', '.join(str(int(v)) for v in values[:12])}")
+        raise DataError(
+            f"{vol.path}: mask holds no disc labels (201-225); values found: "
+            f"{', '.join(str(int(v)) for v in values[:12])}"
+        )
     return vol.with_array(arr.astype(np.int16, copy=False))
 
 
@@ -320,8 +326,11 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingFileError(f"{folder}: folder not found")
-    files = [p for p in folder.iterdir() if p.is_file() and image_suffix(p)
-             and not p.name.startswith(".")]
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and image_suffix(p) and not p.name.startswith(".")
+    ]
     return sorted(files, key=lambda p: natural_key(series_name(p)))
 
 

@@ -71,14 +71,24 @@ from disclatent.discs.isolation import (
     mask_files,
 )
 
-FEATURES = ["height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg",
-            "coronal_angle_deg", "transverse_angle_deg", "volume_mm3"]
+FEATURES = [
+    "height_mm",
+    "ap_width_mm",
+    "lateral_width_mm",
+    "sagittal_angle_deg",
+    "coronal_angle_deg",
+    "transverse_angle_deg",
+    "volume_mm3",
+]
 ID_COLUMNS = ["series", "patient", "ivd_label", "level"]
 COLUMNS = ID_COLUMNS + FEATURES
 FEATURE_LABELS = {
-    "height_mm": "height (mm)", "ap_width_mm": "AP width (mm)",
-    "lateral_width_mm": "lateral width (mm)", "sagittal_angle_deg": "sagittal angle (deg)",
-    "coronal_angle_deg": "coronal angle (deg)", "transverse_angle_deg": "transverse angle (deg)",
+    "height_mm": "height (mm)",
+    "ap_width_mm": "AP width (mm)",
+    "lateral_width_mm": "lateral width (mm)",
+    "sagittal_angle_deg": "sagittal angle (deg)",
+    "coronal_angle_deg": "coronal angle (deg)",
+    "transverse_angle_deg": "transverse angle (deg)",
     "volume_mm3": "volume (mm³)",
 }
 DEFAULT_STEP_MM = 0.25
@@ -100,8 +110,9 @@ class _Grid:
     origin: np.ndarray
     direction: np.ndarray
 
-    def lookup_plane(self, centre: np.ndarray, u: np.ndarray, v: np.ndarray, a: np.ndarray,
-                     b: np.ndarray) -> np.ndarray:
+    def lookup_plane(
+        self, centre: np.ndarray, u: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray
+    ) -> np.ndarray:
         """Nearest-neighbour values at ``centre + a[i] u + b[j] v`` (False outside the grid):
         an ``(len(a), len(b))`` array, computed axis by axis (separable, so fast)."""
         to_index = self.direction / self.spacing[None, :]
@@ -174,8 +185,9 @@ def _extent(line: np.ndarray, coords: np.ndarray, step: float) -> tuple[float, f
 def _measure(grid: _Grid, ijk: np.ndarray, step_mm: float = DEFAULT_STEP_MM) -> DiscGeometry:
     n_vox = len(ijk)
     if n_vox < MIN_VOXELS:
-        raise EmptyDiscError(f"disc has {n_vox} voxel(s), fewer than {MIN_VOXELS}: too small "
-                             "to measure")
+        raise EmptyDiscError(
+            f"disc has {n_vox} voxel(s), fewer than {MIN_VOXELS}: too small to measure"
+        )
     m = grid.direction * grid.spacing[None, :]
     pts = np.asarray(ijk, float) @ m.T + grid.origin
     centroid = pts.mean(axis=0)
@@ -207,13 +219,15 @@ def _measure(grid: _Grid, ijk: np.ndarray, step_mm: float = DEFAULT_STEP_MM) -> 
     }
     evals_centres = np.sort(np.linalg.eigvalsh(cov_centres))[::-1]
     return DiscGeometry(
-        features=features, centroid_mm=centroid, frame=frame,
+        features=features,
+        centroid_mm=centroid,
+        frame=frame,
         axis_lengths_mm=np.sqrt(20.0 * np.clip(evals_centres, 0, None)),
         ap_segment_mm=np.array([centroid + ap_lo * v, centroid + ap_hi * v]),
         lateral_segment_mm=np.array([centroid + lat_lo * u, centroid + lat_hi * u]),
-        section_area_mm2=area, n_voxels=n_vox,
-        extra={"pca_variances_mm2": lam, "section": section, "section_u_mm": a,
-               "section_v_mm": b},
+        section_area_mm2=area,
+        n_voxels=n_vox,
+        extra={"pca_variances_mm2": lam, "section": section, "section_u_mm": a, "section_v_mm": b},
     )
 
 
@@ -224,12 +238,12 @@ def _disc_grid(mask: Volume, disc: DiscVoxels) -> _Grid:
     sub = np.zeros(tuple((i1 - i0)[::-1]), bool)
     rel = disc.ijk - i0
     sub[rel[:, 2], rel[:, 1], rel[:, 0]] = True
-    return _Grid(sub, np.asarray(mask.spacing), mask.index_to_world(i0.astype(float)),
-                 mask.direction)
+    return _Grid(
+        sub, np.asarray(mask.spacing), mask.index_to_world(i0.astype(float)), mask.direction
+    )
 
 
-def measure_disc(mask: Volume, disc: DiscVoxels, step_mm: float = DEFAULT_STEP_MM
-                 ) -> DiscGeometry:
+def measure_disc(mask: Volume, disc: DiscVoxels, step_mm: float = DEFAULT_STEP_MM) -> DiscGeometry:
     """Measure one disc (from :func:`disclatent.discs.isolation.find_discs`) in its mask's space."""
     grid = _disc_grid(mask, disc)
     i0 = disc.ijk.min(axis=0) - 1
@@ -276,8 +290,11 @@ def slice_pca_angles(mask: Volume, disc: DiscVoxels) -> dict[str, float]:
     d = major(middle("SI")[:, [0, 1]])  # (x, y) in the transverse slice
     d = -d if d[0] < 0 else d
     transverse = np.degrees(np.arctan2(d[1], d[0]))
-    return {"sagittal_angle_deg": float(sagittal), "coronal_angle_deg": float(coronal),
-            "transverse_angle_deg": float(transverse)}
+    return {
+        "sagittal_angle_deg": float(sagittal),
+        "coronal_angle_deg": float(coronal),
+        "transverse_angle_deg": float(transverse),
+    }
 
 
 def _cube_grid(cube: np.ndarray, spacing_mm: Sequence[float]) -> tuple[_Grid, np.ndarray]:
@@ -286,14 +303,19 @@ def _cube_grid(cube: np.ndarray, spacing_mm: Sequence[float]) -> tuple[_Grid, np
         raise ValueError(f"expected a 3-D cube (SI, AP, LR), got shape {cube.shape}")
     sp = np.asarray(spacing_mm, float)
     if sp.shape != (3,) or (sp <= 0).any():
-        raise ValueError(f"spacing_mm must be three positive numbers (SI, AP, LR), got {spacing_mm}")
+        raise ValueError(
+            f"spacing_mm must be three positive numbers (SI, AP, LR), got {spacing_mm}"
+        )
     inside = cube > 0.5 if cube.dtype.kind == "f" else cube != 0
     kk, jj, ii = np.nonzero(inside)
     return _Grid(inside, sp[::-1].copy(), np.zeros(3), np.eye(3)), np.stack([ii, jj, kk], 1)
 
 
-def measure_cube_geometry(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-                          step_mm: float = DEFAULT_STEP_MM) -> DiscGeometry:
+def measure_cube_geometry(
+    cube: np.ndarray,
+    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    step_mm: float = DEFAULT_STEP_MM,
+) -> DiscGeometry:
     """:func:`measure_cube` with everything it measured (frame, centroid, edge points).
 
     Positions are in millimetres from the centre of voxel ``cube[0, 0, 0]``, along LPS axes.
@@ -302,8 +324,12 @@ def measure_cube_geometry(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_
     return _measure(grid, ijk, step_mm)
 
 
-def measure_cube(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-                 step_mm: float = DEFAULT_STEP_MM, allow_empty: bool = False) -> dict[str, float]:
+def measure_cube(
+    cube: np.ndarray,
+    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    step_mm: float = DEFAULT_STEP_MM,
+    allow_empty: bool = False,
+) -> dict[str, float]:
     """The features (:data:`FEATURES`) of one binary cube in canonical orientation.
 
     ``cube[si, ap, lr]`` with index growing to superior, posterior, left (as written by
@@ -319,8 +345,12 @@ def measure_cube(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPACING_M
         raise
 
 
-def measure_cubes(cubes: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-                  step_mm: float = DEFAULT_STEP_MM, allow_empty: bool = False) -> pd.DataFrame:
+def measure_cubes(
+    cubes: np.ndarray,
+    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    step_mm: float = DEFAULT_STEP_MM,
+    allow_empty: bool = False,
+) -> pd.DataFrame:
     """:func:`measure_cube` for a stack ``(n, S, S, S)``; one row per cube."""
     rows = [measure_cube(c, spacing_mm, step_mm, allow_empty) for c in cubes]
     return pd.DataFrame(rows, columns=FEATURES)
@@ -335,10 +365,14 @@ def _as_mask(mask: Volume | str | os.PathLike, label_offset: int) -> Volume:
     return read_mask(mask, allow_unknown_labels=label_offset != lab.DISC_LABEL_OFFSET)
 
 
-def measure_mask(mask: Volume | str | os.PathLike,
-                 labels: Iterable[int] | Mapping[int, int] | None = None, *,
-                 label_offset: int = lab.DISC_LABEL_OFFSET, step_mm: float = DEFAULT_STEP_MM,
-                 discs: list[DiscVoxels] | None = None) -> pd.DataFrame:
+def measure_mask(
+    mask: Volume | str | os.PathLike,
+    labels: Iterable[int] | Mapping[int, int] | None = None,
+    *,
+    label_offset: int = lab.DISC_LABEL_OFFSET,
+    step_mm: float = DEFAULT_STEP_MM,
+    discs: list[DiscVoxels] | None = None,
+) -> pd.DataFrame:
     """Every disc of one mask, measured in the mask's own physical space.
 
     Columns: :data:`COLUMNS` plus ``touches_border`` (the disc reaches the edge of the image
@@ -355,27 +389,44 @@ def measure_mask(mask: Volume | str | os.PathLike,
     rows = []
     for disc in discs:
         geo = measure_disc(vol, disc, step_mm)
-        rows.append({"series": series, "patient": patient, "ivd_label": disc.ivd_label,
-                     "level": disc.level, **geo.features,
-                     "touches_border": disc.touches_border})
+        rows.append(
+            {
+                "series": series,
+                "patient": patient,
+                "ivd_label": disc.ivd_label,
+                "level": disc.level,
+                **geo.features,
+                "touches_border": disc.touches_border,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS + ["touches_border"])
 
 
-def measure_masks(masks: str | os.PathLike | Sequence[str | os.PathLike],
-                  labels: Iterable[int] | Mapping[int, int] | None = None, *,
-                  label_offset: int = lab.DISC_LABEL_OFFSET,
-                  modalities: Sequence[str] | None = ("t1",), progress: bool = True,
-                  step_mm: float = DEFAULT_STEP_MM) -> pd.DataFrame:
+def measure_masks(
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
+    labels: Iterable[int] | Mapping[int, int] | None = None,
+    *,
+    label_offset: int = lab.DISC_LABEL_OFFSET,
+    modalities: Sequence[str] | None = ("t1",),
+    progress: bool = True,
+    step_mm: float = DEFAULT_STEP_MM,
+) -> pd.DataFrame:
     """:func:`measure_mask` for a SPIDER folder, a folder of masks, a file or a list."""
     from tqdm.auto import tqdm
 
     files = mask_files(masks, modalities)
-    tables = [measure_mask(f, labels, label_offset=label_offset, step_mm=step_mm)
-              for f in tqdm(files, desc="measuring discs", unit="mask",
-                            disable=not progress or len(files) < 2)]
+    tables = [
+        measure_mask(f, labels, label_offset=label_offset, step_mm=step_mm)
+        for f in tqdm(
+            files, desc="measuring discs", unit="mask", disable=not progress or len(files) < 2
+        )
+    ]
     tables = [t for t in tables if len(t)]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
-        columns=COLUMNS + ["touches_border"])
+    return (
+        pd.concat(tables, ignore_index=True)
+        if tables
+        else pd.DataFrame(columns=COLUMNS + ["touches_border"])
+    )
 
 
 class GeometryFeatures(TransformerMixin, BaseEstimator):
@@ -394,9 +445,15 @@ class GeometryFeatures(TransformerMixin, BaseEstimator):
     It has nothing to learn: ``fit`` only records the output feature names.
     """
 
-    def __init__(self, space: str = "cube", ids: bool = True,
-                 spacing_mm: Sequence[float] | None = None, step_mm: float = DEFAULT_STEP_MM,
-                 label_offset: int = lab.DISC_LABEL_OFFSET, allow_empty: bool = False):
+    def __init__(
+        self,
+        space: str = "cube",
+        ids: bool = True,
+        spacing_mm: Sequence[float] | None = None,
+        step_mm: float = DEFAULT_STEP_MM,
+        label_offset: int = lab.DISC_LABEL_OFFSET,
+        allow_empty: bool = False,
+    ):
         self.space = space
         self.ids = ids
         self.spacing_mm = spacing_mm
@@ -428,8 +485,10 @@ class GeometryFeatures(TransformerMixin, BaseEstimator):
         elif isinstance(X, pd.DataFrame):
             table = X.reset_index(drop=True)
             if self.space == "cube":
-                raise ValueError("a disc table holds no cubes: use space='mask' (it needs a "
-                                 "mask_path column) or pass the DiscStore")
+                raise ValueError(
+                    "a disc table holds no cubes: use space='mask' (it needs a "
+                    "mask_path column) or pass the DiscStore"
+                )
             feats = self._from_masks(table)
         else:
             cubes = np.asarray(X)
@@ -438,8 +497,9 @@ class GeometryFeatures(TransformerMixin, BaseEstimator):
             if cubes.ndim != 4:
                 raise ValueError(f"expected cubes (n, S, S, S), got shape {cubes.shape}")
             table = pd.DataFrame(index=range(len(cubes)))
-            feats = measure_cubes(cubes, self.spacing_mm or PAPER_SPACING_MM, self.step_mm,
-                                  self.allow_empty)
+            feats = measure_cubes(
+                cubes, self.spacing_mm or PAPER_SPACING_MM, self.step_mm, self.allow_empty
+            )
         if not self.ids:
             return feats
         ids = [c for c in ID_COLUMNS if c in table]
@@ -488,8 +548,9 @@ def grading_mismatches(features: pd.DataFrame, gradings: pd.DataFrame) -> pd.Dat
     return out
 
 
-def join_gradings(features: pd.DataFrame, gradings: pd.DataFrame | str | os.PathLike,
-                  how: str = "inner") -> pd.DataFrame:
+def join_gradings(
+    features: pd.DataFrame, gradings: pd.DataFrame | str | os.PathLike, how: str = "inner"
+) -> pd.DataFrame:
     """Join gradings to measured discs on (patient, IVD label), never on position.
 
     Mismatches in either direction are reported with a :class:`GradingMismatchWarning` that
@@ -504,30 +565,45 @@ def join_gradings(features: pd.DataFrame, gradings: pd.DataFrame | str | os.Path
         raise ValueError(f"how must be 'inner' or 'left', got {how!r}")
     bad = grading_mismatches(features, gradings)
     for problem, rows in bad.groupby("problem"):
-        shown = ", ".join(f"patient {p} {lv}" for p, lv in
-                          rows[["patient", "level"]].head(8).itertuples(index=False))
+        shown = ", ".join(
+            f"patient {p} {lv}"
+            for p, lv in rows[["patient", "level"]].head(8).itertuples(index=False)
+        )
         more = f" and {len(rows) - 8} more" if len(rows) > 8 else ""
-        action = ("dropped" if how == "inner" else "kept without gradings") if \
-            problem.startswith("in mask") else "ignored"
-        warnings.warn(f"{len(rows)} disc(s) {problem} ({action}): {shown}{more}",
-                      GradingMismatchWarning, stacklevel=2)
+        action = (
+            ("dropped" if how == "inner" else "kept without gradings")
+            if problem.startswith("in mask")
+            else "ignored"
+        )
+        warnings.warn(
+            f"{len(rows)} disc(s) {problem} ({action}): {shown}{more}",
+            GradingMismatchWarning,
+            stacklevel=2,
+        )
     left = features.astype({"patient": str})
     right = gradings.drop(columns=[c for c in ("level",) if c in gradings and c in left])
-    return left.merge(right.astype({"patient": str}), on=["patient", "ivd_label"], how=how,
-                      validate="many_to_one")
+    return left.merge(
+        right.astype({"patient": str}), on=["patient", "ivd_label"], how=how, validate="many_to_one"
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # Validation against the phantom's truth
 # ---------------------------------------------------------------------------------------
 VALIDATION_BOUNDS = {  # median absolute error allowed (issue 3); volume in percent
-    "height_mm": 0.5, "ap_width_mm": 1.0, "lateral_width_mm": 2.5, "sagittal_angle_deg": 2.0,
-    "coronal_angle_deg": 3.0, "transverse_angle_deg": 3.0, "volume_mm3": 2.0,
+    "height_mm": 0.5,
+    "ap_width_mm": 1.0,
+    "lateral_width_mm": 2.5,
+    "sagittal_angle_deg": 2.0,
+    "coronal_angle_deg": 3.0,
+    "transverse_angle_deg": 3.0,
+    "volume_mm3": 2.0,
 }
 
 
-def compare_with_truth(measured: pd.DataFrame, truth: pd.DataFrame | str | os.PathLike
-                       ) -> pd.DataFrame:
+def compare_with_truth(
+    measured: pd.DataFrame, truth: pd.DataFrame | str | os.PathLike
+) -> pd.DataFrame:
     """Measured and true features side by side, one row per disc (joined on series, IVD label).
 
     Adds ``<feature>_true`` and ``<feature>_error`` (measured - true; for volume in percent
@@ -553,19 +629,31 @@ def error_table(compared: pd.DataFrame) -> pd.DataFrame:
     for f in FEATURES:
         e = compared[f"{f}_error"].astype(float)
         unit = "%" if f == "volume_mm3" else ("deg" if f.endswith("deg") else "mm")
-        rows.append({"feature": f, "unit": unit, "n": int(e.notna().sum()),
-                     "bias": e.mean(), "median_abs_error": e.abs().median(),
-                     "p90_abs_error": e.abs().quantile(0.9), "max_abs_error": e.abs().max(),
-                     "bound": VALIDATION_BOUNDS[f],
-                     "within_bound": bool(e.abs().median() <= VALIDATION_BOUNDS[f])})
+        rows.append(
+            {
+                "feature": f,
+                "unit": unit,
+                "n": int(e.notna().sum()),
+                "bias": e.mean(),
+                "median_abs_error": e.abs().median(),
+                "p90_abs_error": e.abs().quantile(0.9),
+                "max_abs_error": e.abs().max(),
+                "bound": VALIDATION_BOUNDS[f],
+                "within_bound": bool(e.abs().median() <= VALIDATION_BOUNDS[f]),
+            }
+        )
     return pd.DataFrame(rows).set_index("feature")
 
 
 # ---------------------------------------------------------------------------------------
 # A figure in the spirit of the paper's Fig. 3
 # ---------------------------------------------------------------------------------------
-def plot_disc_geometry(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-                       title: str = "", step_mm: float = DEFAULT_STEP_MM):
+def plot_disc_geometry(
+    cube: np.ndarray,
+    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    title: str = "",
+    step_mm: float = DEFAULT_STEP_MM,
+):
     """Middle sagittal, coronal and transverse slices of one cube, with the measurements.
 
     Drawn at physical aspect ratio, as radiologists read them (sagittal: anterior left;
@@ -589,28 +677,61 @@ def plot_disc_geometry(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPA
     hgt = (height_seg, f"height {f['height_mm']:.1f} mm", "C5")
     # (image rows x cols, horizontal world axis, vertical world axis, segments, angle, labels)
     views = [
-        (cube[:, :, ci], 1, 2, [ap, hgt], "sagittal", "anterior → posterior (mm)",
-         "inferior → superior (mm)"),
-        (cube[:, cj, :], 0, 2, [lat, hgt], "coronal", "right → left (mm)",
-         "inferior → superior (mm)"),
-        (cube[ck, :, :], 0, 1, [lat], "transverse", "right → left (mm)",
-         "posterior → anterior (mm)"),
+        (
+            cube[:, :, ci],
+            1,
+            2,
+            [ap, hgt],
+            "sagittal",
+            "anterior → posterior (mm)",
+            "inferior → superior (mm)",
+        ),
+        (
+            cube[:, cj, :],
+            0,
+            2,
+            [lat, hgt],
+            "coronal",
+            "right → left (mm)",
+            "inferior → superior (mm)",
+        ),
+        (
+            cube[ck, :, :],
+            0,
+            1,
+            [lat],
+            "transverse",
+            "right → left (mm)",
+            "posterior → anterior (mm)",
+        ),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     half = 0.5 * geo.axis_lengths_mm[0] + 6
     for ax, (img, hx, vy, segments, plane, xlabel, ylabel) in zip(axes[:3], views, strict=True):
         sh, sv = sp_xyz[hx], sp_xyz[vy]
-        ax.imshow(img, cmap="Greys", vmin=0, vmax=2.5, origin="lower", interpolation="nearest",
-                  extent=(-0.5 * sh, (img.shape[1] - 0.5) * sh, -0.5 * sv,
-                          (img.shape[0] - 0.5) * sv))
+        ax.imshow(
+            img,
+            cmap="Greys",
+            vmin=0,
+            vmax=2.5,
+            origin="lower",
+            interpolation="nearest",
+            extent=(-0.5 * sh, (img.shape[1] - 0.5) * sh, -0.5 * sv, (img.shape[0] - 0.5) * sv),
+        )
         for points, label, colour in segments:
             ax.plot(points[:, hx], points[:, vy], "-", color=colour, lw=2.2, label=label)
-        for vec, length, colour, name in ((u, geo.axis_lengths_mm[0], "C0", "lateral axis u"),
-                                          (v, geo.axis_lengths_mm[1], "C1", "AP axis v"),
-                                          (n, geo.axis_lengths_mm[2], "C2", "normal n")):
+        for vec, length, colour, name in (
+            (u, geo.axis_lengths_mm[0], "C0", "lateral axis u"),
+            (v, geo.axis_lengths_mm[1], "C1", "AP axis v"),
+            (n, geo.axis_lengths_mm[2], "C2", "normal n"),
+        ):
             tip = c + 0.5 * length * vec
-            ax.annotate("", xy=(tip[hx], tip[vy]), xytext=(c[hx], c[vy]),
-                        arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.4})
+            ax.annotate(
+                "",
+                xy=(tip[hx], tip[vy]),
+                xytext=(c[hx], c[vy]),
+                arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.4},
+            )
             ax.plot([], [], color=colour, label=name)
         ax.plot(c[hx], c[vy], "k+", ms=8)
         ax.set_xlim(c[hx] - half, c[hx] + half)
@@ -620,15 +741,22 @@ def plot_disc_geometry(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPA
         ax.set_aspect("equal")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(f"middle {plane} slice: {plane} angle "
-                     f"{f[f'{plane}_angle_deg']:.1f}°", fontsize=9)
+        ax.set_title(
+            f"middle {plane} slice: {plane} angle {f[f'{plane}_angle_deg']:.1f}°", fontsize=9
+        )
         ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
     # the disc in its own frame: the mid-plane section (its footprint), u across, v up
     ax = axes[3]
     a, b = geo.extra["section_u_mm"], geo.extra["section_v_mm"]
-    ax.imshow(geo.extra["section"].T, cmap="Greys", vmin=0, vmax=2.5, origin="lower",
-              interpolation="nearest", extent=(a[0] - step_mm / 2, a[-1] + step_mm / 2,
-                                               b[0] - step_mm / 2, b[-1] + step_mm / 2))
+    ax.imshow(
+        geo.extra["section"].T,
+        cmap="Greys",
+        vmin=0,
+        vmax=2.5,
+        origin="lower",
+        interpolation="nearest",
+        extent=(a[0] - step_mm / 2, a[-1] + step_mm / 2, b[0] - step_mm / 2, b[-1] + step_mm / 2),
+    )
     for points, label, colour in (lat, ap):
         local = (points - c) @ geo.frame
         ax.plot(local[:, 0], local[:, 1], "-", color=colour, lw=2.2, label=label)
@@ -639,8 +767,11 @@ def plot_disc_geometry(cube: np.ndarray, spacing_mm: Sequence[float] = PAPER_SPA
     ax.set_aspect("equal")
     ax.set_xlabel("lateral axis u: right → left (mm)")
     ax.set_ylabel("AP axis v: posterior → anterior (mm)")
-    ax.set_title(f"mid-plane section (disc frame): {geo.section_area_mm2:.0f} mm²;\n"
-                 f"height = volume / area = {f['height_mm']:.2f} mm", fontsize=9)
+    ax.set_title(
+        f"mid-plane section (disc frame): {geo.section_area_mm2:.0f} mm²;\n"
+        f"height = volume / area = {f['height_mm']:.2f} mm",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
     if title:
         fig.suptitle(title, fontsize=10)

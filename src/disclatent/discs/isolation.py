@@ -70,9 +70,23 @@ MIN_VOXELS = 8
 STORE_VERSION = 1
 SOURCES = ("gt", "pred")
 
-STORE_COLUMNS = ["patient", "series", "ivd_label", "level", "source", "spacing_si_mm",
-                 "spacing_ap_mm", "spacing_lr_mm", "centre_x_mm", "centre_y_mm", "centre_z_mm",
-                 "n_voxels", "volume_mm3", "touches_border", "mask_path"]
+STORE_COLUMNS = [
+    "patient",
+    "series",
+    "ivd_label",
+    "level",
+    "source",
+    "spacing_si_mm",
+    "spacing_ap_mm",
+    "spacing_lr_mm",
+    "centre_x_mm",
+    "centre_y_mm",
+    "centre_z_mm",
+    "n_voxels",
+    "volume_mm3",
+    "touches_border",
+    "mask_path",
+]
 
 
 class DiscDoesNotFitError(DataError):
@@ -117,8 +131,9 @@ class DiscVoxels:
         return int(len(self.ijk))
 
 
-def label_map(labels: Iterable[int] | Mapping[int, int] | None = None,
-              offset: int = lab.DISC_LABEL_OFFSET) -> dict[int, int] | None:
+def label_map(
+    labels: Iterable[int] | Mapping[int, int] | None = None, offset: int = lab.DISC_LABEL_OFFSET
+) -> dict[int, int] | None:
     """``{mask value: IVD label}``; ``None`` means every SPIDER disc label (201-225).
 
     ``labels`` may be a mapping (explicit IVD labels) or mask values, whose IVD label is
@@ -132,13 +147,15 @@ def label_map(labels: Iterable[int] | Mapping[int, int] | None = None,
         out = {int(v): int(v) - offset for v in labels}
     for value, ivd in out.items():
         if not 1 <= ivd <= lab.MAX_INDEX:
-            raise ValueError(f"mask value {value} gives IVD label {ivd}, outside 1..{lab.MAX_INDEX}"
-                             f" (label offset {offset})")
+            raise ValueError(
+                f"mask value {value} gives IVD label {ivd}, outside 1..{lab.MAX_INDEX}"
+                f" (label offset {offset})"
+            )
     return out
 
 
 def parse_label_spec(text: str) -> list[int]:
-    """"201-207,210" -> [201, ..., 207, 210] (for the command line)."""
+    """ "201-207,210" -> [201, ..., 207, 210] (for the command line)."""
     values: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "-" in part:
@@ -172,12 +189,18 @@ def _check_header(mask: Volume) -> None:
             f"{mask.where}: direction is not axis-aligned (oblique by up to {dev:.1f} deg, "
             f"closest orientation {mask.orientation}); discs are measured in world (LPS) "
             "millimetres and cubes are resampled onto an LPS-aligned grid",
-            ObliqueHeaderWarning, stacklevel=3)
+            ObliqueHeaderWarning,
+            stacklevel=3,
+        )
 
 
-def find_discs(mask: Volume, labels: Iterable[int] | Mapping[int, int] | None = None,
-               label_offset: int = lab.DISC_LABEL_OFFSET, min_voxels: int = MIN_VOXELS,
-               warn: bool = True) -> list[DiscVoxels]:
+def find_discs(
+    mask: Volume,
+    labels: Iterable[int] | Mapping[int, int] | None = None,
+    label_offset: int = lab.DISC_LABEL_OFFSET,
+    min_voxels: int = MIN_VOXELS,
+    warn: bool = True,
+) -> list[DiscVoxels]:
     """The discs of ``mask`` (ordered by IVD label), with their voxels.
 
     Disc identity comes from the label value only (SPIDER: ``200 + k``, ``k = 1`` for
@@ -206,10 +229,16 @@ def find_discs(mask: Volume, labels: Iterable[int] | Mapping[int, int] | None = 
     else:
         mapping_used = mapping
     if warn and not len(present):
-        wanted = ("SPIDER's disc labels 201-225" if mapping is None else
-                  f"disc label values {_ranges(sorted(mapping))}")
-        warnings.warn(f"{mask.where}: no voxel carries {wanted}; no disc found (wrong label "
-                      "values?)", EmptyDiscWarning, stacklevel=2)
+        wanted = (
+            "SPIDER's disc labels 201-225"
+            if mapping is None
+            else f"disc label values {_ranges(sorted(mapping))}"
+        )
+        warnings.warn(
+            f"{mask.where}: no voxel carries {wanted}; no disc found (wrong label values?)",
+            EmptyDiscWarning,
+            stacklevel=2,
+        )
     if warn and len(present):
         _check_header(mask)
     size = np.array(mask.size)
@@ -219,16 +248,24 @@ def find_discs(mask: Volume, labels: Iterable[int] | Mapping[int, int] | None = 
         level = lab.level_name(ivd)
         if count < min_voxels:
             if warn:
-                warnings.warn(f"{mask.where}: disc label {value} ({level}) has only {count} "
-                              f"voxel(s), fewer than {min_voxels}: too small to isolate or "
-                              "measure; skipped", EmptyDiscWarning, stacklevel=2)
+                warnings.warn(
+                    f"{mask.where}: disc label {value} ({level}) has only {count} "
+                    f"voxel(s), fewer than {min_voxels}: too small to isolate or "
+                    "measure; skipped",
+                    EmptyDiscWarning,
+                    stacklevel=2,
+                )
             continue
-        ijk = ijk_all[start:start + count]
+        ijk = ijk_all[start : start + count]
         border = bool((ijk.min(axis=0) == 0).any() or (ijk.max(axis=0) == size - 1).any())
         if border and warn:
-            warnings.warn(f"{mask.where}: disc label {value} ({level}) touches the border of "
-                          "the image volume and may be cut by the field of view; kept and "
-                          "flagged touches_border", DiscTouchesBorderWarning, stacklevel=2)
+            warnings.warn(
+                f"{mask.where}: disc label {value} ({level}) touches the border of "
+                "the image volume and may be cut by the field of view; kept and "
+                "flagged touches_border",
+                DiscTouchesBorderWarning,
+                stacklevel=2,
+            )
         out.append(DiscVoxels(int(value), ivd, level, ijk, border))
     return sorted(out, key=lambda d: d.ivd_label)
 
@@ -290,14 +327,20 @@ def cube_origin(centre_mm: np.ndarray, size: int, spacing_mm: Sequence[float]) -
 def _check_spacing(spacing_mm: Sequence[float], size: int) -> tuple[float, float, float]:
     sp = tuple(float(s) for s in spacing_mm)
     if len(sp) != 3 or min(sp) <= 0:
-        raise ValueError(f"spacing_mm must be three positive numbers (SI, AP, LR), got {spacing_mm}")
+        raise ValueError(
+            f"spacing_mm must be three positive numbers (SI, AP, LR), got {spacing_mm}"
+        )
     if int(size) != size or size < 4:
         raise ValueError(f"cube size must be an integer >= 4, got {size}")
     return sp  # type: ignore[return-value]
 
 
-def isolate_disc(mask: Volume, disc: DiscVoxels, spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-                 size: int = PAPER_CUBE_SIZE) -> IsolatedDisc:
+def isolate_disc(
+    mask: Volume,
+    disc: DiscVoxels,
+    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    size: int = PAPER_CUBE_SIZE,
+) -> IsolatedDisc:
     """Resample one disc (nearest neighbour) into a cube centred on its centre of mass.
 
     Only the block of the cube that can hold the disc is resampled (the rest is zero), so
@@ -325,15 +368,24 @@ def isolate_disc(mask: Volume, disc: DiscVoxels, spacing_mm: Sequence[float] = P
     img.SetOrigin(tuple(mask.index_to_world(i0.astype(float))))
     img.SetDirection(mask.direction.flatten(order="C").tolist())
     block_size = (hi - lo + 1).astype(int)
-    block = sitk.Resample(img, [int(n) for n in block_size], sitk.Transform(),
-                          sitk.sitkNearestNeighbor, tuple(origin + lo * sp_xyz),
-                          tuple(float(s) for s in sp_xyz), (1, 0, 0, 0, 1, 0, 0, 0, 1), 0,
-                          sitk.sitkUInt8)
+    block = sitk.Resample(
+        img,
+        [int(n) for n in block_size],
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        tuple(origin + lo * sp_xyz),
+        tuple(float(s) for s in sp_xyz),
+        (1, 0, 0, 0, 1, 0, 0, 0, 1),
+        0,
+        sitk.sitkUInt8,
+    )
     barr = sitk.GetArrayViewFromImage(block)  # (z, y, x) = (si, ap, lr)
     nz = np.nonzero(barr)
     if len(nz[0]) == 0:
-        raise EmptyDiscError(f"{mask.where}: disc {disc.level} vanished when resampled to "
-                             f"{spacing_mm} mm (only {disc.n_voxels} voxels)")
+        raise EmptyDiscError(
+            f"{mask.where}: disc {disc.level} vanished when resampled to "
+            f"{spacing_mm} mm (only {disc.n_voxels} voxels)"
+        )
     lo_sal = lo[::-1]
     first = np.array([n.min() for n in nz]) + lo_sal
     last = np.array([n.max() for n in nz]) + lo_sal
@@ -344,24 +396,35 @@ def isolate_disc(mask: Volume, disc: DiscVoxels, spacing_mm: Sequence[float] = P
             f"cube at {spacing_mm} mm (SI, AP, LR): it spans "
             f"{' x '.join(f'{e:.1f}' for e in extent)} mm from its centre of mass, the cube "
             f"{' x '.join(f'{size * s:.1f}' for s in spacing_mm)} mm; use a larger size or "
-            "spacing (or skip_errors=True in build_disc_store)")
+            "spacing (or skip_errors=True in build_disc_store)"
+        )
     cube = np.zeros((size, size, size), np.uint8)
-    src = tuple(slice(max(0, -lo_sal[a]), min(barr.shape[a], size - lo_sal[a]))
-                for a in range(3))
+    src = tuple(slice(max(0, -lo_sal[a]), min(barr.shape[a], size - lo_sal[a])) for a in range(3))
     dst = tuple(slice(s.start + lo_sal[a], s.stop + lo_sal[a]) for a, s in enumerate(src))
     cube[dst] = barr[src]
     return IsolatedDisc(
-        ivd_label=disc.ivd_label, level=disc.level, cube=cube, spacing_mm=spacing_mm,
-        centre_mm=centre, source_path=mask.path, mask_value=disc.value,
-        n_voxels=disc.n_voxels, volume_mm3=disc.n_voxels * mask.voxel_volume_mm3,
-        touches_border=disc.touches_border)
+        ivd_label=disc.ivd_label,
+        level=disc.level,
+        cube=cube,
+        spacing_mm=spacing_mm,
+        centre_mm=centre,
+        source_path=mask.path,
+        mask_value=disc.value,
+        n_voxels=disc.n_voxels,
+        volume_mm3=disc.n_voxels * mask.voxel_volume_mm3,
+        touches_border=disc.touches_border,
+    )
 
 
-def isolate_discs(mask: Volume, spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-                  size: int = PAPER_CUBE_SIZE,
-                  labels: Iterable[int] | Mapping[int, int] | None = None, *,
-                  label_offset: int = lab.DISC_LABEL_OFFSET,
-                  discs: list[DiscVoxels] | None = None) -> list[IsolatedDisc]:
+def isolate_discs(
+    mask: Volume,
+    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    size: int = PAPER_CUBE_SIZE,
+    labels: Iterable[int] | Mapping[int, int] | None = None,
+    *,
+    label_offset: int = lab.DISC_LABEL_OFFSET,
+    discs: list[DiscVoxels] | None = None,
+) -> list[IsolatedDisc]:
     """Every disc of ``mask`` as an :class:`IsolatedDisc` (ordered by IVD label).
 
     ``spacing_mm`` and the cube are in canonical numpy order (SI, AP, LR): the default
@@ -401,8 +464,10 @@ def store_path(build_dir: str | os.PathLike, profile: str, source: str = "gt") -
     return Path(build_dir) / "data" / f"discs-{source}-{profile}.npz"
 
 
-def mask_files(masks: str | os.PathLike | Sequence[str | os.PathLike],
-               modalities: Sequence[str] | None = ("t1",)) -> list[Path]:
+def mask_files(
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
+    modalities: Sequence[str] | None = ("t1",),
+) -> list[Path]:
     """Mask files from a SPIDER folder (its ``masks/``), a folder of masks, one file or a list.
 
     ``modalities`` filters SPIDER-named series (``<patient>_t1`` ...) when a folder is given;
@@ -417,11 +482,14 @@ def mask_files(masks: str | os.PathLike | Sequence[str | os.PathLike],
             files = list_images(folder)
             if modalities is not None:
                 wanted = {m.lower() for m in modalities}
-                files = [f for f in files
-                         if parse_series(series_name(f))[1].lower() in wanted | {""}]
+                files = [
+                    f for f in files if parse_series(series_name(f))[1].lower() in wanted | {""}
+                ]
             if not files:
-                raise DataError(f"{folder}: no mask files (.mha, .nii.gz, ...)"
-                                + (f" of modality {', '.join(modalities)}" if modalities else ""))
+                raise DataError(
+                    f"{folder}: no mask files (.mha, .nii.gz, ...)"
+                    + (f" of modality {', '.join(modalities)}" if modalities else "")
+                )
             return files
         if not path.exists():
             raise DataError(f"{path}: mask file or folder not found")
@@ -440,14 +508,19 @@ def _progress(items: Sequence, enabled: bool, desc: str):
     return tqdm(items, desc=desc, unit="mask")
 
 
-def build_disc_store(masks: str | os.PathLike | Sequence[str | os.PathLike],
-                     out_path: str | os.PathLike, source: str = "gt",
-                     spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-                     size: int = PAPER_CUBE_SIZE, progress: bool = True, *,
-                     labels: Iterable[int] | Mapping[int, int] | None = None,
-                     label_offset: int = lab.DISC_LABEL_OFFSET,
-                     modalities: Sequence[str] | None = ("t1",),
-                     skip_errors: bool = False) -> Path:
+def build_disc_store(
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    source: str = "gt",
+    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    size: int = PAPER_CUBE_SIZE,
+    progress: bool = True,
+    *,
+    labels: Iterable[int] | Mapping[int, int] | None = None,
+    label_offset: int = lab.DISC_LABEL_OFFSET,
+    modalities: Sequence[str] | None = ("t1",),
+    skip_errors: bool = False,
+) -> Path:
     """Isolate every disc of ``masks`` and write them to one compressed ``.npz`` (atomically).
 
     The file holds the cubes bit-packed, the table (:data:`STORE_COLUMNS`, one row per cube)
@@ -484,28 +557,46 @@ def build_disc_store(masks: str | os.PathLike | Sequence[str | os.PathLike],
                 if not skip_errors:
                     raise
                 warnings.warn(f"skipped: {exc}", DiscWarning, stacklevel=2)
-                skipped.append({"series": series, "ivd_label": disc.ivd_label,
-                                "reason": str(exc)})
+                skipped.append({"series": series, "ivd_label": disc.ivd_label, "reason": str(exc)})
                 continue
             cubes.append(iso.cube)
-            rows.append({
-                "patient": patient, "series": series, "ivd_label": iso.ivd_label,
-                "level": iso.level, "source": source, "spacing_si_mm": spacing_mm[0],
-                "spacing_ap_mm": spacing_mm[1], "spacing_lr_mm": spacing_mm[2],
-                "centre_x_mm": iso.centre_mm[0], "centre_y_mm": iso.centre_mm[1],
-                "centre_z_mm": iso.centre_mm[2], "n_voxels": iso.n_voxels,
-                "volume_mm3": iso.volume_mm3, "touches_border": iso.touches_border,
-                "mask_path": str(path),
-            })
+            rows.append(
+                {
+                    "patient": patient,
+                    "series": series,
+                    "ivd_label": iso.ivd_label,
+                    "level": iso.level,
+                    "source": source,
+                    "spacing_si_mm": spacing_mm[0],
+                    "spacing_ap_mm": spacing_mm[1],
+                    "spacing_lr_mm": spacing_mm[2],
+                    "centre_x_mm": iso.centre_mm[0],
+                    "centre_y_mm": iso.centre_mm[1],
+                    "centre_z_mm": iso.centre_mm[2],
+                    "n_voxels": iso.n_voxels,
+                    "volume_mm3": iso.volume_mm3,
+                    "touches_border": iso.touches_border,
+                    "mask_path": str(path),
+                }
+            )
     table = pd.DataFrame(rows, columns=STORE_COLUMNS)
     stack = np.stack(cubes) if cubes else np.zeros((0, size, size, size), np.uint8)
-    return write_disc_store(stack, table, out_path, spacing_mm,
-                            pd.DataFrame(skipped, columns=["series", "ivd_label", "reason"]))
+    return write_disc_store(
+        stack,
+        table,
+        out_path,
+        spacing_mm,
+        pd.DataFrame(skipped, columns=["series", "ivd_label", "reason"]),
+    )
 
 
-def write_disc_store(cubes: np.ndarray, table: pd.DataFrame, out_path: str | os.PathLike,
-                     spacing_mm: Sequence[float],
-                     skipped: pd.DataFrame | None = None) -> Path:
+def write_disc_store(
+    cubes: np.ndarray,
+    table: pd.DataFrame,
+    out_path: str | os.PathLike,
+    spacing_mm: Sequence[float],
+    skipped: pd.DataFrame | None = None,
+) -> Path:
     """Write cubes ``(n, S, S, S)`` and their table to a compressed ``.npz`` atomically."""
     out_path = Path(out_path)
     if out_path.suffix != ".npz":
@@ -517,11 +608,16 @@ def write_disc_store(cubes: np.ndarray, table: pd.DataFrame, out_path: str | os.
         raise ValueError(f"table has {len(table)} rows for {len(cubes)} cubes")
     if cubes.dtype != bool and not ((cubes == 0) | (cubes == 1)).all():
         raise ValueError("cubes must be binary (0/1)")
-    skipped = skipped if skipped is not None else pd.DataFrame(
-        columns=["series", "ivd_label", "reason"])
-    meta = {"version": STORE_VERSION, "size": int(cubes.shape[1]) if cubes.ndim == 4 else 0,
-            "n": int(len(cubes)), "spacing_mm": [float(s) for s in spacing_mm],
-            "axes": "SI,AP,LR (index grows to superior, posterior, left)"}
+    skipped = (
+        skipped if skipped is not None else pd.DataFrame(columns=["series", "ivd_label", "reason"])
+    )
+    meta = {
+        "version": STORE_VERSION,
+        "size": int(cubes.shape[1]) if cubes.ndim == 4 else 0,
+        "n": int(len(cubes)),
+        "spacing_mm": [float(s) for s in spacing_mm],
+        "axes": "SI,AP,LR (index grows to superior, posterior, left)",
+    }
     import json
 
     with atomic_path(out_path) as tmp:
@@ -536,11 +632,15 @@ def write_disc_store(cubes: np.ndarray, table: pd.DataFrame, out_path: str | os.
     return out_path
 
 
-def cached_disc_store(masks: str | os.PathLike | Sequence[str | os.PathLike],
-                      out_path: str | os.PathLike, source: str = "gt",
-                      spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-                      size: int = PAPER_CUBE_SIZE, progress: bool = False,
-                      modalities: Sequence[str] | None = ("t1",)) -> DiscStore:
+def cached_disc_store(
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    source: str = "gt",
+    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    size: int = PAPER_CUBE_SIZE,
+    progress: bool = False,
+    modalities: Sequence[str] | None = ("t1",),
+) -> DiscStore:
     """:func:`build_disc_store` (skipping discs that do not fit, with a warning), reused while
     the mask files (paths, sizes, modification times) and the cube settings are unchanged.
 
@@ -553,18 +653,34 @@ def cached_disc_store(masks: str | os.PathLike | Sequence[str | os.PathLike],
     from disclatent.data.volume import write_text_atomic
 
     files = mask_files(masks, modalities)
-    key = hashlib.sha256(json.dumps(
-        {"files": [[str(Path(f).resolve()), Path(f).stat().st_mtime_ns, Path(f).stat().st_size]
-                   for f in files],
-         "source": source, "size": int(size), "spacing": [float(s) for s in spacing_mm]}
-    ).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "files": [
+                    [str(Path(f).resolve()), Path(f).stat().st_mtime_ns, Path(f).stat().st_size]
+                    for f in files
+                ],
+                "source": source,
+                "size": int(size),
+                "spacing": [float(s) for s in spacing_mm],
+            }
+        ).encode()
+    ).hexdigest()[:16]
     path = Path(out_path)
     stamp = path.with_suffix(".key")
     if path.exists() and stamp.exists() and stamp.read_text() == key:
         return load_disc_store(path)
     stamp.unlink(missing_ok=True)
-    build_disc_store(files, path, source=source, spacing_mm=spacing_mm, size=size,
-                     progress=progress, modalities=None, skip_errors=True)
+    build_disc_store(
+        files,
+        path,
+        source=source,
+        spacing_mm=spacing_mm,
+        size=size,
+        progress=progress,
+        modalities=None,
+        skip_errors=True,
+    )
     write_text_atomic(key, stamp)
     return load_disc_store(path)
 
@@ -581,20 +697,34 @@ def load_disc_store(path: str | os.PathLike) -> DiscStore:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             packed = z["cubes"]
-            table = pd.read_json(_io.StringIO(str(z["table"])), orient="split",
-                                 dtype={"patient": str, "series": str, "mask_path": str})
+            table = pd.read_json(
+                _io.StringIO(str(z["table"])),
+                orient="split",
+                dtype={"patient": str, "series": str, "mask_path": str},
+            )
             skipped = pd.read_json(_io.StringIO(str(z["skipped"])), orient="split")
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{path}: not a readable disc store: {exc}") from exc
     if meta.get("version") != STORE_VERSION:
-        raise DataError(f"{path}: disc store version {meta.get('version')}, expected "
-                        f"{STORE_VERSION}; rebuild it")
+        raise DataError(
+            f"{path}: disc store version {meta.get('version')}, expected "
+            f"{STORE_VERSION}; rebuild it"
+        )
     n, s = meta["n"], meta["size"]
-    cubes = np.unpackbits(packed, count=n * s**3).reshape(n, s, s, s) if n else np.zeros(
-        (0, s, s, s), np.uint8)
+    cubes = (
+        np.unpackbits(packed, count=n * s**3).reshape(n, s, s, s)
+        if n
+        else np.zeros((0, s, s, s), np.uint8)
+    )
     if "patient" in table:
         table["patient"] = table["patient"].astype(str)
     if len(table) != n:
         raise DataError(f"{path}: table has {len(table)} rows for {n} cubes")
-    return DiscStore(cubes=cubes, table=table, spacing_mm=tuple(meta["spacing_mm"]), size=s,
-                     skipped=skipped, path=path)
+    return DiscStore(
+        cubes=cubes,
+        table=table,
+        spacing_mm=tuple(meta["spacing_mm"]),
+        size=s,
+        skipped=skipped,
+        path=path,
+    )

@@ -42,8 +42,12 @@ def resolve_build_dir(build_dir: str | os.PathLike = "_build") -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
-def cohort_root(profile: str = "default", data_dir: str | os.PathLike = "",
-                build_dir: str | os.PathLike = "_build", seed: int | None = None) -> Path:
+def cohort_root(
+    profile: str = "default",
+    data_dir: str | os.PathLike = "",
+    build_dir: str | os.PathLike = "_build",
+    seed: int | None = None,
+) -> Path:
     """The SPIDER-format folder a notebook reads: ``data_dir`` if given, else the profile's
     phantom cohort under ``<build>/data/phantom-<profile>``, written first if missing."""
     from disclatent.data.phantom import phantom_is_current, write_phantom
@@ -106,9 +110,15 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path) ->
     nbformat.write(nb, tmp_in)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(tmp_in), str(tmp_out), parameters=parameters,
-                            kernel_name=_kernel_name(), cwd=str(cwd), progress_bar=False,
-                            log_output=False)
+        pm.execute_notebook(
+            str(tmp_in),
+            str(tmp_out),
+            parameters=parameters,
+            kernel_name=_kernel_name(),
+            cwd=str(cwd),
+            progress_bar=False,
+            log_output=False,
+        )
         seconds = time.perf_counter() - start
         done = nbformat.read(tmp_out, as_version=4)
         done.metadata.setdefault("disclatent", {})["seconds"] = round(seconds, 1)
@@ -141,14 +151,18 @@ def _stamp_key(path: Path, key: str) -> None:
     os.replace(tmp, path)
 
 
-def execute_all(profile: str, data: str, build_dir: Path, force: bool = False,
-                root: Path | None = None) -> list[tuple[str, float | None]]:
+def execute_all(
+    profile: str, data: str, build_dir: Path, force: bool = False, root: Path | None = None
+) -> list[tuple[str, float | None]]:
     """Execute every notebook whose inputs changed; returns (name, seconds or None if cached)."""
     root = root or project_root()
     site = build_dir / "site"
     parameters = {"profile": profile, "data_dir": str(data or ""), "build_dir": str(build_dir)}
-    key = hashlib.sha256((package_digest() + json.dumps(parameters, sort_keys=True)
-                          + data_fingerprint(data)).encode())
+    key = hashlib.sha256(
+        (
+            package_digest() + json.dumps(parameters, sort_keys=True) + data_fingerprint(data)
+        ).encode()
+    )
     timings = []
     for source in notebook_sources(root):
         key.update(source.read_bytes())
@@ -167,8 +181,11 @@ def execute_all(profile: str, data: str, build_dir: Path, force: bool = False,
 
 
 # Offline reading: the scripts the book's pages need, served from its own _static folder.
-VENDOR_PACKAGES = {"mathjax": "3.2.2", "requirejs": "2.3.7",
-                   "@jupyter-widgets/html-manager": "1.0.15"}
+VENDOR_PACKAGES = {
+    "mathjax": "3.2.2",
+    "requirejs": "2.3.7",
+    "@jupyter-widgets/html-manager": "1.0.15",
+}
 
 
 def vendor_cache() -> Path:
@@ -192,14 +209,17 @@ def fetch_vendor_assets(cache: Path | None = None) -> Path:
         return dest
     npm = shutil.which("npm")
     if npm is None:
-        raise RuntimeError("npm is needed once to fetch MathJax and the Jupyter widget manager "
-                           "so the book reads offline (Debian: apt-get install npm)")
+        raise RuntimeError(
+            "npm is needed once to fetch MathJax and the Jupyter widget manager "
+            "so the book reads offline (Debian: apt-get install npm)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         tmp = Path(tmp)
         specs = [f"{name}@{version}" for name, version in VENDOR_PACKAGES.items()]
-        subprocess.run([npm, "pack", "--silent", *specs], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [npm, "pack", "--silent", *specs], cwd=tmp, check=True, stdout=subprocess.DEVNULL
+        )
         out = tmp / "vendor"
         for archive in sorted(tmp.glob("*.tgz")):
             unpacked = tmp / archive.stem
@@ -207,8 +227,16 @@ def fetch_vendor_assets(cache: Path | None = None) -> Path:
                 tf.extractall(unpacked, filter="data")
             pkg = unpacked / "package"
             if archive.name.startswith("mathjax"):
-                skip = shutil.ignore_patterns("sre", "mml-*", "tex-svg*", "tex-mml-*",
-                                              "tex-chtml-full*", "svg", "svg.js", "node-main*")
+                skip = shutil.ignore_patterns(
+                    "sre",
+                    "mml-*",
+                    "tex-svg*",
+                    "tex-mml-*",
+                    "tex-chtml-full*",
+                    "svg",
+                    "svg.js",
+                    "node-main*",
+                )
                 shutil.copytree(pkg / "es5", out / "mathjax", ignore=skip)
             elif archive.name.startswith("requirejs"):
                 out.mkdir(parents=True, exist_ok=True)
@@ -240,19 +268,32 @@ def build_html(build_dir: Path) -> Path:
 
     site = build_dir / "site"
     out = build_dir / "html"
-    status = build_sphinx(site, out, use_external_toc=True, noconfig=True,
-                          path_config=str(site / "_config.yml"),
-                          confoverrides={"external_toc_path": str(site / "_toc.yml"),
-                                         "latex_individualpages": False},
-                          builder="html", warningiserror=True, keep_going=True,
-                          doctreedir=build_dir / ".doctrees", verbosity=0, quiet=True)
+    status = build_sphinx(
+        site,
+        out,
+        use_external_toc=True,
+        noconfig=True,
+        path_config=str(site / "_config.yml"),
+        confoverrides={"external_toc_path": str(site / "_toc.yml"), "latex_individualpages": False},
+        builder="html",
+        warningiserror=True,
+        keep_going=True,
+        doctreedir=build_dir / ".doctrees",
+        verbosity=0,
+        quiet=True,
+    )
     if status:
         raise RuntimeError(f"Jupyter Book build failed (status {status}); see the warnings above")
     return out / "index.html"
 
 
-def build_book(profile: str = "default", data: str = "", build_dir: Path = Path("_build"),
-               html: bool = True, force: bool = False) -> None:
+def build_book(
+    profile: str = "default",
+    data: str = "",
+    build_dir: Path = Path("_build"),
+    html: bool = True,
+    force: bool = False,
+) -> None:
     root = project_root()
     build_dir = resolve_build_dir(build_dir)
     start = time.perf_counter()
@@ -263,13 +304,18 @@ def build_book(profile: str = "default", data: str = "", build_dir: Path = Path(
         index = build_html(build_dir)
         timings.append(("html", time.perf_counter() - t))
         print(f"book: {index}")
-    print("timings (s): " + ", ".join(f"{n} {'cached' if s is None else f'{s:.1f}'}"
-                                      for n, s in timings)
-          + f"; total {time.perf_counter() - start:.1f}")
+    print(
+        "timings (s): "
+        + ", ".join(f"{n} {'cached' if s is None else f'{s:.1f}'}" for n, s in timings)
+        + f"; total {time.perf_counter() - start:.1f}"
+    )
 
 
-def check_pages(html_dir: str | os.PathLike, screenshots: str | os.PathLike | None = None,
-                chromium: str | None = None) -> list[dict]:
+def check_pages(
+    html_dir: str | os.PathLike,
+    screenshots: str | os.PathLike | None = None,
+    chromium: str | None = None,
+) -> list[dict]:
     """Check every rendered page: its images exist and decode, and count its tables.
 
     With ``screenshots`` (a folder) and a headless Chromium on the PATH, also renders each
@@ -283,9 +329,12 @@ def check_pages(html_dir: str | os.PathLike, screenshots: str | os.PathLike | No
 
     html_dir = Path(html_dir)
     skip_dirs = {"_sources", "_static", "vendor", "_images"}
-    pages = sorted(p for p in html_dir.rglob("*.html")
-                   if not skip_dirs & set(p.relative_to(html_dir).parts[:-1])
-                   and p.name not in ("genindex.html", "search.html", "index.html"))
+    pages = sorted(
+        p
+        for p in html_dir.rglob("*.html")
+        if not skip_dirs & set(p.relative_to(html_dir).parts[:-1])
+        and p.name not in ("genindex.html", "search.html", "index.html")
+    )
     browser = chromium or shutil.which("chromium") or shutil.which("chromium-browser")
     out = []
     for page in pages:
@@ -301,21 +350,44 @@ def check_pages(html_dir: str | os.PathLike, screenshots: str | os.PathLike | No
                     im.verify()
             except (OSError, ValueError):
                 broken.append(src)
-        row = {"page": str(page.relative_to(html_dir)), "images": len(srcs),
-               "broken_images": broken, "tables": text.count("<table"),
-               "errors": len(re.findall(r"Traceback \(most recent call last\)|"
-                                        r'class="output traceback', text)),
-               "screenshot": None}
+        row = {
+            "page": str(page.relative_to(html_dir)),
+            "images": len(srcs),
+            "broken_images": broken,
+            "tables": text.count("<table"),
+            "errors": len(
+                re.findall(
+                    r"Traceback \(most recent call last\)|"
+                    r'class="output traceback',
+                    text,
+                )
+            ),
+            "screenshot": None,
+        }
         if screenshots and browser:
             shot = Path(screenshots) / (row["page"].replace("/", "__")[:-5] + ".png")
             shot.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
-                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--hide-scrollbars",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,2400",
-                 f"--user-data-dir={shot.parent / '.chromium'}", f"--screenshot={shot}",
-                 page.resolve().as_uri()],
-                check=False, capture_output=True, timeout=120)
+                [
+                    browser,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--hide-scrollbars",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1280,2400",
+                    f"--user-data-dir={shot.parent / '.chromium'}",
+                    f"--screenshot={shot}",
+                    page.resolve().as_uri(),
+                ],
+                check=False,
+                capture_output=True,
+                timeout=120,
+            )
             row["screenshot"] = str(shot) if shot.exists() else None
         out.append(row)
     return out

@@ -25,15 +25,20 @@ def level_colors() -> dict[str, tuple]:
 def mid_sagittal_index(mask: Volume) -> int:
     """Left-right index (canonical LPS array, numpy axis 2) through the discs' centre."""
     arr = to_canonical(mask).array
-    discs = (arr > lab.DISC_LABEL_OFFSET)
+    discs = arr > lab.DISC_LABEL_OFFSET
     if not discs.any():
         return arr.shape[2] // 2
     per_slice = discs.sum(axis=(0, 1))
     return int(np.argmax(per_slice))
 
 
-def show_sagittal(ax: plt.Axes, image: Volume | None, mask: Volume | None = None,
-                  lr_index: int | None = None, title: str | None = None) -> None:
+def show_sagittal(
+    ax: plt.Axes,
+    image: Volume | None,
+    mask: Volume | None = None,
+    lr_index: int | None = None,
+    title: str | None = None,
+) -> None:
     """One sagittal slice (anterior left, superior up), with disc outlines coloured by level."""
     ref = mask if mask is not None else image
     if ref is None:
@@ -47,8 +52,15 @@ def show_sagittal(ax: plt.Axes, image: Volume | None, mask: Volume | None = None
     if image is not None:
         img = to_canonical(image).array[:, :, lr_index].astype(float)
         lo, hi = np.percentile(img, [1, 99.5])
-        ax.imshow(img, cmap="gray", origin="lower", extent=extent, vmin=lo, vmax=hi,
-                  interpolation="nearest")
+        ax.imshow(
+            img,
+            cmap="gray",
+            origin="lower",
+            extent=extent,
+            vmin=lo,
+            vmax=hi,
+            interpolation="nearest",
+        )
     if mask is not None:
         m = to_canonical(mask).array[:, :, lr_index]
         colors = level_colors()
@@ -56,12 +68,25 @@ def show_sagittal(ax: plt.Axes, image: Volume | None, mask: Volume | None = None
             if not lab.is_disc_label(int(value)):
                 continue
             level = lab.level_name(int(value) - lab.DISC_LABEL_OFFSET)
-            ax.contour((m == value).astype(float), levels=[0.5], origin="lower", extent=extent,
-                       colors=[colors.get(level, "w")], linewidths=1.2)
+            ax.contour(
+                (m == value).astype(float),
+                levels=[0.5],
+                origin="lower",
+                extent=extent,
+                colors=[colors.get(level, "w")],
+                linewidths=1.2,
+            )
         other = np.where((m > 0) & (m < lab.DISC_LABEL_OFFSET), 1.0, np.nan)
         if image is None:
-            ax.imshow(other, cmap="Greys", origin="lower", extent=extent, vmin=0, vmax=2,
-                      interpolation="nearest")
+            ax.imshow(
+                other,
+                cmap="Greys",
+                origin="lower",
+                extent=extent,
+                vmin=0,
+                vmax=2,
+                interpolation="nearest",
+            )
     ax.set_xlabel("anterior → posterior (mm)")
     ax.set_ylabel("inferior → superior (mm)")
     ax.set_aspect("equal")
@@ -69,8 +94,9 @@ def show_sagittal(ax: plt.Axes, image: Volume | None, mask: Volume | None = None
         ax.set_title(title, fontsize=9)
 
 
-def level_boxplots(df: pd.DataFrame, columns: list[str], labels: dict[str, str] | None = None,
-                   ncols: int = 4) -> plt.Figure:
+def level_boxplots(
+    df: pd.DataFrame, columns: list[str], labels: dict[str, str] | None = None, ncols: int = 4
+) -> plt.Figure:
     """Box plots of ``columns`` per spinal level (rows of ``df`` need a ``level`` column)."""
     levels = [lv for lv in LEVEL_ORDER[::-1] if lv in set(df["level"])]
     nrows = int(np.ceil(len(columns) / ncols))
@@ -79,18 +105,28 @@ def level_boxplots(df: pd.DataFrame, columns: list[str], labels: dict[str, str] 
         data = [df.loc[df["level"] == lv, col].dropna().to_numpy() for lv in levels]
         ax.boxplot(data, tick_labels=levels, showfliers=False)
         for i, d in enumerate(data, start=1):
-            ax.plot(np.random.default_rng(i).normal(i, 0.06, len(d)), d, ".", ms=2.5,
-                    alpha=0.5, color="C0")
+            ax.plot(
+                np.random.default_rng(i).normal(i, 0.06, len(d)),
+                d,
+                ".",
+                ms=2.5,
+                alpha=0.5,
+                color="C0",
+            )
         ax.set_title((labels or {}).get(col, col), fontsize=9)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(columns) :]:
         ax.axis("off")
     fig.tight_layout()
     return fig
 
 
-def forest_plot(ours: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "auc",
-                ax: plt.Axes | None = None) -> plt.Axes:
+def forest_plot(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame | None = None,
+    metric: str = "auc",
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
     """Our metric with its 95 % CI per (target, feature set), the paper's value as a cross.
 
     ``ours`` needs ``target, features, <metric>, <metric>_lo, <metric>_hi``; ``paper`` (same
@@ -99,17 +135,32 @@ def forest_plot(ours: pd.DataFrame, paper: pd.DataFrame | None = None, metric: s
     ax = ax or plt.gca()
     rows = ours.reset_index(drop=True)
     y = np.arange(len(rows))[::-1]
-    ax.errorbar(rows[metric], y, xerr=[rows[metric] - rows[f"{metric}_lo"],
-                                       rows[f"{metric}_hi"] - rows[metric]],
-                fmt="o", color="C0", capsize=3, label="this study (95 % CI)")
+    ax.errorbar(
+        rows[metric],
+        y,
+        xerr=[rows[metric] - rows[f"{metric}_lo"], rows[f"{metric}_hi"] - rows[metric]],
+        fmt="o",
+        color="C0",
+        capsize=3,
+        label="this study (95 % CI)",
+    )
     if paper is not None:
-        merged = rows.merge(paper[["target", "features", metric]], on=["target", "features"],
-                            how="left", suffixes=("", "_paper"))
+        merged = rows.merge(
+            paper[["target", "features", metric]],
+            on=["target", "features"],
+            how="left",
+            suffixes=("", "_paper"),
+        )
         ok = merged[f"{metric}_paper"].notna().to_numpy()
-        ax.plot(merged.loc[ok, f"{metric}_paper"], y[ok], "x", color="C3", ms=8,
-                label="paper")
-    ax.set_yticks(y, [f"{t.replace('disc_', '')}: {f}" for t, f in
-                      zip(rows["target"], rows["features"], strict=True)], fontsize=8)
+        ax.plot(merged.loc[ok, f"{metric}_paper"], y[ok], "x", color="C3", ms=8, label="paper")
+    ax.set_yticks(
+        y,
+        [
+            f"{t.replace('disc_', '')}: {f}"
+            for t, f in zip(rows["target"], rows["features"], strict=True)
+        ],
+        fontsize=8,
+    )
     ax.axvline(0.5 if metric == "auc" else 0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel(metric.upper() if metric == "auc" else "F1 (positive class)")
     ax.legend(fontsize=8, loc="lower right")

@@ -15,10 +15,17 @@ import numpy as np
 import pandas as pd
 
 PAPER = {
-    "seg_dsc": 0.90, "seg_iou": 0.82, "ae_k4_iou": 0.9984, "ae_k4_epochs": 350,
-    "pred_gt_narrowing_latent_auc": 0.75, "pred_gt_narrowing_geometric_auc": 0.66,
-    "pred_gt_narrowing_combined_auc": 0.76, "interp_max_abs_r": 0.80, "latent_latent_max_r": 0.05,
-    "hours": 2.0, "gpu": "one RTX A5000",
+    "seg_dsc": 0.90,
+    "seg_iou": 0.82,
+    "ae_k4_iou": 0.9984,
+    "ae_k4_epochs": 350,
+    "pred_gt_narrowing_latent_auc": 0.75,
+    "pred_gt_narrowing_geometric_auc": 0.66,
+    "pred_gt_narrowing_combined_auc": 0.76,
+    "interp_max_abs_r": 0.80,
+    "latent_latent_max_r": 0.05,
+    "hours": 2.0,
+    "gpu": "one RTX A5000",
 }
 
 
@@ -41,34 +48,63 @@ def headline_numbers(tables_dir: str | os.PathLike) -> dict[str, float | str | N
     out: dict[str, float | str | None] = {}
 
     seg = _read(t, "supplementary_table_1_segmentation")
-    ours = seg[~seg["model"].astype(str).str.contains(r"paper|abstract")] if seg is not None \
-        else None
+    ours = (
+        seg[~seg["model"].astype(str).str.contains(r"paper|abstract")] if seg is not None else None
+    )
     if ours is not None and len(ours):
         best = ours.loc[ours["DSC"].astype(float).idxmax()]
-        out.update(seg_model=str(best["model"]), seg_dsc=_f(best["DSC"]),
-                   seg_dsc_lo=_f(best["DSC low"]), seg_dsc_hi=_f(best["DSC high"]),
-                   seg_iou=_f(best["IoU"]), seg_minutes=_f(best.get("training (min)")),
-                   seg_inference_s=_f(best.get("inference (s/series)")))
+        out.update(
+            seg_model=str(best["model"]),
+            seg_dsc=_f(best["DSC"]),
+            seg_dsc_lo=_f(best["DSC low"]),
+            seg_dsc_hi=_f(best["DSC high"]),
+            seg_iou=_f(best["IoU"]),
+            seg_minutes=_f(best.get("training (min)")),
+            seg_inference_s=_f(best.get("inference (s/series)")),
+        )
     else:
-        out.update(dict.fromkeys(["seg_model", "seg_dsc", "seg_dsc_lo", "seg_dsc_hi", "seg_iou",
-                                  "seg_minutes", "seg_inference_s"]))
+        out.update(
+            dict.fromkeys(
+                [
+                    "seg_model",
+                    "seg_dsc",
+                    "seg_dsc_lo",
+                    "seg_dsc_hi",
+                    "seg_iou",
+                    "seg_minutes",
+                    "seg_inference_s",
+                ]
+            )
+        )
 
     sweep = _read(t, "autoencoder_sweep_raw")
     row = sweep[sweep["latent_dim"] == 4] if sweep is not None else None
     if row is not None and len(row):
         r = row.iloc[0]
-        out.update(ae_k4_iou=_f(r["train_iou"]), ae_k4_heldout_iou=_f(r["heldout_iou"]),
-                   ae_k4_pca_heldout_iou=_f(r.get("pca_heldout_iou")),
-                   ae_k4_converged="yes" if bool(r["converged"]) else "no",
-                   ae_k4_epochs=_f(r["epochs_to_converge"]) if bool(r["converged"])
-                   else _f(r["epochs_run"]))
+        out.update(
+            ae_k4_iou=_f(r["train_iou"]),
+            ae_k4_heldout_iou=_f(r["heldout_iou"]),
+            ae_k4_pca_heldout_iou=_f(r.get("pca_heldout_iou")),
+            ae_k4_converged="yes" if bool(r["converged"]) else "no",
+            ae_k4_epochs=_f(r["epochs_to_converge"])
+            if bool(r["converged"])
+            else _f(r["epochs_run"]),
+        )
     else:
-        out.update(dict.fromkeys(["ae_k4_iou", "ae_k4_heldout_iou", "ae_k4_pca_heldout_iou",
-                                  "ae_k4_converged", "ae_k4_epochs"]))
+        out.update(
+            dict.fromkeys(
+                [
+                    "ae_k4_iou",
+                    "ae_k4_heldout_iou",
+                    "ae_k4_pca_heldout_iou",
+                    "ae_k4_converged",
+                    "ae_k4_epochs",
+                ]
+            )
+        )
 
     geo = _read(t, "geometry_errors_vs_truth")
-    for f in ("height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg",
-              "volume_mm3"):
+    for f in ("height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg", "volume_mm3"):
         val = None
         if geo is not None:
             hit = geo[geo["feature"] == f]
@@ -82,18 +118,28 @@ def headline_numbers(tables_dir: str | os.PathLike) -> dict[str, float | str | N
             for metric in ("auc", "f1"):
                 val = None
                 if pred is not None:
-                    hit = pred[(pred["source"] == "gt") & (pred["target"] == target)
-                               & (pred["features"] == fs) & (pred["protocol"] == "grouped")]
+                    hit = pred[
+                        (pred["source"] == "gt")
+                        & (pred["target"] == target)
+                        & (pred["features"] == fs)
+                        & (pred["protocol"] == "grouped")
+                    ]
                     val = _f(hit[metric].iloc[0]) if len(hit) else None
                 out[f"pred_gt_{target.split('_')[1]}_{short}_{metric}"] = val
 
     leak = _read(t, "leakage_protocols")
-    for protocol, short in (("paper", "paper"), ("grouped", "grouped"),
-                            ("grouped, AE in fold", "infold")):
+    for protocol, short in (
+        ("paper", "paper"),
+        ("grouped", "grouped"),
+        ("grouped, AE in fold", "infold"),
+    ):
         val = None
         if leak is not None:
-            hit = leak[(leak["target"] == "disc_narrowing") & (leak["features"] == "latent")
-                       & (leak["protocol"] == protocol)]
+            hit = leak[
+                (leak["target"] == "disc_narrowing")
+                & (leak["features"] == "latent")
+                & (leak["protocol"] == protocol)
+            ]
             val = _f(hit["auc"].iloc[0]) if len(hit) else None
         out[f"leak_latent_auc_{short}"] = val
 
@@ -122,38 +168,80 @@ def _correlation_r(df: pd.DataFrame) -> pd.DataFrame:
 
 def comparison_table(numbers: dict) -> pd.DataFrame:
     """Paper against this study for the five steps, one row per quantity."""
+
     def fmt(v, digits=2):
         if v is None:
             return "n/a"
         return v if isinstance(v, str) else f"{v:.{digits}f}"
 
     rows = [
-        ("1 segmentation", "test Dice (held-out site)", fmt(PAPER["seg_dsc"]),
-         fmt(numbers.get("seg_dsc"))),
+        (
+            "1 segmentation",
+            "test Dice (held-out site)",
+            fmt(PAPER["seg_dsc"]),
+            fmt(numbers.get("seg_dsc")),
+        ),
         ("1 segmentation", "test IoU", fmt(PAPER["seg_iou"]), fmt(numbers.get("seg_iou"))),
-        ("2 autoencoder", "k = 4 training IoU", fmt(PAPER["ae_k4_iou"], 4),
-         fmt(numbers.get("ae_k4_iou"), 4)),
-        ("2 autoencoder", "k = 4 held-out IoU", "not reported",
-         fmt(numbers.get("ae_k4_heldout_iou"), 4)),
-        ("2 autoencoder", "k = 4 PCA baseline, held-out IoU", "not reported",
-         fmt(numbers.get("ae_k4_pca_heldout_iou"), 4)),
-        ("3 geometry", "median |error| of height vs truth (mm)", "not validated",
-         fmt(numbers.get("geo_err_height_mm"), 3)),
-        ("3 geometry", "median |error| of AP width vs truth (mm)", "not validated",
-         fmt(numbers.get("geo_err_ap_width_mm"), 3)),
-        ("4 prediction", "narrowing AUC, latent (GT masks)",
-         fmt(PAPER["pred_gt_narrowing_latent_auc"]),
-         fmt(numbers.get("pred_gt_narrowing_latent_auc"))),
-        ("4 prediction", "narrowing AUC, geometric (GT masks)",
-         fmt(PAPER["pred_gt_narrowing_geometric_auc"]),
-         fmt(numbers.get("pred_gt_narrowing_geometric_auc"))),
-        ("4 prediction", "narrowing AUC, geometric + latent (GT masks)",
-         fmt(PAPER["pred_gt_narrowing_combined_auc"]),
-         fmt(numbers.get("pred_gt_narrowing_combined_auc"))),
-        ("5 interpretation", "strongest |r| latent vs geometric",
-         fmt(PAPER["interp_max_abs_r"]), fmt(numbers.get("interp_max_abs_r"))),
-        ("5 interpretation", "largest |r| between latent features",
-         f"< {PAPER['latent_latent_max_r']}", fmt(numbers.get("latent_latent_max_r"))),
+        (
+            "2 autoencoder",
+            "k = 4 training IoU",
+            fmt(PAPER["ae_k4_iou"], 4),
+            fmt(numbers.get("ae_k4_iou"), 4),
+        ),
+        (
+            "2 autoencoder",
+            "k = 4 held-out IoU",
+            "not reported",
+            fmt(numbers.get("ae_k4_heldout_iou"), 4),
+        ),
+        (
+            "2 autoencoder",
+            "k = 4 PCA baseline, held-out IoU",
+            "not reported",
+            fmt(numbers.get("ae_k4_pca_heldout_iou"), 4),
+        ),
+        (
+            "3 geometry",
+            "median |error| of height vs truth (mm)",
+            "not validated",
+            fmt(numbers.get("geo_err_height_mm"), 3),
+        ),
+        (
+            "3 geometry",
+            "median |error| of AP width vs truth (mm)",
+            "not validated",
+            fmt(numbers.get("geo_err_ap_width_mm"), 3),
+        ),
+        (
+            "4 prediction",
+            "narrowing AUC, latent (GT masks)",
+            fmt(PAPER["pred_gt_narrowing_latent_auc"]),
+            fmt(numbers.get("pred_gt_narrowing_latent_auc")),
+        ),
+        (
+            "4 prediction",
+            "narrowing AUC, geometric (GT masks)",
+            fmt(PAPER["pred_gt_narrowing_geometric_auc"]),
+            fmt(numbers.get("pred_gt_narrowing_geometric_auc")),
+        ),
+        (
+            "4 prediction",
+            "narrowing AUC, geometric + latent (GT masks)",
+            fmt(PAPER["pred_gt_narrowing_combined_auc"]),
+            fmt(numbers.get("pred_gt_narrowing_combined_auc")),
+        ),
+        (
+            "5 interpretation",
+            "strongest |r| latent vs geometric",
+            fmt(PAPER["interp_max_abs_r"]),
+            fmt(numbers.get("interp_max_abs_r")),
+        ),
+        (
+            "5 interpretation",
+            "largest |r| between latent features",
+            f"< {PAPER['latent_latent_max_r']}",
+            fmt(numbers.get("latent_latent_max_r")),
+        ),
     ]
     return pd.DataFrame(rows, columns=["step", "quantity", "paper", "this study"])
 
@@ -182,6 +270,11 @@ def hardware() -> dict[str, str]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "gpu": gpu,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }

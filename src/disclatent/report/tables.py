@@ -18,8 +18,9 @@ def table_path(build_dir: str | os.PathLike, name: str) -> Path:
     return Path(build_dir) / "tables" / f"{slug}.csv"
 
 
-def save_table(df: pd.DataFrame, name: str, build_dir: str | os.PathLike,
-               index: bool = False) -> Path:
+def save_table(
+    df: pd.DataFrame, name: str, build_dir: str | os.PathLike, index: bool = False
+) -> Path:
     """Write ``df`` to ``<build_dir>/tables/<name>.csv`` atomically; returns the path."""
     path = table_path(build_dir, name)
     with atomic_path(path) as tmp:

@@ -23,28 +23,45 @@ import pandas as pd
 from disclatent.analysis.interpretation import central_slices
 
 
-def _draw_decoded(fig: plt.Figure, cube: np.ndarray, spacing_mm: Sequence[float],
-                  features: dict[str, float] | None) -> None:
+def _draw_decoded(
+    fig: plt.Figure,
+    cube: np.ndarray,
+    spacing_mm: Sequence[float],
+    features: dict[str, float] | None,
+) -> None:
     fig.clear()
     sp_si, sp_ap, sp_lr = spacing_mm
     aspect = {"sagittal": sp_si / sp_ap, "coronal": sp_si / sp_lr, "transverse": sp_ap / sp_lr}
     axes = fig.subplots(1, 3)
     for ax, (plane, sl) in zip(axes, central_slices(cube).items(), strict=True):
-        ax.imshow(sl, cmap="gray_r", origin="lower", vmin=0, vmax=1, aspect=aspect[plane],
-                  interpolation="nearest")
+        ax.imshow(
+            sl,
+            cmap="gray_r",
+            origin="lower",
+            vmin=0,
+            vmax=1,
+            aspect=aspect[plane],
+            interpolation="nearest",
+        )
         ax.set_title(plane, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     if features:
-        text = "   ".join(f"{k.replace('_mm', ' (mm)').replace('_deg', ' (deg)')}: {v:.1f}"
-                           for k, v in features.items() if np.isfinite(v))
+        text = "   ".join(
+            f"{k.replace('_mm', ' (mm)').replace('_deg', ' (deg)')}: {v:.1f}"
+            for k, v in features.items()
+            if np.isfinite(v)
+        )
         fig.suptitle(text, fontsize=7.5)
     fig.tight_layout()
 
 
-def render_decoded(z: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
-                   measure: Callable[[np.ndarray], dict] | None,
-                   spacing_mm: Sequence[float]) -> plt.Figure:
+def render_decoded(
+    z: np.ndarray,
+    decode: Callable[[np.ndarray], np.ndarray],
+    measure: Callable[[np.ndarray], dict] | None,
+    spacing_mm: Sequence[float],
+) -> plt.Figure:
     """The latent explorer's figure for one code (the static version of the widget)."""
     cube = np.asarray(decode(np.asarray(z, float)[None]))[0]
     fig = plt.figure(figsize=(9, 3.2))
@@ -52,19 +69,29 @@ def render_decoded(z: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
     return fig
 
 
-def latent_explorer(z_cohort: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
-                    measure: Callable[[np.ndarray], dict] | None,
-                    spacing_mm: Sequence[float]):
+def latent_explorer(
+    z_cohort: np.ndarray,
+    decode: Callable[[np.ndarray], np.ndarray],
+    measure: Callable[[np.ndarray], dict] | None,
+    spacing_mm: Sequence[float],
+):
     """Sliders (cohort min to max, starting at the mean) driving the decoder live."""
     import ipywidgets as W
 
     z_cohort = np.asarray(z_cohort, float)
     lo, hi, mean = z_cohort.min(axis=0), z_cohort.max(axis=0), z_cohort.mean(axis=0)
-    sliders = {f"z{j}": W.FloatSlider(value=float(mean[j]), min=float(lo[j]), max=float(hi[j]),
-                                      step=float(hi[j] - lo[j]) / 50 or 0.01,
-                                      description=f"latent {j}", continuous_update=False,
-                                      readout_format=".2f")
-               for j in range(z_cohort.shape[1])}
+    sliders = {
+        f"z{j}": W.FloatSlider(
+            value=float(mean[j]),
+            min=float(lo[j]),
+            max=float(hi[j]),
+            step=float(hi[j] - lo[j]) / 50 or 0.01,
+            description=f"latent {j}",
+            continuous_update=False,
+            readout_format=".2f",
+        )
+        for j in range(z_cohort.shape[1])
+    }
 
     def show(**values: float) -> None:
         code = np.array([values[f"z{j}"] for j in range(len(values))])
@@ -75,8 +102,9 @@ def latent_explorer(z_cohort: np.ndarray, decode: Callable[[np.ndarray], np.ndar
     return W.VBox([W.HBox(list(sliders.values()), layout=W.Layout(flex_flow="row wrap")), out])
 
 
-def render_series(image, mask, features: pd.DataFrame | None = None, level: str | None = None,
-                  title: str = "") -> plt.Figure:
+def render_series(
+    image, mask, features: pd.DataFrame | None = None, level: str | None = None, title: str = ""
+) -> plt.Figure:
     """The cohort browser's figure: mid-sagittal slice with discs, one disc's features."""
     from disclatent.report.plots import show_sagittal
 
@@ -90,14 +118,30 @@ def render_series(image, mask, features: pd.DataFrame | None = None, level: str 
         row = features[features["level"] == level]
         if len(row):
             r = row.iloc[0]
-            values = [(FEATURE_LABELS.get(c, c), r[c]) for c in features.columns
-                      if c not in ("series", "patient", "ivd_label", "level")
-                      and isinstance(r[c], int | float | np.floating)]
+            values = [
+                (FEATURE_LABELS.get(c, c), r[c])
+                for c in features.columns
+                if c not in ("series", "patient", "ivd_label", "level")
+                and isinstance(r[c], int | float | np.floating)
+            ]
             width = max((len(name) for name, _ in values), default=0)
-            axes[1].text(0, 1, f"disc {level}", va="top", fontsize=12, weight="bold",
-                         color=level_colors().get(level, "k"))
-            axes[1].text(0, 0.93, "\n".join(f"{name:<{width}}  {v:9.2f}" for name, v in values),
-                         va="top", family="monospace", fontsize=10)
+            axes[1].text(
+                0,
+                1,
+                f"disc {level}",
+                va="top",
+                fontsize=12,
+                weight="bold",
+                color=level_colors().get(level, "k"),
+            )
+            axes[1].text(
+                0,
+                0.93,
+                "\n".join(f"{name:<{width}}  {v:9.2f}" for name, v in values),
+                va="top",
+                family="monospace",
+                fontsize=10,
+            )
     fig.tight_layout()
     return fig
 
@@ -117,8 +161,9 @@ def cohort_browser(folder, features: pd.DataFrame):
 
     series = sorted(features["series"].unique(), key=_natural)
     s_dd = W.Dropdown(options=series, description="series")
-    l_dd = W.Dropdown(options=features.loc[features["series"] == series[0], "level"].tolist(),
-                      description="level")
+    l_dd = W.Dropdown(
+        options=features.loc[features["series"] == series[0], "level"].tolist(), description="level"
+    )
 
     def on_series(change) -> None:
         l_dd.options = features.loc[features["series"] == change["new"], "level"].tolist()

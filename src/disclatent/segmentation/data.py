@@ -52,8 +52,9 @@ PAPER_TEST_FRACTION = 0.2
 # ---------------------------------------------------------------------------------------
 # Resampling
 # ---------------------------------------------------------------------------------------
-def resample_to_spacing(volume: Volume, spacing: tuple[float, float, float] = NETWORK_SPACING,
-                        label: bool = False) -> Volume:
+def resample_to_spacing(
+    volume: Volume, spacing: tuple[float, float, float] = NETWORK_SPACING, label: bool = False
+) -> Volume:
     """``volume`` in canonical LPS orientation, resampled to ``spacing`` along (i, j, k).
 
     ``spacing`` is given along the canonical axes (left-right, anterior-posterior,
@@ -68,9 +69,17 @@ def resample_to_spacing(volume: Volume, spacing: tuple[float, float, float] = NE
     # align the outer voxel corners of both grids
     origin = np.asarray(canon.origin) + canon.direction @ ((sp_out - sp_in) / 2.0)
     img, interp, pixel = _for_resampling(canon.to_sitk(), label)
-    out = sitk.Resample(img, [int(n) for n in size_out], sitk.Transform(), interp,
-                        origin.tolist(), sp_out.tolist(),
-                        canon.direction.flatten(order="C").tolist(), 0.0, pixel)
+    out = sitk.Resample(
+        img,
+        [int(n) for n in size_out],
+        sitk.Transform(),
+        interp,
+        origin.tolist(),
+        sp_out.tolist(),
+        canon.direction.flatten(order="C").tolist(),
+        0.0,
+        pixel,
+    )
     # (ITK treats the image as extending half a voxel beyond its outer voxel centres, so
     # the corner-aligned rim is interpolated from the edge voxels, not from the default 0)
     return Volume.from_sitk(out, volume.path)
@@ -95,8 +104,7 @@ def resample_like(volume: Volume, reference: Volume, label: bool = False) -> Vol
     return Volume.from_sitk(out, reference.path)
 
 
-def normalise_intensity(array: np.ndarray, lower: float = 0.5, upper: float = 99.5
-                        ) -> np.ndarray:
+def normalise_intensity(array: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
     """Map the ``lower``/``upper`` percentiles of the whole image to 0/1, clip to [0, 1].
 
     Uses the image only (no mask), so it runs identically on test scans.
@@ -110,8 +118,9 @@ def normalise_intensity(array: np.ndarray, lower: float = 0.5, upper: float = 99
 
 def disc_foreground(mask: np.ndarray) -> np.ndarray:
     """All disc labels (201-225) as one binary foreground (uint8)."""
-    return ((mask > lab.DISC_LABEL_OFFSET)
-            & (mask <= lab.DISC_LABEL_OFFSET + lab.MAX_INDEX)).astype(np.uint8)
+    return (
+        (mask > lab.DISC_LABEL_OFFSET) & (mask <= lab.DISC_LABEL_OFFSET + lab.MAX_INDEX)
+    ).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,18 +146,26 @@ def site_table(root: str | Path, modalities: tuple[str, ...] | None = ("t1",)) -
         wanted = {m.lower() for m in modalities}
         df = df[df["modality"].str.lower().isin(wanted)]
     if df.empty:
-        raise DataError(f"{folder.root}: no series with both an image and a mask"
-                        f"{'' if modalities is None else f' of modality {modalities}'}")
+        raise DataError(
+            f"{folder.root}: no series with both an image and a mask"
+            f"{'' if modalities is None else f' of modality {modalities}'}"
+        )
     if "institution" in df:
         df["site"] = df["institution"].astype(str)
         df["site_source"] = "institution"
     elif {"Manufacturer", "MagneticFieldStrength"} <= set(df.columns):
-        df["site"] = (df["Manufacturer"].astype(str).str.split().str[0] + " "
-                      + df["MagneticFieldStrength"].astype(str) + " T")
+        df["site"] = (
+            df["Manufacturer"].astype(str).str.split().str[0]
+            + " "
+            + df["MagneticFieldStrength"].astype(str)
+            + " T"
+        )
         df["site_source"] = "manufacturer + field strength"
     else:
-        raise DataError(f"{folder.overview_csv}: no 'institution' column, nor 'Manufacturer' and "
-                        "'MagneticFieldStrength' to approximate the imaging site")
+        raise DataError(
+            f"{folder.overview_csv}: no 'institution' column, nor 'Manufacturer' and "
+            "'MagneticFieldStrength' to approximate the imaging site"
+        )
     df["patient"] = df["patient"].astype(str)
     out = df[["series", "patient", "modality", "site", "site_source"]]
     return out.sort_values("series", key=lambda c: c.map(natural_key)).reset_index(drop=True)
@@ -164,16 +181,19 @@ def choose_test_site(sites: pd.DataFrame, target_fraction: float = PAPER_TEST_FR
     return sorted(best)[-1]
 
 
-def make_split(sites: pd.DataFrame, test_site: str = "auto", val_fraction: float = 0.2,
-               seed: int = 0) -> pd.DataFrame:
+def make_split(
+    sites: pd.DataFrame, test_site: str = "auto", val_fraction: float = 0.2, seed: int = 0
+) -> pd.DataFrame:
     """Assign every series a role: ``test`` (all patients of ``test_site``), ``val`` or
     ``train`` (patients of the other sites, seeded; validation patients are spread over the
     sites). Adds the ``role`` column; all series of a patient share a role."""
     if test_site == "auto":
         test_site = choose_test_site(sites)
     if test_site not in set(sites["site"]):
-        raise ValueError(f"test site {test_site!r} not in the cohort (sites: "
-                         f"{', '.join(sorted(sites['site'].unique()))})")
+        raise ValueError(
+            f"test site {test_site!r} not in the cohort (sites: "
+            f"{', '.join(sorted(sites['site'].unique()))})"
+        )
     patient_site = sites.groupby("patient")["site"].agg(lambda s: sorted(set(s)))
     multi = patient_site[patient_site.map(len) > 1]
     if len(multi):
@@ -187,12 +207,16 @@ def make_split(sites: pd.DataFrame, test_site: str = "auto", val_fraction: float
     # round-robin over the sites so that validation patients come from every site
     order = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
     if len(order) < 2:
-        raise DataError(f"need at least 2 patients outside the test site {test_site!r} "
-                        f"(one to train, one to validate); found {len(order)}")
+        raise DataError(
+            f"need at least 2 patients outside the test site {test_site!r} "
+            f"(one to train, one to validate); found {len(order)}"
+        )
     n_val = min(max(1, int(round(val_fraction * len(order)))), len(order) - 1)
     val = set(order[:n_val])
-    role = {p: ("test" if patient_site[p] == test_site else "val" if p in val else "train")
-            for p in patient_site.index}
+    role = {
+        p: ("test" if patient_site[p] == test_site else "val" if p in val else "train")
+        for p in patient_site.index
+    }
     out = sites.copy()
     out["role"] = out["patient"].map(role)
     return out
@@ -212,8 +236,11 @@ class Case:
     foreground: np.ndarray | None = None  # flat indices of foreground voxels
 
 
-def load_case(image_path: str | Path, mask_path: str | Path | None = None,
-              spacing: tuple[float, float, float] = NETWORK_SPACING) -> Case:
+def load_case(
+    image_path: str | Path,
+    mask_path: str | Path | None = None,
+    spacing: tuple[float, float, float] = NETWORK_SPACING,
+) -> Case:
     """Read, resample and normalise one series (mask optional)."""
     image = read_image(image_path)
     net = resample_to_spacing(image, spacing, label=False)
@@ -226,8 +253,9 @@ def load_case(image_path: str | Path, mask_path: str | Path | None = None,
         net_mask = resample_to_spacing(mask, spacing, label=True)
         label = disc_foreground(net_mask.array)
         if label.shape != arr.shape:
-            raise DataError(f"{mask.path}: resampled mask shape {label.shape} differs from "
-                            f"image {arr.shape}")
+            raise DataError(
+                f"{mask.path}: resampled mask shape {label.shape} differs from image {arr.shape}"
+            )
         fg = np.flatnonzero(label)
     from disclatent.data.volume import series_name
 
@@ -243,22 +271,25 @@ def _crop(arr: np.ndarray, start: np.ndarray, patch: tuple[int, int, int]) -> np
     return out
 
 
-def sample_patch(case: Case, patch: tuple[int, int, int], rng: np.random.Generator,
-                 pos_fraction: float = 2 / 3) -> tuple[np.ndarray, np.ndarray]:
+def sample_patch(
+    case: Case, patch: tuple[int, int, int], rng: np.random.Generator, pos_fraction: float = 2 / 3
+) -> tuple[np.ndarray, np.ndarray]:
     """A random patch, centred on a disc voxel with probability ``pos_fraction``."""
     shape = np.array(case.image.shape)
     p = np.array(patch)
     if case.foreground is not None and len(case.foreground) and rng.random() < pos_fraction:
-        centre = np.array(np.unravel_index(case.foreground[rng.integers(len(case.foreground))],
-                                           case.image.shape))
+        centre = np.array(
+            np.unravel_index(case.foreground[rng.integers(len(case.foreground))], case.image.shape)
+        )
     else:
         centre = np.array([rng.integers(n) for n in shape])
     start = np.clip(centre - p // 2, 0, np.maximum(shape - p, 0))
     return _crop(case.image, start, patch), _crop(case.label, start, patch)
 
 
-def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
-            ) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    image: np.ndarray, label: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Light augmentation of one patch: left-right flip, smooth bias field, gamma, contrast,
     noise. The site differences of MRI (contrast, bias field, noise) are what a held-out
     site changes; geometry (spacing) is already removed by resampling."""
@@ -266,11 +297,20 @@ def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
     if rng.random() < 0.5:  # sagittal images are nearly symmetric left-right
         img, label = img[:, :, ::-1], label[:, :, ::-1]
     if rng.random() < 0.5:
-        grids = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in img.shape),
-                            indexing="ij", sparse=True)
+        grids = np.meshgrid(
+            *(np.linspace(-1, 1, n, dtype=np.float32) for n in img.shape),
+            indexing="ij",
+            sparse=True,
+        )
         c = rng.normal(0.0, 0.15, 6)
-        field_ = (c[0] * grids[0] + c[1] * grids[1] + c[2] * grids[2]
-                  + c[3] * grids[0] * grids[1] + c[4] * grids[0] ** 2 + c[5] * grids[1] ** 2)
+        field_ = (
+            c[0] * grids[0]
+            + c[1] * grids[1]
+            + c[2] * grids[2]
+            + c[3] * grids[0] * grids[1]
+            + c[4] * grids[0] ** 2
+            + c[5] * grids[1] ** 2
+        )
         img = img * np.exp(field_).astype(np.float32)
     if rng.random() < 0.5:
         img = np.clip(img, 0, None) ** np.float32(math.exp(rng.uniform(-0.35, 0.35)))
@@ -281,9 +321,14 @@ def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
     return np.ascontiguousarray(img, np.float32), np.ascontiguousarray(label)
 
 
-def make_batch(cases: list[Case], batch_size: int, patch: tuple[int, int, int],
-               rng: np.random.Generator, pos_fraction: float = 2 / 3,
-               augmentation: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def make_batch(
+    cases: list[Case],
+    batch_size: int,
+    patch: tuple[int, int, int],
+    rng: np.random.Generator,
+    pos_fraction: float = 2 / 3,
+    augmentation: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(batch, 1, *patch)`` image and label arrays from randomly chosen training cases."""
     xs, ys = [], []
     for _ in range(batch_size):

@@ -29,8 +29,9 @@ from disclatent.segmentation.data import disc_foreground
 DETECTION_DICE = 0.5
 
 
-def label_instances(foreground: Volume, min_volume_mm3: float = 500.0,
-                    min_fraction_of_median: float = 0.1) -> tuple[Volume, dict]:
+def label_instances(
+    foreground: Volume, min_volume_mm3: float = 500.0, min_fraction_of_median: float = 0.1
+) -> tuple[Volume, dict]:
     """Disc instances 201, 202, ... numbered upward by world superior coordinate.
 
     Returns the int16 label volume (same grid as ``foreground``) and a summary dict:
@@ -63,8 +64,9 @@ def label_instances(foreground: Volume, min_volume_mm3: float = 500.0,
     return foreground.with_array(out), info
 
 
-def _overlaps(gt: np.ndarray, pred: np.ndarray, gt_labels: list[int], pred_labels: list[int]
-              ) -> np.ndarray:
+def _overlaps(
+    gt: np.ndarray, pred: np.ndarray, gt_labels: list[int], pred_labels: list[int]
+) -> np.ndarray:
     both = (gt > 0) & (pred > 0)
     table = pd.crosstab(gt[both], pred[both])
     return table.reindex(index=gt_labels, columns=pred_labels, fill_value=0).to_numpy()
@@ -94,27 +96,47 @@ def evaluate_series(pred: Volume, gt: Volume, series: str = "") -> tuple[dict, p
     match: dict[int, int] = {}
     if ov.size:
         rows, cols = linear_sum_assignment(-ov)
-        match = {gt_labels[r]: pred_labels[c] for r, c in zip(rows, cols, strict=True)
-                 if ov[r, c] > 0}
+        match = {
+            gt_labels[r]: pred_labels[c] for r, c in zip(rows, cols, strict=True) if ov[r, c] > 0
+        }
     discs = []
     for i, v in enumerate(gt_labels):
         m = match.get(v)
         inter_d = int(ov[i, pred_labels.index(m)]) if m is not None else 0
         dice = 2 * inter_d / (gt_size[v] + pred_size[m]) if m is not None else 0.0
         k = v - lab.DISC_LABEL_OFFSET
-        discs.append({
-            "series": series, "ivd_label": k, "level": lab.level_name(k),
-            "pred_label": m if m is not None else pd.NA,
-            "pred_level": lab.level_name(m - lab.DISC_LABEL_OFFSET) if m is not None else "",
-            "dice": dice, "detected": dice >= DETECTION_DICE,
-            "label_correct": m == v,
-        })
-    disc_df = pd.DataFrame(discs, columns=["series", "ivd_label", "level", "pred_label",
-                                           "pred_level", "dice", "detected", "label_correct"])
+        discs.append(
+            {
+                "series": series,
+                "ivd_label": k,
+                "level": lab.level_name(k),
+                "pred_label": m if m is not None else pd.NA,
+                "pred_level": lab.level_name(m - lab.DISC_LABEL_OFFSET) if m is not None else "",
+                "dice": dice,
+                "detected": dice >= DETECTION_DICE,
+                "label_correct": m == v,
+            }
+        )
+    disc_df = pd.DataFrame(
+        discs,
+        columns=[
+            "series",
+            "ivd_label",
+            "level",
+            "pred_label",
+            "pred_level",
+            "dice",
+            "detected",
+            "label_correct",
+        ],
+    )
     matched_pred = set(match.values())
     row = {
-        "series": series, "iou": iou, "dsc": dsc,
-        "gt_discs": len(gt_labels), "pred_discs": len(pred_labels),
+        "series": series,
+        "iou": iou,
+        "dsc": dsc,
+        "gt_discs": len(gt_labels),
+        "pred_discs": len(pred_labels),
         "detected": int(disc_df["detected"].sum()),
         "missed": int((~disc_df["detected"]).sum()),
         "extra": int(sum(1 for v in pred_labels if v not in matched_pred)),
@@ -123,8 +145,9 @@ def evaluate_series(pred: Volume, gt: Volume, series: str = "") -> tuple[dict, p
     return row, disc_df
 
 
-def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0
-                 ) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """``(mean, low, high)``: the mean and its percentile bootstrap interval over values
     (:func:`disclatent.analysis.stats.bootstrap_mean_ci`; non-numeric entries dropped)."""
     from disclatent.analysis.stats import bootstrap_mean_ci
@@ -142,8 +165,7 @@ def format_ci(est: float, lo: float, hi: float, digits: int = 2) -> str:
     return f"{est:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
-def summarise(series_df: pd.DataFrame, by: list[str] | None = None, seed: int = 0
-              ) -> pd.DataFrame:
+def summarise(series_df: pd.DataFrame, by: list[str] | None = None, seed: int = 0) -> pd.DataFrame:
     """Mean IoU and DSC with 95 % bootstrap CIs over series, overall or per group."""
     groups = [((), series_df)] if not by else series_df.groupby(by, sort=True)
     rows = []
@@ -151,14 +173,28 @@ def summarise(series_df: pd.DataFrame, by: list[str] | None = None, seed: int = 
         iou = bootstrap_ci(g["iou"], seed=seed)
         dsc = bootstrap_ci(g["dsc"], seed=seed)
         row = dict(zip(by or [], key if isinstance(key, tuple) else (key,), strict=False))
-        row.update({
-            "series": len(g), "IoU": iou[0], "IoU low": iou[1], "IoU high": iou[2],
-            "DSC": dsc[0], "DSC low": dsc[1], "DSC high": dsc[2],
-            "IoU (95% CI)": format_ci(*iou), "DSC (95% CI)": format_ci(*dsc),
-        })
+        row.update(
+            {
+                "series": len(g),
+                "IoU": iou[0],
+                "IoU low": iou[1],
+                "IoU high": iou[2],
+                "DSC": dsc[0],
+                "DSC low": dsc[1],
+                "DSC high": dsc[2],
+                "IoU (95% CI)": format_ci(*iou),
+                "DSC (95% CI)": format_ci(*dsc),
+            }
+        )
         if "gt_discs" in g:
-            row.update({"discs": int(g["gt_discs"].sum()), "detected": int(g["detected"].sum()),
-                        "extra": int(g["extra"].sum()), "mislabelled": int(g["mislabelled"].sum())})
+            row.update(
+                {
+                    "discs": int(g["gt_discs"].sum()),
+                    "detected": int(g["detected"].sum()),
+                    "extra": int(g["extra"].sum()),
+                    "mislabelled": int(g["mislabelled"].sum()),
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -168,15 +204,23 @@ def per_level(disc_df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     rows = []
     for (k, level), g in disc_df.groupby(["ivd_label", "level"], sort=True):
         d = bootstrap_ci(g["dice"], seed=seed)
-        rows.append({"ivd_label": k, "level": level, "discs": len(g), "Dice": d[0],
-                     "Dice (95% CI)": format_ci(*d),
-                     "detection rate": float(g["detected"].mean()),
-                     "correct level label": float(g["label_correct"].mean())})
+        rows.append(
+            {
+                "ivd_label": k,
+                "level": level,
+                "discs": len(g),
+                "Dice": d[0],
+                "Dice (95% CI)": format_ci(*d),
+                "detection rate": float(g["detected"].mean()),
+                "correct level label": float(g["label_correct"].mean()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def show_contours(ax, image: Volume, truth: Volume | None, pred: Volume | None,
-                  title: str | None = None) -> None:
+def show_contours(
+    ax, image: Volume, truth: Volume | None, pred: Volume | None, title: str | None = None
+) -> None:
     """Mid-sagittal slice (anterior left, superior up) with the true disc outlines (solid,
     green) and the predicted ones (dashed, orange)."""
     from disclatent.data.volume import to_canonical
@@ -189,15 +233,23 @@ def show_contours(ax, image: Volume, truth: Volume | None, pred: Volume | None,
     extent = (0, n_ap * sp_ap, 0, n_si * sp_si)
     img = canon.array[:, :, lr].astype(float)
     lo, hi = np.percentile(img, [1, 99.5])
-    ax.imshow(img, cmap="gray", origin="lower", extent=extent, vmin=lo, vmax=hi,
-              interpolation="nearest")
+    ax.imshow(
+        img, cmap="gray", origin="lower", extent=extent, vmin=lo, vmax=hi, interpolation="nearest"
+    )
     for vol, color, style in ((truth, "limegreen", "solid"), (pred, "orange", "dashed")):
         if vol is None:
             continue
         sl = disc_foreground(to_canonical(vol).array[:, :, lr]).astype(float)
         if sl.any():
-            ax.contour(sl, levels=[0.5], origin="lower", extent=extent, colors=[color],
-                       linewidths=1.1, linestyles=style)
+            ax.contour(
+                sl,
+                levels=[0.5],
+                origin="lower",
+                extent=extent,
+                colors=[color],
+                linewidths=1.1,
+                linestyles=style,
+            )
     ax.set_xlabel("anterior → posterior (mm)")
     ax.set_ylabel("inferior → superior (mm)")
     ax.set_aspect("equal")

@@ -65,8 +65,15 @@ from disclatent.segmentation.evaluation import evaluate_series, label_instances
 MODEL_NAMES = ("UNet", "SegResNet", "SwinUNETR")
 SEG_VERSION = 2  # bump when training changes meaning, to invalidate cached models
 # the paper's Supplementary Table 1 figure for its best model (SwinUNETR-V2, test site)
-PAPER_RESULT = {"model": "SwinUNETR-V2 (paper)", "IoU": 0.82, "IoU low": 0.80,
-                "IoU high": 0.84, "DSC": 0.90, "DSC low": 0.89, "DSC high": 0.91}
+PAPER_RESULT = {
+    "model": "SwinUNETR-V2 (paper)",
+    "IoU": 0.82,
+    "IoU low": 0.80,
+    "IoU high": 0.84,
+    "DSC": 0.90,
+    "DSC low": 0.89,
+    "DSC high": 0.91,
+}
 
 
 @dataclass(frozen=True)
@@ -110,15 +117,20 @@ class SegConfig:
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+            raise ValueError(
+                f"unknown model {self.model!r}; choose one of {', '.join(MODEL_NAMES)}"
+            )
         object.__setattr__(self, "patch", tuple(int(p) for p in self.patch))
         object.__setattr__(self, "modalities", tuple(self.modalities))
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         object.__setattr__(self, "unet_channels", tuple(int(c) for c in self.unet_channels))
-        if self.model == "SwinUNETR" and (any(p % 32 for p in self.patch)
-                                          or math.prod(p // 32 for p in self.patch) < 2):
-            raise ValueError("SwinUNETR needs patch sizes divisible by 32 and larger than "
-                             f"32 x 32 x 32, got {self.patch}")
+        if self.model == "SwinUNETR" and (
+            any(p % 32 for p in self.patch) or math.prod(p // 32 for p in self.patch) < 2
+        ):
+            raise ValueError(
+                "SwinUNETR needs patch sizes divisible by 32 and larger than "
+                f"32 x 32 x 32, got {self.patch}"
+            )
         if self.model != "SwinUNETR" and any(p % 8 for p in self.patch):
             raise ValueError(f"patch sizes must be divisible by 8, got {self.patch}")
 
@@ -128,22 +140,30 @@ class SegConfig:
     @classmethod
     def from_json(cls, data: dict) -> SegConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()
-                      if k in names})
+        return cls(
+            **{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+        )
 
 
-def config_from_profile(profile: str = "default", model: str | None = None,
-                        **overrides) -> SegConfig:
+def config_from_profile(
+    profile: str = "default", model: str | None = None, **overrides
+) -> SegConfig:
     """The segmentation settings of a run profile (``profiles.py``), optionally changed."""
     from disclatent.profiles import cpu_threads, get_profile
 
     p = get_profile(profile) if isinstance(profile, str) else profile
     cfg = SegConfig(
-        model=model or p.seg_model, patch=p.seg_patch, batch_size=p.seg_batch,
-        max_epochs=p.seg_max_epochs, iters_per_epoch=p.seg_iters_per_epoch,
-        patience=p.seg_patience, max_minutes=p.seg_max_minutes,
-        unet_channels=p.seg_unet_channels, segresnet_filters=p.seg_segresnet_filters,
-        swin_feature_size=p.seg_swin_feature_size, seed=p.phantom_seed,
+        model=model or p.seg_model,
+        patch=p.seg_patch,
+        batch_size=p.seg_batch,
+        max_epochs=p.seg_max_epochs,
+        iters_per_epoch=p.seg_iters_per_epoch,
+        patience=p.seg_patience,
+        max_minutes=p.seg_max_minutes,
+        unet_channels=p.seg_unet_channels,
+        segresnet_filters=p.seg_segresnet_filters,
+        swin_feature_size=p.seg_swin_feature_size,
+        seed=p.phantom_seed,
         threads=cpu_threads(p),
     )
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
@@ -157,14 +177,25 @@ def build_model(cfg: SegConfig):
     from monai.networks.nets import SegResNet, SwinUNETR, UNet
 
     if cfg.model == "UNet":
-        return UNet(spatial_dims=3, in_channels=1, out_channels=1, channels=cfg.unet_channels,
-                    strides=(2,) * (len(cfg.unet_channels) - 1),
-                    num_res_units=cfg.unet_res_units)
+        return UNet(
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=1,
+            channels=cfg.unet_channels,
+            strides=(2,) * (len(cfg.unet_channels) - 1),
+            num_res_units=cfg.unet_res_units,
+        )
     if cfg.model == "SegResNet":
-        return SegResNet(spatial_dims=3, init_filters=cfg.segresnet_filters, in_channels=1,
-                         out_channels=1)
-    return SwinUNETR(in_channels=1, out_channels=1, feature_size=cfg.swin_feature_size,
-                     use_v2=True, spatial_dims=3)
+        return SegResNet(
+            spatial_dims=3, init_filters=cfg.segresnet_filters, in_channels=1, out_channels=1
+        )
+    return SwinUNETR(
+        in_channels=1,
+        out_channels=1,
+        feature_size=cfg.swin_feature_size,
+        use_v2=True,
+        spatial_dims=3,
+    )
 
 
 def make_loss():
@@ -199,8 +230,9 @@ def _sliding_logits(model, image: np.ndarray, cfg: SegConfig, device):
 
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
     with torch.no_grad():
-        logits = sliding_window_inference(x, cfg.patch, cfg.sw_batch_size, model,
-                                          overlap=cfg.sw_overlap, mode="gaussian")
+        logits = sliding_window_inference(
+            x, cfg.patch, cfg.sw_batch_size, model, overlap=cfg.sw_overlap, mode="gaussian"
+        )
     return logits[0, 0].float().cpu().numpy()
 
 
@@ -241,8 +273,7 @@ def _load_avg() -> float | None:
         return None
 
 
-def is_trained(model_dir: str | Path, cfg: SegConfig | None = None, data_digest: str = ""
-               ) -> bool:
+def is_trained(model_dir: str | Path, cfg: SegConfig | None = None, data_digest: str = "") -> bool:
     """True when ``model_dir`` holds a finished run with this config and data."""
     model_dir = Path(model_dir)
     try:
@@ -264,8 +295,13 @@ def is_trained(model_dir: str | Path, cfg: SegConfig | None = None, data_digest:
     return saved.get("version") == SEG_VERSION
 
 
-def train(data_root: str | Path, out_dir: str | Path, cfg: SegConfig, reuse: bool = False,
-          log: Callable[[str], None] | None = print) -> dict:
+def train(
+    data_root: str | Path,
+    out_dir: str | Path,
+    cfg: SegConfig,
+    reuse: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> dict:
     """Train ``cfg.model`` on a SPIDER-format folder; write the model folder; return
     ``train.json``'s content. With ``reuse``, a finished run with the same config and the
     same data bytes is loaded instead of trained again."""
@@ -274,8 +310,9 @@ def train(data_root: str | Path, out_dir: str | Path, cfg: SegConfig, reuse: boo
 
     log = log or (lambda _msg: None)
     data_root, out_dir = Path(data_root), Path(out_dir)
-    split = make_split(site_table(data_root, cfg.modalities), cfg.test_site, cfg.val_fraction,
-                       cfg.seed)
+    split = make_split(
+        site_table(data_root, cfg.modalities), cfg.test_site, cfg.val_fraction, cfg.seed
+    )
     digest = _data_digest(data_root, split)
     if reuse and is_trained(out_dir, cfg, digest):
         log(f"{cfg.model}: reusing the trained model in {out_dir}")
@@ -284,18 +321,29 @@ def train(data_root: str | Path, out_dir: str | Path, cfg: SegConfig, reuse: boo
     (out_dir / "train.json").unlink(missing_ok=True)
     with atomic_path(out_dir / "split.csv") as tmp:
         split.to_csv(tmp, index=False, lineterminator="\n")
-    write_text_atomic(json.dumps({"version": SEG_VERSION, "config": cfg.to_json(),
-                                  "data_root": str(data_root.resolve()),
-                                  "data_digest": digest}, indent=2) + "\n",
-                      out_dir / "config.json")
+    write_text_atomic(
+        json.dumps(
+            {
+                "version": SEG_VERSION,
+                "config": cfg.to_json(),
+                "data_root": str(data_root.resolve()),
+                "data_digest": digest,
+            },
+            indent=2,
+        )
+        + "\n",
+        out_dir / "config.json",
+    )
 
     folder = SpiderFolder(data_root)
     start = time.perf_counter()
     load_start = _load_avg()
 
     def cases(role: str) -> list[Case]:
-        return [load_case(folder.image_path(s), folder.mask_path(s), cfg.spacing)
-                for s in split.loc[split["role"] == role, "series"]]
+        return [
+            load_case(folder.image_path(s), folder.mask_path(s), cfg.spacing)
+            for s in split.loc[split["role"] == role, "series"]
+        ]
 
     train_cases, val_cases = cases("train"), cases("val")
     prep_seconds = time.perf_counter() - start
@@ -306,17 +354,19 @@ def train(data_root: str | Path, out_dir: str | Path, cfg: SegConfig, reuse: boo
     model = build_model(cfg).to(device)
     loss_fn = make_loss()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    iters = cfg.iters_per_epoch or max(1, math.ceil(len(train_cases) * cfg.patches_per_volume
-                                                     / cfg.batch_size))
-    log(f"{cfg.model}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+    iters = cfg.iters_per_epoch or max(
+        1, math.ceil(len(train_cases) * cfg.patches_per_volume / cfg.batch_size)
+    )
+    log(
+        f"{cfg.model}: {sum(p.numel() for p in model.parameters()):,} parameters, "
         f"{len(train_cases)} train / {len(val_cases)} val series, {iters} iterations per "
-        f"epoch, device {device}, {torch.get_num_threads()} threads")
+        f"epoch, device {device}, {torch.get_num_threads()} threads"
+    )
     history, best_iou, best_epoch, wait = [], -1.0, 0, 0
     stop = "max epochs"
 
     def over_budget() -> bool:
-        return (cfg.max_minutes is not None
-                and time.perf_counter() - start >= 60 * cfg.max_minutes)
+        return cfg.max_minutes is not None and time.perf_counter() - start >= 60 * cfg.max_minutes
 
     for epoch in range(1, cfg.max_epochs + 1):
         t0 = time.perf_counter()
@@ -325,8 +375,9 @@ def train(data_root: str | Path, out_dir: str | Path, cfg: SegConfig, reuse: boo
         for _ in range(iters):
             if over_budget() and losses:  # cut the epoch short, validate, then stop
                 break
-            x, y = make_batch(train_cases, cfg.batch_size, cfg.patch, rng, cfg.pos_fraction,
-                              cfg.augment)
+            x, y = make_batch(
+                train_cases, cfg.batch_size, cfg.patch, rng, cfg.pos_fraction, cfg.augment
+            )
             x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
@@ -334,8 +385,10 @@ def train(data_root: str | Path, out_dir: str | Path, cfg: SegConfig, reuse: boo
             opt.step()
             losses.append(float(loss.detach()))
         model.eval()
-        scores = [_iou(sigmoid(_sliding_logits(model, c.image, cfg, device)), c.label,
-                       cfg.threshold) for c in val_cases]
+        scores = [
+            _iou(sigmoid(_sliding_logits(model, c.image, cfg, device)), c.label, cfg.threshold)
+            for c in val_cases
+        ]
         val_iou = float(np.mean([s[0] for s in scores]))
         val_dice = float(np.mean([s[1] for s in scores]))
         elapsed = time.perf_counter() - start
@@ -347,12 +400,22 @@ def train(data_root: str | Path, out_dir: str | Path, cfg: SegConfig, reuse: boo
                 save_file(state, str(tmp))
         else:
             wait += 1
-        history.append({"epoch": epoch, "iterations": len(losses),
-                        "train_loss": float(np.mean(losses)),
-                        "val_iou": val_iou, "val_dice": val_dice, "best": improved,
-                        "epoch_seconds": time.perf_counter() - t0, "elapsed_seconds": elapsed})
-        log(f"{cfg.model} epoch {epoch:3d}: loss {np.mean(losses):.4f}, val IoU {val_iou:.4f}"
-            f"{' (best)' if improved else ''}, {elapsed:.0f} s")
+        history.append(
+            {
+                "epoch": epoch,
+                "iterations": len(losses),
+                "train_loss": float(np.mean(losses)),
+                "val_iou": val_iou,
+                "val_dice": val_dice,
+                "best": improved,
+                "epoch_seconds": time.perf_counter() - t0,
+                "elapsed_seconds": elapsed,
+            }
+        )
+        log(
+            f"{cfg.model} epoch {epoch:3d}: loss {np.mean(losses):.4f}, val IoU {val_iou:.4f}"
+            f"{' (best)' if improved else ''}, {elapsed:.0f} s"
+        )
         if wait >= cfg.patience:
             stop = f"early stopping (no better validation IoU for {cfg.patience} epochs)"
             break
@@ -362,17 +425,26 @@ def train(data_root: str | Path, out_dir: str | Path, cfg: SegConfig, reuse: boo
     seconds = time.perf_counter() - start
     with atomic_path(out_dir / "history.csv") as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False, lineterminator="\n")
-    result = {"status": "complete", "model": cfg.model, "best_epoch": best_epoch,
-              "best_val_iou": best_iou, "epochs": len(history), "stop_reason": stop,
-              "seconds": round(seconds, 1), "prep_seconds": round(prep_seconds, 1),
-              "iterations_per_epoch": iters, "device": str(device),
-              "threads": torch.get_num_threads(), "load_avg_start": load_start,
-              "load_avg_end": _load_avg(), "n_train_series": len(train_cases),
-              "n_val_series": len(val_cases),
-              "parameters": int(sum(p.numel() for p in model.parameters()))}
+    result = {
+        "status": "complete",
+        "model": cfg.model,
+        "best_epoch": best_epoch,
+        "best_val_iou": best_iou,
+        "epochs": len(history),
+        "stop_reason": stop,
+        "seconds": round(seconds, 1),
+        "prep_seconds": round(prep_seconds, 1),
+        "iterations_per_epoch": iters,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "load_avg_start": load_start,
+        "load_avg_end": _load_avg(),
+        "n_train_series": len(train_cases),
+        "n_val_series": len(val_cases),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+    }
     write_text_atomic(json.dumps(result, indent=2) + "\n", out_dir / "train.json")
-    log(f"{cfg.model}: {stop}; best epoch {best_epoch} (val IoU {best_iou:.4f}); "
-        f"{seconds:.0f} s")
+    log(f"{cfg.model}: {stop}; best epoch {best_epoch} (val IoU {best_iou:.4f}); {seconds:.0f} s")
     return result
 
 
@@ -389,8 +461,10 @@ class Segmenter:
         try:
             saved = json.loads((self.model_dir / "config.json").read_text())
         except OSError as exc:
-            raise DataError(f"{self.model_dir / 'config.json'}: not a trained model folder "
-                            "(run `segment train` first)") from exc
+            raise DataError(
+                f"{self.model_dir / 'config.json'}: not a trained model folder "
+                "(run `segment train` first)"
+            ) from exc
         self.cfg = SegConfig.from_json(saved["config"])
         weights = self.model_dir / "model.safetensors"
         if not weights.exists():
@@ -443,9 +517,14 @@ def _image_files(path: Path) -> list[Path]:
     return files
 
 
-def predict_images(model_dir: str | Path, images: str | Path, out: str | Path,
-                   series: list[str] | None = None, log: Callable[[str], None] | None = None,
-                   segmenter: Segmenter | None = None) -> pd.DataFrame:
+def predict_images(
+    model_dir: str | Path,
+    images: str | Path,
+    out: str | Path,
+    series: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+    segmenter: Segmenter | None = None,
+) -> pd.DataFrame:
     """Segment an image, a folder of images or a SPIDER folder's ``images/``; write SPIDER
     masks with the input file names to ``out/masks/``. Returns one row per series."""
     seg = segmenter or Segmenter(model_dir)
@@ -459,8 +538,10 @@ def predict_images(model_dir: str | Path, images: str | Path, out: str | Path,
         image = read_image(f)
         mask, info = seg.segment(image)
         target = Path(out) / "masks" / f.name
-        write_image(Volume(mask.array.astype(np.int16), image.spacing, image.origin,
-                           image.direction), target)
+        write_image(
+            Volume(mask.array.astype(np.int16), image.spacing, image.origin, image.direction),
+            target,
+        )
         seconds = time.perf_counter() - t0
         rows.append({"series": series_name(f), "file": str(target), "seconds": seconds, **info})
         if log:
@@ -468,9 +549,14 @@ def predict_images(model_dir: str | Path, images: str | Path, out: str | Path,
     return pd.DataFrame(rows)
 
 
-def write_pred_cohort(model_dir: str | Path, data_root: str | Path, out_root: str | Path,
-                      roles: tuple[str, ...] = ("test",), log=None,
-                      segmenter: Segmenter | None = None) -> pd.DataFrame:
+def write_pred_cohort(
+    model_dir: str | Path,
+    data_root: str | Path,
+    out_root: str | Path,
+    roles: tuple[str, ...] = ("test",),
+    log=None,
+    segmenter: Segmenter | None = None,
+) -> pd.DataFrame:
     """Predicted masks of the ``roles`` series of a model's split, as a SPIDER-format folder.
 
     ``out_root`` gets ``masks/`` (predicted, same file names and grids as the images),
@@ -484,44 +570,65 @@ def write_pred_cohort(model_dir: str | Path, data_root: str | Path, out_root: st
     split = pd.read_csv(model_dir / "split.csv", dtype={"patient": str})
     chosen = split[split["role"].isin(roles)]
     folder = SpiderFolder(data_root)
-    table = predict_images(model_dir, folder.images_dir, out_root,
-                           series=chosen["series"].tolist(), log=log, segmenter=segmenter)
+    table = predict_images(
+        model_dir,
+        folder.images_dir,
+        out_root,
+        series=chosen["series"].tolist(),
+        log=log,
+        segmenter=segmenter,
+    )
     overview = pd.read_csv(folder.overview_csv)
-    names = overview["new_file_name"].astype(str).map(
-        lambda s: series_name(s) if image_suffix(s) else s)
+    names = (
+        overview["new_file_name"]
+        .astype(str)
+        .map(lambda s: series_name(s) if image_suffix(s) else s)
+    )
     with atomic_path(out_root / "overview.csv") as tmp:
         overview[names.isin(set(chosen["series"]))].to_csv(tmp, index=False, lineterminator="\n")
     patients = set(chosen["patient"])
     if folder.gradings_csv.exists():
         grad = pd.read_csv(folder.gradings_csv)
         with atomic_path(out_root / "radiological_gradings.csv") as tmp:
-            grad[grad["Patient"].astype(str).isin(patients)].to_csv(tmp, index=False,
-                                                                   lineterminator="\n")
+            grad[grad["Patient"].astype(str).isin(patients)].to_csv(
+                tmp, index=False, lineterminator="\n"
+            )
     truth = data_root / "phantom_truth.csv"
     if truth.exists():
         t = pd.read_csv(truth, dtype={"patient": str})
         with atomic_path(out_root / "phantom_truth.csv") as tmp:
-            t[t["series"].isin(set(chosen["series"]))].to_csv(tmp, index=False,
-                                                              lineterminator="\n")
+            t[t["series"].isin(set(chosen["series"]))].to_csv(tmp, index=False, lineterminator="\n")
     cfg = json.loads((model_dir / "config.json").read_text())["config"]
-    write_text_atomic(json.dumps({
-        "source": "pred", "model": cfg["model"], "model_dir": str(model_dir.resolve()),
-        "data_root": str(data_root.resolve()), "roles": list(roles),
-        "series": table["series"].tolist(),
-        "labels": "201, 202, ... numbered upward from the most inferior predicted disc",
-    }, indent=2) + "\n", out_root / "prediction.json")
+    write_text_atomic(
+        json.dumps(
+            {
+                "source": "pred",
+                "model": cfg["model"],
+                "model_dir": str(model_dir.resolve()),
+                "data_root": str(data_root.resolve()),
+                "roles": list(roles),
+                "series": table["series"].tolist(),
+                "labels": "201, 202, ... numbered upward from the most inferior predicted disc",
+            },
+            indent=2,
+        )
+        + "\n",
+        out_root / "prediction.json",
+    )
     return table
 
 
-def evaluate_folder(pred_root: str | Path, data_root: str | Path,
-                    series: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate_folder(
+    pred_root: str | Path, data_root: str | Path, series: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-series and per-disc evaluation of predicted masks against a SPIDER folder."""
     pred_folder, truth = SpiderFolder(Path(pred_root)), SpiderFolder(Path(data_root))
     names = series if series is not None else pred_folder.series(modalities=None)
     rows, discs = [], []
     for s in names:
-        row, d = evaluate_series(read_mask(pred_folder.mask_path(s)),
-                                 read_mask(truth.mask_path(s)), s)
+        row, d = evaluate_series(
+            read_mask(pred_folder.mask_path(s)), read_mask(truth.mask_path(s)), s
+        )
         rows.append(row)
         discs.append(d)
     disc_df = pd.concat(discs, ignore_index=True) if discs else pd.DataFrame()
