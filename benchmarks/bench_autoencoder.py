@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from disclatent.autoencoder import core as A
-    from disclatent.report.book import cohort_root
+    from disclatent.data.cohort import cohort_root
 
     torch.set_num_threads(args.threads)
     cfg = A.AEConfig.from_profile(args.profile, args.latent_dim, max_epochs=args.epochs)

@@ -31,11 +31,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data import spider
 from disclatent.data import volume as io
-from disclatent.data.phantom import TRUTH_GEOMETRY
+from disclatent.data.cohort import cohort_root
 from disclatent.data.survey import inspect_path
-from disclatent.report.book import cohort_root, resolve_build_dir
+from disclatent.paths import resolve_build_dir
 from disclatent.report.plots import level_boxplots, show_sagittal
 from disclatent.report.tables import save_table
 
@@ -165,8 +166,8 @@ if is_phantom:
         "volume_mm3": "volume (mm³)",
         "bulge_mm": "bulge (mm)",
     }
-    level_boxplots(truth, TRUTH_GEOMETRY + ["bulge_mm"], names)
-    truth_by_level = truth.groupby("level", sort=False)[TRUTH_GEOMETRY].mean().round(1)
+    level_boxplots(truth, GEOMETRY_FEATURES + ["bulge_mm"], names)
+    truth_by_level = truth.groupby("level", sort=False)[GEOMETRY_FEATURES].mean().round(1)
     save_table(truth_by_level, "phantom_truth_by_level", build, index=True)
     display(truth_by_level)
 else:

@@ -41,13 +41,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from disclatent.conventions import PAPER_SPACING
 from disclatent.data import spider
 from disclatent.data import volume as io
+from disclatent.data.cohort import cohort_root
+from disclatent.paths import resolve_build_dir
 from disclatent.profiles import get_profile
-from disclatent.report.book import cohort_root, resolve_build_dir
+from disclatent.report.plots import show_contours
 from disclatent.report.tables import save_table
-from disclatent.segmentation.data import AXIS_MAPPING
-from disclatent.segmentation.evaluation import per_level, show_contours, summarise
+from disclatent.segmentation.evaluation import per_level, summarise
 from disclatent.segmentation.training import (
     PAPER_RESULT,
     Segmenter,
@@ -92,7 +94,14 @@ if "SwinUNETR" not in settings.seg_models:
 
 # %%
 cfg0 = config_from_profile(profile, model=primary)
-display(pd.DataFrame({"axis": list(AXIS_MAPPING), "spacing (mm)": list(AXIS_MAPPING.values())}))
+display(
+    pd.DataFrame(
+        {
+            "axis": ["LR (x, index i)", "AP (y, index j)", "SI (z, index k)"],
+            "spacing (mm)": PAPER_SPACING.xyz,
+        }
+    )
+)
 budget = pd.DataFrame(
     [
         {

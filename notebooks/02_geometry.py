@@ -61,12 +61,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 from skimage.measure import regionprops
 
+from disclatent.conventions import FEATURE_LABELS, GEOMETRY_FEATURES
 from disclatent.data import spider
 from disclatent.data import volume as io
+from disclatent.data.cohort import cohort_root
 from disclatent.discs import geometry as geo
 from disclatent.discs import isolation as iso
+from disclatent.paths import BuildPaths, resolve_build_dir
 from disclatent.profiles import get_profile
-from disclatent.report.book import cohort_root, resolve_build_dir
 from disclatent.report.plots import level_boxplots
 from disclatent.report.tables import save_table
 
@@ -143,8 +145,8 @@ if compared is not None:
     colours = {s: f"C{i}" for i, s in enumerate(sites)}
     fig, axes = plt.subplots(4, 4, figsize=(14, 13))
     pairs = list(zip(axes.flat[0::2], axes.flat[1::2], strict=True))
-    for (ax_s, ax_b), f in zip(pairs, geo.FEATURES, strict=False):
-        name = geo.FEATURE_LABELS[f]
+    for (ax_s, ax_b), f in zip(pairs, GEOMETRY_FEATURES, strict=False):
+        name = FEATURE_LABELS[f]
         for s in sites:
             sel = compared[compared[site_col] == s] if site_col in compared else compared
             ax_s.plot(sel[f"{f}_true"], sel[f], ".", ms=4, color=colours[s], label=f"site {s}")
@@ -162,7 +164,7 @@ if compared is not None:
         ax_b.set_ylabel("measured - true" + (" (%)" if f == "volume_mm3" else ""), fontsize=8)
         ax_b.set_title(f"bias {bias:+.3g}, limits ±{1.96 * sd:.2g}", fontsize=8)
     axes.flat[0].legend(fontsize=7)
-    for ax in axes.flat[2 * len(geo.FEATURES) :]:
+    for ax in axes.flat[2 * len(GEOMETRY_FEATURES) :]:
         ax.axis("off")
     fig.tight_layout()
 
@@ -177,7 +179,7 @@ if compared is not None:
     by_site = compared.groupby(site_col).agg(
         discs=("series", "size"),
         slice_mm=("SliceThickness", "mean"),
-        **{f"{f} |err|": (f"{f}_error", lambda e: e.abs().median()) for f in geo.FEATURES},
+        **{f"{f} |err|": (f"{f}_error", lambda e: e.abs().median()) for f in GEOMETRY_FEATURES},
     )
     by_site = by_site.sort_values("slice_mm")
     save_table(by_site.round(3), "geometry_errors_by_site", build, index=True)
@@ -245,7 +247,7 @@ if compared is not None:
 # step with an error naming it; none is silently cut.
 
 # %%
-store_file = iso.store_path(build, profile, "gt")
+store_file = BuildPaths(build, profile).disc_store("gt")
 start = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", iso.DiscWarning)  # already reported above
@@ -368,8 +370,8 @@ check.map(lambda x: f"{x:.1e}")
 # discs; the phantom is built to follow both.
 
 # %%
-level_boxplots(t1, geo.FEATURES, geo.FEATURE_LABELS)
-per_level = t1.groupby(["ivd_label", "level"])[geo.FEATURES].agg(["mean", "std"])
+level_boxplots(t1, GEOMETRY_FEATURES, FEATURE_LABELS)
+per_level = t1.groupby(["ivd_label", "level"])[GEOMETRY_FEATURES].agg(["mean", "std"])
 per_level = per_level.reset_index(level=0, drop=True)
 save_table(per_level.round(2), "geometry_by_level", build, index=True)
 per_level.xs("mean", axis=1, level=1).round(1)
@@ -397,14 +399,14 @@ fig = geo.plot_disc_geometry(
 shown = pd.DataFrame(
     {
         "original mask": features.set_index(["series", "ivd_label"]).loc[
-            (series0, disc0.ivd_label), geo.FEATURES
+            (series0, disc0.ivd_label), GEOMETRY_FEATURES
         ],
         "64³ cube (drawn)": pd.Series(geo.measure_cube(disc0.cube, disc0.spacing_mm)),
     }
 )
 if is_phantom:
     shown["truth"] = truth.set_index(["series", "ivd_label"]).loc[
-        (series0, disc0.ivd_label), geo.FEATURES
+        (series0, disc0.ivd_label), GEOMETRY_FEATURES
     ]
 shown.astype(float).round(2)
 
@@ -439,7 +441,7 @@ mismatches.head(10)
 # %%
 from disclatent.report.widgets import cohort_browser  # noqa: E402
 
-cohort_browser(spider.SpiderFolder(root), features[["series", "level", *geo.FEATURES]])
+cohort_browser(spider.SpiderFolder(root), features[["series", "level", *GEOMETRY_FEATURES]])
 
 # %%
 display(Markdown(f"This chapter ran in {time.perf_counter() - notebook_start:.0f} s."))

@@ -43,9 +43,10 @@ import torch
 from IPython.display import Markdown, display
 
 from disclatent.autoencoder import core as ae_mod
+from disclatent.data.cohort import cohort_root
 from disclatent.discs.isolation import DiscWarning
+from disclatent.paths import resolve_build_dir
 from disclatent.profiles import get_profile
-from disclatent.report.book import cohort_root, resolve_build_dir
 from disclatent.report.tables import save_table
 
 cfg_profile = get_profile(profile)

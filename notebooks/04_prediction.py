@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from disclatent import published
 from disclatent.analysis import prediction as pr
 from disclatent.analysis.study import load_study
 from disclatent.autoencoder import core as ae
@@ -120,7 +121,7 @@ for source, table in tables.items():
 main = pd.DataFrame(rows)
 save_table(main, "prediction_results", build)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
-paper_gt = pr.PAPER_RESULTS[pr.PAPER_RESULTS.source == "gt"]
+paper_gt = published.PREDICTION[published.PREDICTION.source == "gt"]
 for ax, metric in zip(axes, ("auc", "f1"), strict=True):
     forest_plot(main[main.source == "gt"], paper_gt, metric, ax)
 fig.tight_layout()
@@ -130,7 +131,7 @@ display(Markdown("**Table 1.** Ground-truth masks (grouped folds)."))
 table1
 
 # %%
-literature = pr.LITERATURE.assign(
+literature = published.LITERATURE.assign(
     f1=lambda d: d.f1.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
     auc=lambda d: d.auc.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
 )

@@ -37,11 +37,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from disclatent.analysis import interpretation as it
-from disclatent.analysis.stats import correlation_table
 from disclatent.analysis.study import load_study
+from disclatent.conventions import FEATURE_LABELS, GEOMETRY_FEATURES
 from disclatent.discs import geometry as geo
 from disclatent.report.plots import LEVEL_ORDER
 from disclatent.report.tables import save_table
+from disclatent.stats import correlation_table
 
 study = load_study(profile, data_dir, build_dir, seed)  # the prediction chapter's k=4 AE
 build, gt, model, LATENT_DIM = study.build, study.gt, study.model, study.latent_dim
@@ -80,16 +81,16 @@ fig = it.plot_sweep(masks, sweep, gt.spacing_mm)
 # goes from its minimum to its maximum (the others at their mean).
 
 # %%
-fig, axes = plt.subplots(1, len(geo.FEATURES), figsize=(2.6 * len(geo.FEATURES), 2.6))
-for ax, f in zip(axes, geo.FEATURES, strict=True):
+fig, axes = plt.subplots(1, len(GEOMETRY_FEATURES), figsize=(2.6 * len(GEOMETRY_FEATURES), 2.6))
+for ax, f in zip(axes, GEOMETRY_FEATURES, strict=True):
     for name, g in sweep.groupby("feature"):
         ax.plot(g["fraction"], g[f], "o-", ms=3, label=name)
-    ax.set_title(geo.FEATURE_LABELS.get(f, f), fontsize=8)
+    ax.set_title(FEATURE_LABELS.get(f, f), fontsize=8)
     ax.set_xlabel("fraction of range", fontsize=7)
     ax.tick_params(labelsize=7)
 axes[0].legend(fontsize=7)
 fig.tight_layout()
-slopes = it.sweep_slopes(sweep, geo.FEATURES)
+slopes = it.sweep_slopes(sweep, GEOMETRY_FEATURES)
 save_table(slopes, "sweep_slopes", build, index=True)
 display(
     Markdown(
@@ -109,12 +110,14 @@ slopes.round(2)
 # compare patterns, not indices.
 
 # %%
-r, p, q = it.correlation_matrix(table[latent_cols], table[geo.FEATURES])
+r, p, q = it.correlation_matrix(table[latent_cols], table[GEOMETRY_FEATURES])
 save_table(
-    correlation_table(table[latent_cols], table[geo.FEATURES]), "latent_geometry_correlation", build
+    correlation_table(table[latent_cols], table[GEOMETRY_FEATURES]),
+    "latent_geometry_correlation",
+    build,
 )
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
-it.correlation_heatmap(r, q, axes[0], "latent vs geometric features", geo.FEATURE_LABELS)
+it.correlation_heatmap(r, q, axes[0], "latent vs geometric features", FEATURE_LABELS)
 rl, _, ql = it.correlation_matrix(table[latent_cols], table[latent_cols])
 it.correlation_heatmap(rl, ql, axes[1], "latent vs latent")
 fig.tight_layout()
@@ -208,7 +211,7 @@ from disclatent.report.widgets import latent_explorer  # noqa: E402
 
 
 def measure_one(cube: np.ndarray) -> dict[str, float]:
-    return measure(cube[None]).iloc[0][geo.FEATURES].to_dict()
+    return measure(cube[None]).iloc[0][GEOMETRY_FEATURES].to_dict()
 
 
 latent_explorer(z, model.decode, measure_one, gt.spacing_mm)

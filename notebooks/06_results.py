@@ -30,8 +30,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from disclatent.paths import resolve_build_dir
 from disclatent.report import results
-from disclatent.report.book import resolve_build_dir
 from disclatent.report.tables import save_table
 
 build = resolve_build_dir(build_dir)

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from disclatent.analysis import interpretation as it
+from disclatent.discs.isolation import central_slices
 
 
 def test_sweep_holds_the_others_at_their_mean():
@@ -75,7 +76,7 @@ def test_correlation_matrix_and_level_test():
 
 def test_central_slices_orientation():
     cube = np.zeros((8, 10, 12))
-    slices = it.central_slices(cube)
+    slices = central_slices(cube)
     assert slices["sagittal"].shape == (8, 10)  # SI x AP
     assert slices["coronal"].shape == (8, 12)  # SI x LR
     assert slices["transverse"].shape == (10, 12)  # AP x LR

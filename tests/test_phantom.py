@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data import labels as lab
 from disclatent.data import phantom as ph
 from disclatent.data import spider
@@ -24,7 +25,7 @@ def test_layout_and_columns(phantom_dir):
         "patient",
         "ivd_label",
         "level",
-        *ph.TRUTH_GEOMETRY,
+        *GEOMETRY_FEATURES,
         "narrowing_factor",
         "bulge_mm",
     ]:

@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from disclatent import published
 from disclatent.analysis import prediction as pr
+from disclatent.conventions import PREDICTION_FEATURES
 
 
 def cohort(n_patients=60, discs=6, seed=0, signal=1.0):
@@ -79,7 +81,7 @@ def test_missing_feature_column_is_named():
 
 
 def test_paper_table_is_complete():
-    t = pr.PAPER_RESULTS
+    t = published.PREDICTION
     assert len(t) == 12
     row = t[(t.source == "gt") & (t.target == "disc_narrowing") & (t.features == "latent")]
     assert row[["f1", "auc"]].values.tolist() == [[0.81, 0.75]]
@@ -167,7 +169,7 @@ def test_latent_cache_trains_each_fold_once_and_changes_no_result():
     cubes = rng.random((n, 3, 3, 3))
     X, y, groups = cohort(n_patients=20, discs=6, seed=5)
     table = X.assign(cube_index=np.arange(n), patient=groups, disc_narrowing=y)
-    for col in pr.GEOMETRIC_FEATURES:
+    for col in PREDICTION_FEATURES:
         if col not in table:
             table[col] = rng.normal(size=n)
     fitted = []

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from disclatent.analysis.stats import correlation_table
 from disclatent.report import results
+from disclatent.stats import correlation_table
 
 
 def test_missing_tables_give_none_not_numbers(tmp_path):

@@ -24,7 +24,7 @@ from disclatent.segmentation.data import (
     resample_to_spacing,
     site_table,
 )
-from disclatent.segmentation.evaluation import bootstrap_ci, evaluate_series, label_instances
+from disclatent.segmentation.evaluation import evaluate_series, label_instances
 from disclatent.segmentation.training import (
     SegConfig,
     Segmenter,
@@ -36,6 +36,7 @@ from disclatent.segmentation.training import (
     train,
     write_pred_cohort,
 )
+from disclatent.stats import bootstrap_mean_ci
 
 # index axes i -> Superior, j -> Anterior, k -> Left: no array axis is where canonical
 # LPS puts it, and one is flipped
@@ -251,11 +252,11 @@ def test_evaluation_reports_missed_extra_and_mislabelled_discs():
 
 
 def test_bootstrap_interval():
-    assert bootstrap_ci([0.8] * 5) == (0.8, 0.8, 0.8)
+    assert bootstrap_mean_ci([0.8] * 5) == (0.8, 0.8, 0.8)
     x = np.random.default_rng(1).normal(0.85, 0.05, 30)
-    est, lo, hi = bootstrap_ci(x, seed=2)
+    est, lo, hi = bootstrap_mean_ci(x, seed=2)
     assert lo < est < hi and est == pytest.approx(x.mean())
-    assert bootstrap_ci(x, seed=2) == (est, lo, hi)
+    assert bootstrap_mean_ci(x, seed=2) == (est, lo, hi)
     assert 0.01 < hi - lo < 0.1
 
 

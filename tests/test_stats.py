@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from disclatent.analysis import stats
+from disclatent import stats
 
 
 def test_t_ci_matches_the_textbook_formula():

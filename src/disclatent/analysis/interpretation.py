@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from disclatent.analysis.stats import correlation_table
+from disclatent.discs.isolation import central_slices
+from disclatent.stats import correlation_table
 
 
 def sweep_codes(z: np.ndarray, n_steps: int = 6) -> tuple[np.ndarray, np.ndarray]:
@@ -161,13 +162,6 @@ def correlation_heatmap(
     ax.set_title(title, fontsize=9)
     plt.colorbar(im, ax=ax, fraction=0.04, label="Pearson r")
     return ax
-
-
-def central_slices(cube: np.ndarray) -> dict[str, np.ndarray]:
-    """Central sagittal, coronal and transverse slices of a cube in (SI, AP, LR) order,
-    oriented for display with ``origin="lower"`` (superior up; anterior left; left right)."""
-    s, a, lr = (n // 2 for n in cube.shape)
-    return {"sagittal": cube[:, :, lr], "coronal": cube[:, a, :], "transverse": cube[s, :, :]}
 
 
 def plot_sweep(

@@ -24,44 +24,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from disclatent.analysis import stats
-
-GEOMETRIC_FEATURES = [
-    "height_mm",
-    "ap_width_mm",
-    "lateral_width_mm",
-    "sagittal_angle_deg",
-    "coronal_angle_deg",
-    "transverse_angle_deg",
-]
-XGB_PAPER = {"max_depth": 3, "n_estimators": 200, "learning_rate": 0.1}
-
-# The paper's Table 1 (ground-truth masks) and Table 2 (predicted masks), disc narrowing,
-# and the abstract's disc bulging results (STUDY.md section 1). None: not reported.
-PAPER_RESULTS = pd.DataFrame(
-    [
-        ("gt", "disc_narrowing", "latent", 0.81, 0.77, 0.85, 0.75, 0.71, 0.79),
-        ("gt", "disc_narrowing", "geometric", 0.79, 0.77, 0.81, 0.66, 0.63, 0.69),
-        ("gt", "disc_narrowing", "geometric + latent", 0.81, 0.79, 0.83, 0.76, 0.73, 0.78),
-        ("pred", "disc_narrowing", "latent", 0.77, 0.75, 0.78, 0.58, None, None),
-        ("pred", "disc_narrowing", "geometric", 0.79, 0.77, 0.81, 0.66, 0.63, 0.69),
-        ("pred", "disc_narrowing", "geometric + latent", 0.79, 0.77, 0.81, 0.69, 0.63, 0.73),
-        ("gt", "disc_bulging", "latent", 0.65, None, None, 0.71, None, None),
-        ("gt", "disc_bulging", "geometric", 0.71, None, None, 0.77, None, None),
-        ("gt", "disc_bulging", "geometric + latent", 0.74, None, None, 0.80, None, None),
-        ("pred", "disc_bulging", "latent", 0.67, None, None, 0.71, None, None),
-        ("pred", "disc_bulging", "geometric", 0.64, None, None, 0.69, None, None),
-        ("pred", "disc_bulging", "geometric + latent", 0.70, None, None, 0.73, None, None),
-    ],
-    columns=["source", "target", "features", "f1", "f1_lo", "f1_hi", "auc", "auc_lo", "auc_hi"],
-)
-LITERATURE = pd.DataFrame(
-    [
-        ("Lin et al. 2024", "disc_narrowing", 0.78, None),
-        ("Hung et al. 2021", "disc_narrowing", None, 0.75),
-    ],
-    columns=["study", "target", "f1", "auc"],
-)
+from disclatent import published, stats
+from disclatent.conventions import PREDICTION_FEATURES
+from disclatent.formatting import format_ci
 
 
 class ColumnSelector(BaseEstimator, TransformerMixin):
@@ -93,9 +58,9 @@ class DiscXGBClassifier(BaseEstimator, ClassifierMixin):
 
     def __init__(
         self,
-        max_depth: int = 3,
-        n_estimators: int = 200,
-        learning_rate: float = 0.1,
+        max_depth: int = published.XGB_SETTINGS["max_depth"],
+        n_estimators: int = published.XGB_SETTINGS["n_estimators"],
+        learning_rate: float = published.XGB_SETTINGS["learning_rate"],
         class_weighted: bool = False,
         random_state: int = 0,
         n_jobs: int = 1,
@@ -217,7 +182,7 @@ FEATURE_SETS = {
 
 
 def feature_columns(
-    feature_set: str, latent_dim: int, geometric: Sequence[str] = GEOMETRIC_FEATURES
+    feature_set: str, latent_dim: int, geometric: Sequence[str] = PREDICTION_FEATURES
 ) -> list[str]:
     """Columns of a feature set: "latent", "geometric" or "geometric + latent"."""
     latent = [f"latent_{i}" for i in range(latent_dim)]
@@ -513,13 +478,11 @@ def run_experiment(
     return result, row
 
 
-def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame = PAPER_RESULTS) -> pd.DataFrame:
+def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame = published.PREDICTION) -> pd.DataFrame:
     """Our F1/AUC with CIs beside the paper's, one row per (source, target, feature set)."""
 
     def fmt(m, lo, hi):
-        if m is None or pd.isna(m):
-            return "-"
-        return f"{m:.2f}" + ("" if lo is None or pd.isna(lo) else f" ({lo:.2f}-{hi:.2f})")
+        return format_ci(m, lo, hi, digits=2, missing="-")
 
     rows = []
     for _, r in ours.iterrows():

@@ -17,7 +17,9 @@ import pandas as pd
 
 from disclatent.autoencoder import core as ae
 from disclatent.data import spider
+from disclatent.data.cohort import cohort_root
 from disclatent.discs import isolation as iso
+from disclatent.paths import BuildPaths, resolve_build_dir
 from disclatent.profiles import Profile, get_profile
 
 LATENT_DIM = 4  # the paper's bottleneck for prediction and interpretation
@@ -41,7 +43,7 @@ class Study:
         while the mask files are unchanged (``source``: "gt" or "pred")."""
         return iso.cached_disc_store(
             masks,
-            iso.store_path(self.build, self.profile.name, source),
+            BuildPaths(self.build, self.profile.name).disc_store(source),
             source=source,
             spacing_mm=self.profile.disc_spacing_mm,
             size=self.profile.disc_cube_size,
@@ -73,8 +75,6 @@ def load_study(
     :func:`disclatent.discs.geometry.join_gradings` when feature tables are made; the IVD label 0
     rows of SPIDER's gradings file are reported by the data chapter and silenced here.
     """
-    from disclatent.report.book import cohort_root, resolve_build_dir
-
     cfg = get_profile(profile)
     build = resolve_build_dir(build_dir)
     root = cohort_root(profile, data_dir, build_dir)
@@ -83,7 +83,7 @@ def load_study(
         gradings = spider.read_gradings(spider.SpiderFolder(root).gradings_csv)
     gt = iso.cached_disc_store(
         root,
-        iso.store_path(build, cfg.name, "gt"),
+        BuildPaths(build, cfg.name).disc_store("gt"),
         source="gt",
         spacing_mm=cfg.disc_spacing_mm,
         size=cfg.disc_cube_size,

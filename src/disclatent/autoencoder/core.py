@@ -27,7 +27,7 @@ read back with pickle.
 **Evaluation.** Held-out reconstruction (discs of patients never seen in training, encoded
 and decoded) and a linear baseline (:class:`PCABaseline`: PCA of the flattened masks with the
 same ``k``, reconstruction thresholded at 0.5, the classical statistical shape model).
-Confidence intervals are percentile bootstraps of the mean over discs (:func:`disclatent.analysis.stats.bootstrap_mean_ci`).
+Confidence intervals are percentile bootstraps of the mean over discs (:func:`disclatent.stats.bootstrap_mean_ci`).
 
 **Cube size.** Cubes larger than the model's (e.g. a disc store isolated at 48^3 for a 32^3
 model on the same grid) are cropped about their centre and smaller ones zero-padded
@@ -56,27 +56,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from disclatent.analysis.stats import bootstrap_mean_ci
+from disclatent import published
 from disclatent.data.volume import atomic_path, write_text_atomic
+from disclatent.discs.isolation import central_slices
+from disclatent.formatting import format_ci
+from disclatent.stats import bootstrap_mean_ci
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 FORMAT_VERSION = 1
 TRAINING_VERSION = 1  # bump when training changes, so cached models are retrained
-
-# The published sweep (STUDY.md section 1, step 2): training IoU and epochs to converge.
-PAPER_SWEEP = pd.DataFrame(
-    [
-        {"latent_dim": 64, "paper_iou": "0.9981", "paper_epochs": "190"},
-        {"latent_dim": 8, "paper_iou": "0.9983", "paper_epochs": "199"},
-        {"latent_dim": 4, "paper_iou": "0.9984 (0.9979-0.9989)", "paper_epochs": "350"},
-        {
-            "latent_dim": 3,
-            "paper_iou": "0.6-0.8, oscillating",
-            "paper_epochs": "no convergence in 1000",
-        },
-    ]
-)
 
 
 # ---------------------------------------------------------------------------------------
@@ -96,7 +85,7 @@ class AEConfig:
     schedule: str = "constant"  # "constant" (the paper) | "onecycle" | "cosine"
     loss: str = "bce"  # "bce" (the paper) | "dice_bce" (soft Dice + bce_weight x BCE)
     bce_weight: float = 1.0
-    target_iou: float = 0.995
+    target_iou: float = published.TARGET_IOU
     stop_at_target: bool = True
     seed: int = 0
     channels_last: bool = False
@@ -932,9 +921,17 @@ def train_or_load(
 
 
 def _fmt_ci(mean: float, lo: float, hi: float) -> str:
-    if not np.isfinite(mean):
-        return "-"
-    return f"{mean:.4f} ({lo:.4f}-{hi:.4f})"
+    return format_ci(mean, lo, hi, digits=4, missing="-")
+
+
+def _paper_sweep_cells(latent_dim: int) -> tuple[str, str]:
+    """The published training IoU and epochs for ``latent_dim``, as table text."""
+    p = published.sweep_row(latent_dim)
+    if p is None:
+        return "-", "-"
+    if not p["converged"]:
+        return p["note"], f"no convergence in {published.AUTOENCODER_MAX_EPOCHS}"
+    return _fmt_ci(p["iou"], p["iou_lo"], p["iou_hi"]), str(int(p["epochs"]))
 
 
 def sweep(
@@ -998,8 +995,8 @@ def sweep(
 def sweep_table(results: pd.DataFrame) -> pd.DataFrame:
     """The sweep beside the paper: one row per k, IoU as 'mean (95 % CI)' strings."""
     rows = []
-    paper = PAPER_SWEEP.set_index("latent_dim")
     for r in results.itertuples(index=False):
+        paper_iou, paper_epochs = _paper_sweep_cells(r.latent_dim)
         if r.converged:
             ours_epochs = str(int(r.epochs_to_converge))
         else:
@@ -1007,8 +1004,8 @@ def sweep_table(results: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "k": r.latent_dim,
-                "paper: train IoU": paper["paper_iou"].get(r.latent_dim, "-"),
-                "paper: epochs": paper["paper_epochs"].get(r.latent_dim, "-"),
+                "paper: train IoU": paper_iou,
+                "paper: epochs": paper_epochs,
                 "ours: train IoU (95% CI)": _fmt_ci(r.train_iou, r.train_iou_lo, r.train_iou_hi),
                 "ours: epochs": ours_epochs,
                 "ours: held-out IoU (95% CI)": _fmt_ci(
@@ -1104,12 +1101,6 @@ def describe_config(cfg: AEConfig, n_params: int | None = None) -> dict:
         "epoch budget": str(cfg.max_epochs),
         "criterion": f"mean IoU >= {cfg.target_iou}, all training discs, eval mode",
     }
-
-
-def central_slices(cube: np.ndarray) -> dict[str, np.ndarray]:
-    """Sagittal (SI x AP), coronal (SI x LR) and transverse (AP x LR) central slices."""
-    c = cube.shape[0] // 2
-    return {"sagittal": cube[:, :, c], "coronal": cube[:, c, :], "transverse": cube[c, :, :]}
 
 
 def plot_reconstructions(

@@ -53,6 +53,7 @@ import pandas as pd
 from scipy import ndimage
 from scipy.stats import norm
 
+from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data import labels as lab
 from disclatent.data.volume import Volume, atomic_path, write_image, write_text_atomic
 
@@ -606,7 +607,7 @@ def _write_patient(args: tuple[int, int, int, str]) -> dict:
                     "patient": spec.patient,
                     "ivd_label": d.ivd_label,
                     "level": d.level,
-                    **{k: t[k] for k in TRUTH_GEOMETRY},
+                    **{k: t[k] for k in GEOMETRY_FEATURES},
                     "narrowing_factor": d.narrowing_factor,
                     "bulge_mm": d.bulge_mm,
                     "narrowing_severity": d.narrowing_severity,
@@ -625,17 +626,6 @@ def _write_patient(args: tuple[int, int, int, str]) -> dict:
         "truth": rows_truth,
         "gradings": _gradings(spec, seed, index),
     }
-
-
-TRUTH_GEOMETRY = [
-    "height_mm",
-    "ap_width_mm",
-    "lateral_width_mm",
-    "sagittal_angle_deg",
-    "coronal_angle_deg",
-    "transverse_angle_deg",
-    "volume_mm3",
-]
 
 
 def _gradings(spec: PatientSpec, seed: int, index: int) -> list[dict]:

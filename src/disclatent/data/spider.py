@@ -31,6 +31,7 @@ from disclatent.data.volume import (
     list_images,
     series_name,
 )
+from disclatent.formatting import natural_key
 
 GRADING_COLUMNS = [
     "Patient",
@@ -248,8 +249,6 @@ def disc_table(
 
 
 def _natural_sort_key(col: pd.Series) -> pd.Series:
-    from disclatent.data.volume import natural_key
-
     return col.map(natural_key) if col.dtype == object else col
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from disclatent.data import labels as lab
+from disclatent.formatting import natural_key
 
 IMAGE_SUFFIXES = (".mha", ".mhd", ".nii.gz", ".nii", ".nrrd")
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -332,12 +333,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         if p.is_file() and image_suffix(p) and not p.name.startswith(".")
     ]
     return sorted(files, key=lambda p: natural_key(series_name(p)))
-
-
-def natural_key(text: str) -> tuple:
-    import re
-
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
 
 
 CANONICAL_ORIENTATION = "LPS"

@@ -57,11 +57,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from disclatent.conventions import GEOMETRY_FEATURES as FEATURES
+from disclatent.conventions import ID_COLUMNS
+from disclatent.conventions import PAPER_SPACING as PAPER_SPACING_MM
 from disclatent.data import labels as lab
 from disclatent.data.volume import DataError, Volume, read_mask, series_name
 from disclatent.discs.isolation import (
     MIN_VOXELS,
-    PAPER_SPACING_MM,
     DiscStore,
     DiscVoxels,
     DiscWarning,
@@ -71,26 +73,7 @@ from disclatent.discs.isolation import (
     mask_files,
 )
 
-FEATURES = [
-    "height_mm",
-    "ap_width_mm",
-    "lateral_width_mm",
-    "sagittal_angle_deg",
-    "coronal_angle_deg",
-    "transverse_angle_deg",
-    "volume_mm3",
-]
-ID_COLUMNS = ["series", "patient", "ivd_label", "level"]
 COLUMNS = ID_COLUMNS + FEATURES
-FEATURE_LABELS = {
-    "height_mm": "height (mm)",
-    "ap_width_mm": "AP width (mm)",
-    "lateral_width_mm": "lateral width (mm)",
-    "sagittal_angle_deg": "sagittal angle (deg)",
-    "coronal_angle_deg": "coronal angle (deg)",
-    "transverse_angle_deg": "transverse angle (deg)",
-    "volume_mm3": "volume (mm³)",
-}
 DEFAULT_STEP_MM = 0.25
 
 

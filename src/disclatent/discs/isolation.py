@@ -54,6 +54,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from disclatent import published
+from disclatent.conventions import PAPER_SPACING
 from disclatent.data import labels as lab
 from disclatent.data.volume import (
     DataError,
@@ -63,12 +65,13 @@ from disclatent.data.volume import (
     read_mask,
     series_name,
 )
+from disclatent.paths import SOURCES
 
-PAPER_SPACING_MM: tuple[float, float, float] = (1.5, 1.2, 1.4)  # (SI, AP, LR)
-PAPER_CUBE_SIZE = 64
+PAPER_SPACING_MM = PAPER_SPACING  # (SI, AP, LR), the published grid
+PAPER_CUBE_SIZE = published.CUBE_SIZE
 MIN_VOXELS = 8
 STORE_VERSION = 1
-SOURCES = ("gt", "pred")
+
 
 STORE_COLUMNS = [
     "patient",
@@ -270,6 +273,14 @@ def find_discs(
     return sorted(out, key=lambda d: d.ivd_label)
 
 
+def central_slices(cube: np.ndarray) -> dict[str, np.ndarray]:
+    """Central sagittal (SI x AP), coronal (SI x LR) and transverse (AP x LR) slices of a
+    volume in (SI, AP, LR) order, each through the middle of its own axis (non-cubic input
+    too); shown with ``origin="lower"``: superior up, anterior left, the patient's left right."""
+    s, a, lr = (n // 2 for n in cube.shape)
+    return {"sagittal": cube[:, :, lr], "coronal": cube[:, a, :], "transverse": cube[s, :, :]}
+
+
 def voxel_centres_mm(mask: Volume, ijk: np.ndarray) -> np.ndarray:
     """LPS world millimetres of index coordinates ``(n, 3)`` of ``mask``."""
     m = mask.direction * np.asarray(mask.spacing)[None, :]
@@ -454,14 +465,6 @@ class DiscStore:
 
     def __len__(self) -> int:
         return int(self.cubes.shape[0])
-
-
-def store_path(build_dir: str | os.PathLike, profile: str, source: str = "gt") -> Path:
-    """Where the book keeps a cohort's disc store: ``<build>/data/discs-<source>-<profile>.npz``
-    (written by the geometry chapter for ``gt``, reused by the later chapters)."""
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    return Path(build_dir) / "data" / f"discs-{source}-{profile}.npz"
 
 
 def mask_files(

@@ -23,47 +23,9 @@ import time
 from pathlib import Path
 
 import disclatent
+from disclatent.paths import project_root, resolve_build_dir
 
 KERNEL_NAME = "disclatent"
-
-
-def project_root(start: str | os.PathLike | None = None) -> Path:
-    """The repository root: the nearest folder upward holding ``_toc.yml`` and ``notebooks``."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").exists() and (folder / "notebooks").is_dir():
-            return folder
-    raise FileNotFoundError(f"no disclatent project (with _toc.yml and notebooks/) above {here}")
-
-
-def resolve_build_dir(build_dir: str | os.PathLike = "_build") -> Path:
-    """Absolute build folder; a relative path is taken from the project root."""
-    path = Path(build_dir)
-    return path if path.is_absolute() else project_root() / path
-
-
-def cohort_root(
-    profile: str = "default",
-    data_dir: str | os.PathLike = "",
-    build_dir: str | os.PathLike = "_build",
-    seed: int | None = None,
-) -> Path:
-    """The SPIDER-format folder a notebook reads: ``data_dir`` if given, else the profile's
-    phantom cohort under ``<build>/data/phantom-<profile>``, written first if missing."""
-    from disclatent.data.phantom import phantom_is_current, write_phantom
-    from disclatent.profiles import get_profile
-
-    if data_dir:
-        root = Path(data_dir).expanduser().resolve()
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root}: data folder not found")
-        return root
-    cfg = get_profile(profile)
-    seed = cfg.phantom_seed if seed is None else seed
-    root = resolve_build_dir(build_dir) / "data" / f"phantom-{profile}"
-    if not phantom_is_current(root, cfg.n_patients, seed):
-        write_phantom(root, n_patients=cfg.n_patients, seed=seed)
-    return root
 
 
 def package_digest() -> str:

@@ -165,3 +165,41 @@ def forest_plot(
     ax.set_xlabel(metric.upper() if metric == "auc" else "F1 (positive class)")
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def show_contours(
+    ax, image: Volume, truth: Volume | None, pred: Volume | None, title: str | None = None
+) -> None:
+    """Mid-sagittal slice (anterior left, superior up) with the true disc outlines (solid,
+    green) and the predicted ones (dashed, orange)."""
+    from disclatent.segmentation.data import disc_foreground
+
+    canon = to_canonical(image)
+    lr = mid_sagittal_index(truth if truth is not None else pred)
+    sp_ap, sp_si = canon.spacing[1], canon.spacing[2]
+    n_si, n_ap = canon.array.shape[0], canon.array.shape[1]
+    extent = (0, n_ap * sp_ap, 0, n_si * sp_si)
+    img = canon.array[:, :, lr].astype(float)
+    lo, hi = np.percentile(img, [1, 99.5])
+    ax.imshow(
+        img, cmap="gray", origin="lower", extent=extent, vmin=lo, vmax=hi, interpolation="nearest"
+    )
+    for vol, color, style in ((truth, "limegreen", "solid"), (pred, "orange", "dashed")):
+        if vol is None:
+            continue
+        sl = disc_foreground(to_canonical(vol).array[:, :, lr]).astype(float)
+        if sl.any():
+            ax.contour(
+                sl,
+                levels=[0.5],
+                origin="lower",
+                extent=extent,
+                colors=[color],
+                linewidths=1.1,
+                linestyles=style,
+            )
+    ax.set_xlabel("anterior → posterior (mm)")
+    ax.set_ylabel("inferior → superior (mm)")
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)

@@ -14,18 +14,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from disclatent import published
+from disclatent.conventions import GEOMETRY_FEATURES
+from disclatent.formatting import format_number
+
+
+def _paper_auc(target: str, features: str) -> float:
+    return float(published.prediction("gt", target, features)["auc"])
+
+
+#: the published figures the results page quotes, keyed like :func:`headline_numbers`
 PAPER = {
-    "seg_dsc": 0.90,
-    "seg_iou": 0.82,
-    "ae_k4_iou": 0.9984,
-    "ae_k4_epochs": 350,
-    "pred_gt_narrowing_latent_auc": 0.75,
-    "pred_gt_narrowing_geometric_auc": 0.66,
-    "pred_gt_narrowing_combined_auc": 0.76,
-    "interp_max_abs_r": 0.80,
-    "latent_latent_max_r": 0.05,
-    "hours": 2.0,
-    "gpu": "one RTX A5000",
+    "seg_dsc": published.SEGMENTATION["DSC"],
+    "seg_iou": published.SEGMENTATION["IoU"],
+    "ae_k4_iou": float(published.sweep_row(4)["iou"]),
+    "ae_k4_epochs": int(published.sweep_row(4)["epochs"]),
+    "pred_gt_narrowing_latent_auc": _paper_auc("disc_narrowing", "latent"),
+    "pred_gt_narrowing_geometric_auc": _paper_auc("disc_narrowing", "geometric"),
+    "pred_gt_narrowing_combined_auc": _paper_auc("disc_narrowing", "geometric + latent"),
+    "interp_max_abs_r": published.INTERPRETATION_MAX_ABS_R,
+    "latent_latent_max_r": published.LATENT_LATENT_MAX_R,
+    "hours": published.PIPELINE_HOURS,
+    "gpu": published.PIPELINE_GPU,
 }
 
 
@@ -104,7 +114,7 @@ def headline_numbers(tables_dir: str | os.PathLike) -> dict[str, float | str | N
         )
 
     geo = _read(t, "geometry_errors_vs_truth")
-    for f in ("height_mm", "ap_width_mm", "lateral_width_mm", "sagittal_angle_deg", "volume_mm3"):
+    for f in GEOMETRY_FEATURES:
         val = None
         if geo is not None:
             hit = geo[geo["feature"] == f]
@@ -162,17 +172,14 @@ def headline_numbers(tables_dir: str | os.PathLike) -> dict[str, float | str | N
 
 def _correlation_r(df: pd.DataFrame) -> pd.DataFrame:
     """The r matrix of a long correlation table (``x, y, r, p, q``; see
-    :func:`disclatent.analysis.stats.correlation_table`)."""
+    :func:`disclatent.stats.correlation_table`)."""
     return df.pivot(index="x", columns="y", values="r")
 
 
 def comparison_table(numbers: dict) -> pd.DataFrame:
     """Paper against this study for the five steps, one row per quantity."""
 
-    def fmt(v, digits=2):
-        if v is None:
-            return "n/a"
-        return v if isinstance(v, str) else f"{v:.{digits}f}"
+    fmt = format_number
 
     rows = [
         (

@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from disclatent.analysis.interpretation import central_slices
+from disclatent.discs.isolation import central_slices
+from disclatent.formatting import natural_key
 
 
 def _draw_decoded(
@@ -109,7 +110,7 @@ def render_series(
     from disclatent.report.plots import show_sagittal
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 5), gridspec_kw={"width_ratios": [1, 1.2]})
-    from disclatent.discs.geometry import FEATURE_LABELS
+    from disclatent.conventions import FEATURE_LABELS
     from disclatent.report.plots import level_colors
 
     show_sagittal(axes[0], image, mask, title=title)
@@ -146,20 +147,13 @@ def render_series(
     return fig
 
 
-def _natural(name: str) -> list:
-    """Sort key: "2_t1" before "10_t1"."""
-    import re
-
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(name))]
-
-
 def cohort_browser(folder, features: pd.DataFrame):
     """Dropdowns for series and level; mid-sagittal overlay and the disc's features."""
     import ipywidgets as W
 
     from disclatent.data import volume as io
 
-    series = sorted(features["series"].unique(), key=_natural)
+    series = sorted(features["series"].unique(), key=natural_key)
     s_dd = W.Dropdown(options=series, description="series")
     l_dd = W.Dropdown(
         options=features.loc[features["series"] == series[0], "level"].tolist(), description="level"

@@ -31,22 +31,24 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from disclatent import published
+from disclatent.conventions import PAPER_SPACING
 from disclatent.data import labels as lab
 from disclatent.data.spider import SpiderFolder, read_overview
 from disclatent.data.volume import (
     DataError,
     Volume,
-    natural_key,
     read_image,
     read_mask,
     to_canonical,
 )
+from disclatent.formatting import natural_key
 
 # spacing along the canonical index axes (i = left-right, j = anterior-posterior,
 # k = superior-inferior), millimetres
-NETWORK_SPACING: tuple[float, float, float] = (1.4, 1.2, 1.5)
-AXIS_MAPPING = {"LR (x, index i)": 1.4, "AP (y, index j)": 1.2, "SI (z, index k)": 1.5}
-PAPER_TEST_FRACTION = 0.2
+# the published grid in ITK (x, y, z) = (LR, AP, SI) order, as SimpleITK resamples
+NETWORK_SPACING: tuple[float, float, float] = PAPER_SPACING.xyz
+PAPER_TEST_FRACTION = published.TEST_FRACTION
 
 
 # ---------------------------------------------------------------------------------------

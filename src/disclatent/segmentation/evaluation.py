@@ -24,7 +24,9 @@ from scipy.optimize import linear_sum_assignment
 
 from disclatent.data import labels as lab
 from disclatent.data.volume import Volume
+from disclatent.formatting import format_ci
 from disclatent.segmentation.data import disc_foreground
+from disclatent.stats import bootstrap_mean_ci
 
 DETECTION_DICE = 0.5
 
@@ -145,33 +147,13 @@ def evaluate_series(pred: Volume, gt: Volume, series: str = "") -> tuple[dict, p
     return row, disc_df
 
 
-def bootstrap_ci(
-    values, n_boot: int = 2000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean and its percentile bootstrap interval over values
-    (:func:`disclatent.analysis.stats.bootstrap_mean_ci`; non-numeric entries dropped)."""
-    from disclatent.analysis.stats import bootstrap_mean_ci
-
-    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
-    return bootstrap_mean_ci(x, n_boot=n_boot, level=level, seed=seed)
-
-
-def format_ci(est: float, lo: float, hi: float, digits: int = 2) -> str:
-    """``"0.82 (0.80-0.84)"``; the interval is left out when it cannot be computed."""
-    if not np.isfinite(est):
-        return "n/a"
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return f"{est:.{digits}f}"
-    return f"{est:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
-
-
 def summarise(series_df: pd.DataFrame, by: list[str] | None = None, seed: int = 0) -> pd.DataFrame:
     """Mean IoU and DSC with 95 % bootstrap CIs over series, overall or per group."""
     groups = [((), series_df)] if not by else series_df.groupby(by, sort=True)
     rows = []
     for key, g in groups:
-        iou = bootstrap_ci(g["iou"], seed=seed)
-        dsc = bootstrap_ci(g["dsc"], seed=seed)
+        iou = bootstrap_mean_ci(g["iou"], seed=seed)
+        dsc = bootstrap_mean_ci(g["dsc"], seed=seed)
         row = dict(zip(by or [], key if isinstance(key, tuple) else (key,), strict=False))
         row.update(
             {
@@ -203,7 +185,7 @@ def per_level(disc_df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Per spinal level: discs, mean Dice (95 % CI), detection rate, correct-label rate."""
     rows = []
     for (k, level), g in disc_df.groupby(["ivd_label", "level"], sort=True):
-        d = bootstrap_ci(g["dice"], seed=seed)
+        d = bootstrap_mean_ci(g["dice"], seed=seed)
         rows.append(
             {
                 "ivd_label": k,
@@ -216,42 +198,3 @@ def per_level(disc_df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def show_contours(
-    ax, image: Volume, truth: Volume | None, pred: Volume | None, title: str | None = None
-) -> None:
-    """Mid-sagittal slice (anterior left, superior up) with the true disc outlines (solid,
-    green) and the predicted ones (dashed, orange)."""
-    from disclatent.data.volume import to_canonical
-    from disclatent.report.plots import mid_sagittal_index
-
-    canon = to_canonical(image)
-    lr = mid_sagittal_index(truth if truth is not None else pred)
-    sp_ap, sp_si = canon.spacing[1], canon.spacing[2]
-    n_si, n_ap = canon.array.shape[0], canon.array.shape[1]
-    extent = (0, n_ap * sp_ap, 0, n_si * sp_si)
-    img = canon.array[:, :, lr].astype(float)
-    lo, hi = np.percentile(img, [1, 99.5])
-    ax.imshow(
-        img, cmap="gray", origin="lower", extent=extent, vmin=lo, vmax=hi, interpolation="nearest"
-    )
-    for vol, color, style in ((truth, "limegreen", "solid"), (pred, "orange", "dashed")):
-        if vol is None:
-            continue
-        sl = disc_foreground(to_canonical(vol).array[:, :, lr]).astype(float)
-        if sl.any():
-            ax.contour(
-                sl,
-                levels=[0.5],
-                origin="lower",
-                extent=extent,
-                colors=[color],
-                linewidths=1.1,
-                linestyles=style,
-            )
-    ax.set_xlabel("anterior → posterior (mm)")
-    ax.set_ylabel("inferior → superior (mm)")
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title, fontsize=9)

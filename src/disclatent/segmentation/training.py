@@ -64,16 +64,6 @@ from disclatent.segmentation.evaluation import evaluate_series, label_instances
 
 MODEL_NAMES = ("UNet", "SegResNet", "SwinUNETR")
 SEG_VERSION = 2  # bump when training changes meaning, to invalidate cached models
-# the paper's Supplementary Table 1 figure for its best model (SwinUNETR-V2, test site)
-PAPER_RESULT = {
-    "model": "SwinUNETR-V2 (paper)",
-    "IoU": 0.82,
-    "IoU low": 0.80,
-    "IoU high": 0.84,
-    "DSC": 0.90,
-    "DSC low": 0.89,
-    "DSC high": 0.91,
-}
 
 
 @dataclass(frozen=True)

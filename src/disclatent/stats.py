@@ -42,10 +42,10 @@ def bootstrap_mean_ci(
 ) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap CI of the mean: ``(mean, lo, hi)`` (vectorised).
 
-    With ``groups`` whole groups (e.g. patients) are resampled. NaNs are dropped; one value
-    gives no interval.
+    With ``groups`` whole groups (e.g. patients) are resampled. NaNs and entries that are not
+    numbers are dropped; one value gives no interval.
     """
-    x = np.asarray(values, float)
+    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
     keep = np.isfinite(x)
     x = x[keep]
     if x.size == 0:

@@ -1,0 +1,139 @@
+"""Every path under the build folder, in one place.
+
+A chapter never spells a path by hand: it asks :class:`BuildPaths` where an output goes, and
+:meth:`BuildPaths.require` for an input an earlier chapter wrote, which fails with a message
+naming the chapter to run when it is missing. Layout (``<build>`` is ``_build`` by default)::
+
+    <build>/site/notebooks/NN_name.ipynb   executed chapters
+    <build>/html/                          the rendered book
+    <build>/tables/<name>.csv              every table the book shows
+    <build>/data/phantom-<profile>/        the phantom cohort (SPIDER layout)
+    <build>/data/discs-<source>-<profile>.npz   isolated disc cubes (02_geometry)
+    <build>/data/pred-<profile>/masks/     predicted masks of the test site (01_segmentation)
+    <build>/models/seg-<profile>/<model>/  segmentation models (01_segmentation)
+    <build>/models/autoencoder/<profile>/k<K>/  autoencoders of the sweep (03_autoencoder)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BUILD_DIR = "_build"
+SOURCES = ("gt", "pred")
+
+
+class MissingOutputError(FileNotFoundError):
+    """An output of an earlier chapter is missing; the message names the chapter to run."""
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository root: the nearest folder upward holding ``_toc.yml`` and ``notebooks``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").exists() and (folder / "notebooks").is_dir():
+            return folder
+    raise FileNotFoundError(f"no disclatent project (with _toc.yml and notebooks/) above {here}")
+
+
+def resolve_build_dir(build_dir: str | os.PathLike = DEFAULT_BUILD_DIR) -> Path:
+    """Absolute build folder; a relative path is taken from the project root."""
+    path = Path(build_dir)
+    return path if path.is_absolute() else project_root() / path
+
+
+def table_slug(name: str) -> str:
+    """The file stem of a table: lower case, runs of other characters as ``_``."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if not slug:
+        raise ValueError(f"table name {name!r} has no usable characters")
+    return slug
+
+
+@dataclass(frozen=True)
+class BuildPaths:
+    """The outputs of one profile's build; ``root`` is the (absolute) build folder."""
+
+    root: Path
+    profile: str = "default"
+
+    @classmethod
+    def resolve(
+        cls, build_dir: str | os.PathLike = DEFAULT_BUILD_DIR, profile: str = "default"
+    ) -> BuildPaths:
+        """Paths under ``build_dir`` (relative: from the project root)."""
+        return cls(resolve_build_dir(build_dir), profile)
+
+    # --- folders ---------------------------------------------------------------------------
+    @property
+    def site(self) -> Path:
+        return self.root / "site"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.site / "notebooks"
+
+    @property
+    def html(self) -> Path:
+        return self.root / "html"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    # --- outputs of the chapters -----------------------------------------------------------
+    @property
+    def phantom(self) -> Path:
+        """The profile's phantom cohort (00_data, written on first use)."""
+        return self.data / f"phantom-{self.profile}"
+
+    def disc_store(self, source: str = "gt") -> Path:
+        """Disc cubes of ground-truth (``gt``, 02_geometry) or predicted (``pred``) masks."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        return self.data / f"discs-{source}-{self.profile}.npz"
+
+    @property
+    def predictions(self) -> Path:
+        """The segmentation chapter's predicted cohort (its ``masks/`` in SPIDER layout)."""
+        return self.data / f"pred-{self.profile}"
+
+    @property
+    def predicted_masks(self) -> Path:
+        return self.predictions / "masks"
+
+    @property
+    def segmentation_models(self) -> Path:
+        return self.models / f"seg-{self.profile}"
+
+    @property
+    def autoencoder_models(self) -> Path:
+        return self.models / "autoencoder" / self.profile
+
+    def autoencoder(self, latent_dim: int) -> Path:
+        """The sweep's autoencoder with bottleneck ``latent_dim`` (03_autoencoder)."""
+        return self.autoencoder_models / f"k{latent_dim}"
+
+    def table(self, name: str) -> Path:
+        """``<build>/tables/<slug>.csv`` for a table called ``name``."""
+        return self.tables / f"{table_slug(name)}.csv"
+
+    # --- reading what an earlier chapter wrote ---------------------------------------------
+    def require(self, path: Path, chapter: str) -> Path:
+        """``path`` if it exists, else :class:`MissingOutputError` naming ``chapter``."""
+        if not Path(path).exists():
+            raise MissingOutputError(
+                f"{path} is missing: it is written by the chapter {chapter}. Run "
+                f"`make book PROFILE={self.profile}` (or that chapter) first."
+            )
+        return Path(path)
