@@ -42,10 +42,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from disclatent import autoencoder as ae
 from disclatent import published
 from disclatent.analysis import prediction as pr
 from disclatent.analysis.study import load_study
-from disclatent.autoencoder import core as ae
 from disclatent.data import spider
 from disclatent.profiles import get_profile
 from disclatent.report.plots import forest_plot

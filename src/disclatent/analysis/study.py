@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from disclatent.autoencoder import core as ae
+from disclatent import autoencoder as ae
 from disclatent.data import spider
 from disclatent.data.cohort import cohort_root
 from disclatent.discs import isolation as iso

@@ -1,1 +1,58 @@
-"""TODO"""
+"""The 3D CNN autoencoder of disc masks: configuration, network, training, baseline, sweep.
+
+Import the public API from here (``from disclatent import autoencoder as ae``).
+"""
+
+from disclatent.autoencoder.core import (
+    AEConfig,
+    CropWarning,
+    DiscAE,
+    DiscAutoencoder,
+    Discs,
+    LatentFeatures,
+    PCABaseline,
+    build_model,
+    count_parameters,
+    data_digest,
+    decode,
+    default_device,
+    describe_config,
+    encode,
+    evaluate,
+    fit,
+    fit_cubes,
+    iou_per_disc,
+    load_discs,
+    patient_split,
+    plot_reconstructions,
+    sweep,
+    sweep_table,
+    train_or_load,
+)
+
+__all__ = [
+    "AEConfig",
+    "CropWarning",
+    "DiscAE",
+    "DiscAutoencoder",
+    "Discs",
+    "LatentFeatures",
+    "PCABaseline",
+    "build_model",
+    "count_parameters",
+    "data_digest",
+    "decode",
+    "default_device",
+    "describe_config",
+    "encode",
+    "evaluate",
+    "fit",
+    "fit_cubes",
+    "iou_per_disc",
+    "load_discs",
+    "patient_split",
+    "plot_reconstructions",
+    "sweep",
+    "sweep_table",
+    "train_or_load",
+]
