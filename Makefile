@@ -3,6 +3,8 @@
 #   make book [PROFILE=quick|default|paper] [DATA=/path/to/SPIDER]
 #   make lab (JupyterLab on notebooks/, widgets live) | make test | make lint | make clean
 #   make distclean
+# `make lint` = ruff check + ruff format --check (src tests notebooks benchmarks) + mypy (src);
+# the same hooks run on every commit after `.venv/bin/pre-commit install` (.pre-commit-config.yaml).
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -11,6 +13,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= default
 DATA    ?=
 BUILD   ?= _build
+LINTED  := src tests notebooks benchmarks
 
 .PHONY: all book lab test lint clean distclean venv
 
@@ -35,10 +38,12 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests notebooks benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy src
 
 clean:
 	rm -rf $(BUILD)
 
 distclean: clean
-	rm -rf $(VENV) src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

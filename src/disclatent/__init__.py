@@ -1,14 +1,21 @@
 """disclatent: latent and geometric description of lumbar intervertebral discs.
 
-Modules, one per pipeline concern:
+The method is described in ``book/method.md``. Data flows one way through the package; a
+module imports its own layer and the layers before it, never a later one::
 
-* :mod:`disclatent.data.labels`   SPIDER label values and spinal level names
-* :mod:`disclatent.data.volume`       images and masks with spacing, origin and direction
-* :mod:`disclatent.data.spider`   SPIDER folder layout, overview and gradings tables
-* :mod:`disclatent.data.phantom`  the synthetic cohort of known geometry
-* :mod:`disclatent.data.survey`  a first look at a folder of masks
-* :mod:`disclatent.profiles` the quick / default / paper settings
-* :mod:`disclatent.report.book`     executing the notebooks and building the book
+    base -> data -> discs -> segmentation | autoencoder -> analysis -> report -> cli
+
+* base modules: :mod:`~disclatent.published` (every number the paper reports, its settings),
+  :mod:`~disclatent.conventions` (axis orders, :class:`~disclatent.conventions.Spacing`,
+  feature names), :mod:`~disclatent.paths` (every output under the build folder),
+  :mod:`~disclatent.formatting`, :mod:`~disclatent.stats`, :mod:`~disclatent.profiles`
+* :mod:`disclatent.data`: SPIDER folders, volumes with their header geometry, the phantom
+* :mod:`disclatent.discs`: disc isolation into cubes, geometry in millimetres and degrees
+* :mod:`disclatent.segmentation`: MONAI disc segmentation with one site held out
+* :mod:`disclatent.autoencoder`: the 3D CNN autoencoder of disc masks and its baseline
+* :mod:`disclatent.analysis`: prediction of gradings, interpretation of the latent space
+* :mod:`disclatent.report`: tables, figures, widgets, the results page, the book build
+* :mod:`disclatent.cli`: the command line, ``python -m disclatent``
 """
 
 __version__ = "0.1.0"

@@ -3,7 +3,9 @@
 Axis orders: a disc cube (and any numpy array this package makes on a patient-aligned grid)
 is indexed (SI, AP, LR), index growing towards superior, posterior and left. ITK and
 SimpleITK speak (x, y, z) = (LR, AP, SI) for a sagittal series in LPS. :class:`Spacing`
-names the three values so that neither order is ever guessed.
+names the three values so that neither order is ever guessed. The full list of conventions
+(labels, world coordinates, units, figure orientation) is in ``book/method.md``,
+*Conventions*.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Spacing(NamedTuple):
 
     @classmethod
     def from_xyz(cls, xyz: tuple[float, float, float]) -> Spacing:
+        """From ITK/SimpleITK ``(x, y, z)`` order, i.e. ``(lr, ap, si)``."""
         lr, ap, si = (float(v) for v in xyz)
         return cls(si=si, ap=ap, lr=lr)
 

@@ -19,7 +19,7 @@ def _missing(value) -> bool:
 
 
 def format_ci(est, lo=None, hi=None, digits: int = 2, missing: str = "n/a") -> str:
-    """``"0.82 (0.80-0.84)"``; ``missing`` when there is no estimate, the estimate alone
+    """``"0.61 (0.55-0.67)"``; ``missing`` when there is no estimate, the estimate alone
     when its interval cannot be computed."""
     if _missing(est):
         return missing

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Profile:
+    """Every size and budget of one run of the study; the comments below say which step
+    reads each group of fields."""
+
     name: str
     description: str
     n_patients: int  # phantom cohort size (T1 + T2 series per patient, 5-7 discs each)
@@ -32,7 +35,7 @@ class Profile:
     # profile covers the same ~96 x 77 x 90 mm around the disc.
     disc_cube_size: int = 64
     disc_spacing_mm: tuple[float, float, float] = (1.5, 1.2, 1.4)
-    # segmentation (disclatent.segmentation.training); defaults = the `default` profile (2-core CPU):
+    # segmentation (disclatent.segmentation.config); defaults = the `default` profile (2-core CPU):
     # the model whose masks feed later chapters, the models compared under one budget, patch
     # in numpy order (SI, AP, LR) on the 1.5 x 1.2 x 1.4 mm grid, batch, epochs (iterations
     # per epoch, 0: one pass of 4 patches per training series), early-stopping patience, a
@@ -59,7 +62,7 @@ class Profile:
     pred_boot: int = 1000
     pred_ae_in_fold: bool = True
     pred_fold_repeats: int = 1
-    # autoencoder (disclatent.autoencoder.core); defaults = the `default` profile (2-core CPU):
+    # autoencoder (disclatent.autoencoder.config); defaults = the `default` profile (2-core CPU):
     # cube edge (the disc grid above, centred on the disc; every disc must fit), encoder
     # channels per stride-2 stage (decoder mirrored), epoch budget, batch, Adam learning rate
     # and schedule, loss, epoch from which batch norm uses fixed statistics (0: never), the
@@ -133,6 +136,7 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str) -> Profile:
+    """The profile called ``name`` (``quick``, ``default`` or ``paper``)."""
     try:
         return PROFILES[name]
     except KeyError:
