@@ -29,7 +29,9 @@ from disclatent.data.phantom import write_phantom
 from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import read_image, series_name, write_image
 from disclatent.profiles import get_profile
-from disclatent.segmentation.training import Segmenter, build_model, config_from_profile
+from disclatent.segmentation.config import config_from_profile
+from disclatent.segmentation.inference import Segmenter
+from disclatent.segmentation.network import build_model
 
 
 def _load() -> str:

@@ -34,38 +34,22 @@ data_dir = ""  # a SPIDER folder; empty: the phantom cohort of the profile
 build_dir = "_build"  # where every output goes (relative to the project root)
 
 # %%
-import json
-
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
-from disclatent.conventions import PAPER_SPACING
-from disclatent.data import spider
-from disclatent.data import volume as io
 from disclatent.data.cohort import cohort_root
-from disclatent.paths import resolve_build_dir
+from disclatent.data.spider import disc_table
+from disclatent.paths import BuildPaths
 from disclatent.profiles import get_profile
-from disclatent.report.plots import show_contours
+from disclatent.report import segmentation_plots as plots
 from disclatent.report.tables import save_table
-from disclatent.segmentation.evaluation import per_level, summarise
-from disclatent.segmentation.training import (
-    PAPER_RESULT,
-    Segmenter,
-    config_from_profile,
-    evaluate_folder,
-    predict_images,
-    train,
-    write_pred_cohort,
-)
+from disclatent.segmentation import data, evaluation, inference, training
+from disclatent.segmentation.config import config_from_profile
 
-build = resolve_build_dir(build_dir)
+# %%
+paths = BuildPaths.resolve(build_dir, profile)
 root = cohort_root(profile, data_dir, build_dir)
 settings = get_profile(profile)
-models_dir = build / "models" / f"seg-{profile}"
-pred_root = build / "data" / f"pred-{profile}"
-primary = settings.seg_model
+models_dir, pred_root, primary = paths.segmentation_models, paths.predictions, settings.seg_model
 display(
     Markdown(
         f"Cohort: `{root}`; profile `{profile}`; models compared: "
@@ -73,6 +57,8 @@ display(
         "later chapters."
     )
 )
+
+# %%
 if "SwinUNETR" not in settings.seg_models:
     display(
         Markdown(
@@ -93,33 +79,8 @@ if "SwinUNETR" not in settings.seg_models:
 # percentiles, with no mask involved. The target is every disc label as one foreground.
 
 # %%
-cfg0 = config_from_profile(profile, model=primary)
-display(
-    pd.DataFrame(
-        {
-            "axis": ["LR (x, index i)", "AP (y, index j)", "SI (z, index k)"],
-            "spacing (mm)": PAPER_SPACING.xyz,
-        }
-    )
-)
-budget = pd.DataFrame(
-    [
-        {
-            "patch (SI, AP, LR voxels)": " x ".join(map(str, cfg0.patch)),
-            "batch": cfg0.batch_size,
-            "optimiser": f"Adam, lr {cfg0.lr:g}",
-            "loss": "BCE + Dice (equal weights), one sigmoid",
-            "max epochs": cfg0.max_epochs,
-            "iterations per epoch": cfg0.iters_per_epoch or "one pass (4 patches per series)",
-            "early stopping": f"validation IoU, patience {cfg0.patience}",
-            "wall-clock cap per model": (
-                f"{cfg0.max_minutes:g} min" if cfg0.max_minutes else "none"
-            ),
-            "inference": f"sliding window ({cfg0.sw_overlap:g} overlap), probability > {cfg0.threshold}",
-        }
-    ]
-).T.rename(columns={0: "every model"})
-budget
+display(data.spacing_table())
+training.settings_table(config_from_profile(profile, model=primary))
 
 # %% [markdown]
 # Patches are drawn at random, two thirds of them centred on a disc voxel, with light
@@ -131,29 +92,15 @@ budget
 # are unchanged.
 
 # %%
-runs = {}
-for name in settings.seg_models:
-    cfg = config_from_profile(profile, model=name)
-    runs[name] = train(root, models_dir / name, cfg, reuse=True, log=None)
-training = pd.DataFrame(
-    [
-        {
-            "model": name,
-            "parameters": r["parameters"],
-            "epochs": r["epochs"],
-            "best epoch": r["best_epoch"],
-            "best validation IoU": round(r["best_val_iou"], 4),
-            "stopped by": r["stop_reason"],
-            "training (min)": round(r["seconds"] / 60, 1),
-            "device": r["device"],
-            "threads": r["threads"],
-            "load average": r["load_avg_start"],
-        }
-        for name, r in runs.items()
-    ]
-)
-save_table(training, "segmentation_training", build)
-training
+runs = {
+    name: training.train(
+        root, models_dir / name, config_from_profile(profile, model=name), reuse=True, log=None
+    )
+    for name in settings.seg_models
+}
+table = training.training_table(runs)
+save_table(table, "segmentation_training", paths.root)
+table
 
 # %% [markdown]
 # ## The split: one site held out
@@ -162,15 +109,9 @@ training
 # sites (patient level, seeded). The split is written beside each model as `split.csv`.
 
 # %%
-split = pd.read_csv(models_dir / primary / "split.csv", dtype={"patient": str})
-for name in settings.seg_models:  # every model saw the same split
-    other = pd.read_csv(models_dir / name / "split.csv", dtype={"patient": str})
-    assert other[["series", "role"]].equals(split[["series", "role"]]), name
-test_site = split.loc[split["role"] == "test", "site"].iloc[0]
-save_table(split, "segmentation_split", build)
-counts = split.pivot_table(
-    index="site", columns="role", values="patient", aggfunc="nunique", fill_value=0
-)
+split = training.read_split([models_dir / name for name in settings.seg_models])
+test_site = data.held_out_site(split)
+save_table(split, "segmentation_split", paths.root)
 display(
     Markdown(
         f"Held-out test site: **{test_site}** (site from "
@@ -178,26 +119,14 @@ display(
         f"file is `{models_dir / primary / 'split.csv'}`."
     )
 )
-counts
+data.split_counts(split)
 
 # %% [markdown]
 # ## Learning curves
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-for name in settings.seg_models:
-    h = pd.read_csv(models_dir / name / "history.csv")
-    marker = "o" if len(h) <= 5 else None  # a capped run may have a single epoch
-    axes[0].plot(h["epoch"], h["train_loss"], label=name, marker=marker)
-    axes[1].plot(h["epoch"], h["val_iou"], label=name, marker=marker)
-    best = h.loc[h["val_iou"].idxmax()]
-    axes[1].plot(best["epoch"], best["val_iou"], "k.", ms=8)
-axes[0].set(xlabel="epoch", ylabel="training loss (BCE + Dice)", title="training loss")
-axes[1].set(
-    xlabel="epoch", ylabel="validation IoU", title="validation IoU (dot: kept)", ylim=(0, 1)
-)
-axes[1].legend()
-fig.tight_layout()
+histories = {name: training.read_history(models_dir / name) for name in settings.seg_models}
+fig = plots.learning_curves(histories)
 
 # %% [markdown]
 # ## Test results: Supplementary Table 1
@@ -209,87 +138,29 @@ fig.tight_layout()
 # but show whether the pipeline behaves the same way.
 
 # %%
-evals, inference = {}, {}
-for name in settings.seg_models:
-    out = pred_root if name == primary else models_dir / name / "test_pred"
-    table = write_pred_cohort(models_dir / name, root, out)
-    inference[name] = table["seconds"].mean()
-    evals[name] = evaluate_folder(out, root, table["series"].tolist())
-rows = []
-for name in settings.seg_models:
-    s = summarise(evals[name][0]).iloc[0]
-    rows.append(
-        {
-            "model": name + ("-V2" if name == "SwinUNETR" else ""),
-            "data": f"phantom, site {test_site}",
-            "series": int(s["series"]),
-            "IoU": s["IoU"],
-            "IoU low": s["IoU low"],
-            "IoU high": s["IoU high"],
-            "DSC": s["DSC"],
-            "DSC low": s["DSC low"],
-            "DSC high": s["DSC high"],
-            "IoU (95% CI)": s["IoU (95% CI)"],
-            "DSC (95% CI)": s["DSC (95% CI)"],
-            "discs detected": f"{s['detected']}/{s['discs']}",
-            "extra": s["extra"],
-            "mislabelled": s["mislabelled"],
-            "training (min)": round(runs[name]["seconds"] / 60, 1),
-            "inference (s/series)": round(inference[name], 2),
-        }
+evals = {
+    name: inference.evaluate_test_site(
+        models_dir / name,
+        root,
+        pred_root if name == primary else models_dir / name / inference.TEST_PRED,
     )
-rows.append(
-    {
-        "model": PAPER_RESULT["model"],
-        "data": "SPIDER T1, held-out hospital",
-        **{
-            k: PAPER_RESULT[k] for k in ("IoU", "IoU low", "IoU high", "DSC", "DSC low", "DSC high")
-        },
-        "IoU (95% CI)": "0.82 (0.80-0.84)",
-        "DSC (95% CI)": "0.90 (0.89-0.91)",
-    }
-)
-rows.append(
-    {
-        "model": "SwinUNETR-V2 (abstract)",
-        "data": "SPIDER T1, held-out hospital",
-        "IoU": 0.74,
-        "DSC": 0.85,
-        "IoU (95% CI)": "0.74",
-        "DSC (95% CI)": "0.85",
-    }
-)
-supp1 = pd.DataFrame(rows)
-save_table(supp1, "supplementary_table_1_segmentation", build)
-shown = supp1[
-    [
-        "model",
-        "data",
-        "series",
-        "IoU (95% CI)",
-        "DSC (95% CI)",
-        "discs detected",
-        "extra",
-        "mislabelled",
-        "training (min)",
-        "inference (s/series)",
-    ]
-]
-shown = shown.astype(object).where(shown.notna(), "")
-for col in ("series", "extra", "mislabelled"):  # counts, not floats
-    shown[col] = shown[col].map(lambda v: v if v == "" else int(v))
-shown
+    for name in settings.seg_models
+}
+train_seconds = {name: r["seconds"] for name, r in runs.items()}
+supp1 = evaluation.supplementary_table_1(evals, train_seconds, f"phantom, site {test_site}")
+save_table(supp1, "supplementary_table_1_segmentation", paths.root)
+evaluation.for_display(supp1)
 
 # %%
-best = max(settings.seg_models, key=lambda n: summarise(evals[n][0]).iloc[0]["DSC"])
-p = summarise(evals[primary][0]).iloc[0]
+p = evaluation.summarise(evals[primary].series).iloc[0]
+paper_iou, paper_dsc = evaluation.paper_ci()
 display(
     Markdown(
-        f"Under this profile's budget the best test Dice is **{best}**'s. The masks that feed the "
-        f"later chapters are **{primary}**'s: test IoU {p['IoU (95% CI)']}, DSC "
-        f"{p['DSC (95% CI)']} over {p['series']} series (paper, SwinUNETR-V2 on SPIDER: IoU "
-        "0.82 (0.80-0.84), DSC 0.90 (0.89-0.91)). Training budgets differ from the paper's "
-        f"unless the profile is `paper`; this run used profile `{profile}`."
+        f"Under this profile's budget the best test Dice is **{evaluation.best_model(evals)}**'s. "
+        f"The masks that feed the later chapters are **{primary}**'s: test IoU "
+        f"{p['IoU (95% CI)']}, DSC {p['DSC (95% CI)']} over {p['series']} series (paper, "
+        f"SwinUNETR-V2 on SPIDER: IoU {paper_iou}, DSC {paper_dsc}). Training budgets differ "
+        f"from the paper's unless the profile is `paper`; this run used profile `{profile}`."
     )
 )
 
@@ -300,17 +171,7 @@ display(
 # green, predicted dashed orange.
 
 # %%
-folder = spider.SpiderFolder(root)
-pred_folder = spider.SpiderFolder(pred_root)
-show = evals[primary][0]["series"].tolist()[:4]
-fig, axes = plt.subplots(1, len(show), figsize=(3.0 * len(show), 5.4), squeeze=False)
-for ax, s in zip(axes[0], show, strict=False):
-    image, truth = io.read_pair(folder.image_path(s), folder.mask_path(s))
-    pred = io.read_mask(pred_folder.mask_path(s))
-    row = evals[primary][0].set_index("series").loc[s]
-    show_contours(ax, image, truth, pred, title=f"{s}: DSC {row['dsc']:.3f}")
-    ax.label_outer()
-fig.tight_layout()
+fig = plots.example_slices(root, pred_root, evals[primary].series, n=4)
 
 # %% [markdown]
 # ## Per level: Dice, detection, and level labels
@@ -323,14 +184,14 @@ fig.tight_layout()
 # not hidden, because the later chapters join gradings on (patient, IVD label).
 
 # %%
-series_df, disc_df = evals[primary]
-levels = per_level(disc_df)
-save_table(levels, "segmentation_per_level", build)
+levels = evaluation.per_level(evals[primary].discs)
+save_table(levels, "segmentation_per_level", paths.root)
 levels
 
 # %%
-issues = series_df[(series_df[["missed", "extra", "mislabelled"]] > 0).any(axis=1)]
-save_table(series_df, "segmentation_test_series", build)
+series_df = evals[primary].series
+issues = evaluation.series_with_issues(series_df)
+save_table(series_df, "segmentation_test_series", paths.root)
 display(
     Markdown(
         f"{len(issues)} of {len(series_df)} test series have a missed, extra or mislabelled disc:"
@@ -346,31 +207,13 @@ issues
 # the cost of a new site.
 
 # %%
-all_pred = models_dir / primary / "all_pred"
-seg = Segmenter(models_dir / primary)
-predict_images(
-    models_dir / primary,
-    folder.images_dir,
-    all_pred,
-    series=split["series"].tolist(),
-    segmenter=seg,
-)
-every, _ = evaluate_folder(all_pred, root, split["series"].tolist())
-every = every.merge(split[["series", "site", "role"]], on="series")
-per_site = summarise(every, by=["site", "role"])
-save_table(per_site, "segmentation_per_site", build)
+all_pred = models_dir / primary / inference.ALL_PRED
+every = inference.evaluate_every_series(models_dir / primary, root, all_pred, split)
+per_site = evaluation.summarise(every, by=["site", "role"])
+save_table(per_site, "segmentation_per_site", paths.root)
 per_site[
-    [
-        "site",
-        "role",
-        "series",
-        "IoU (95% CI)",
-        "DSC (95% CI)",
-        "discs",
-        "detected",
-        "extra",
-        "mislabelled",
-    ]
+    ["site", "role", "series", "IoU (95% CI)", "DSC (95% CI)"]
+    + ["discs", "detected", "extra", "mislabelled"]
 ]
 
 # %% [markdown]
@@ -382,26 +225,15 @@ per_site[
 # `pred`). They load with the data layer:
 
 # %%
-pred_discs = spider.disc_table(pred_root, modalities=None)
-manifest = json.loads((pred_root / "prediction.json").read_text())
+pred_discs = disc_table(pred_root, modalities=None)
+manifest = inference.read_manifest(pred_root)
 display(
     Markdown(
         f"`{pred_root}`: {len(manifest['series'])} series, model "
         f"{manifest['model']}; {len(pred_discs)} graded discs join onto them."
     )
 )
-loaded = pd.DataFrame(
-    [
-        {
-            "series": s,
-            "discs in mask": int(
-                (np.unique(io.read_mask(pred_folder.mask_path(s)).array) > 0).sum()
-            ),
-        }
-        for s in manifest["series"]
-    ]
-)
-loaded
+inference.discs_per_mask(pred_root, manifest["series"])
 
 # %% [markdown]
 # **Reproduce from the command line.**

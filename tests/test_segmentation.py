@@ -1,11 +1,13 @@
 """Segmentation: grid and axis mapping, normalisation, split, loss, models, inference,
-instance labelling, evaluation, and one end-to-end run of the command line."""
+instance labelling, evaluation, Supplementary Table 1, the chapter's figures, and one
+end-to-end run of the command line."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,28 +15,39 @@ import pytest
 import torch
 
 from conftest import oblique_direction
+from disclatent import published
 from disclatent.cli import main
+from disclatent.conventions import PAPER_SPACING, Spacing
 from disclatent.data import spider
 from disclatent.data import volume as io
+from disclatent.formatting import format_ci
+from disclatent.segmentation import evaluation as ev
+from disclatent.segmentation.config import SegConfig, config_from_profile
 from disclatent.segmentation.data import (
-    NETWORK_SPACING,
+    held_out_site,
     load_case,
     make_split,
     normalise_intensity,
     resample_to_spacing,
     site_table,
+    spacing_table,
+    split_counts,
 )
 from disclatent.segmentation.evaluation import evaluate_series, label_instances
-from disclatent.segmentation.training import (
-    SegConfig,
+from disclatent.segmentation.inference import (
     Segmenter,
-    build_model,
-    config_from_profile,
-    is_trained,
-    make_loss,
-    resolve_device,
-    train,
+    evaluate_every_series,
+    evaluate_test_site,
     write_pred_cohort,
+)
+from disclatent.segmentation.network import build_model, make_loss, resolve_device
+from disclatent.segmentation.training import (
+    binary_overlap,
+    is_trained,
+    read_split,
+    settings_table,
+    train,
+    training_table,
 )
 from disclatent.stats import bootstrap_mean_ci
 
@@ -148,20 +161,62 @@ def test_loss_is_bce_plus_dice_with_one_sigmoid():
     assert not torch.allclose(got, twice, atol=1e-3)
 
 
+def _n_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _unet_parameters(channels: tuple[int, ...]) -> int:
+    """MONAI's UNet without residual units, counted by hand: a 3^3 convolution (weights +
+    bias) and one PReLU weight per block; level ``i`` goes down ``c[i-1] -> c[i]`` and back
+    up from its skip plus what came from below, the top block ends in 1 logit, no PReLU."""
+
+    def conv(c_in: int, c_out: int) -> int:
+        return c_in * c_out * 27 + c_out
+
+    n = conv(channels[-2], channels[-1]) + 1  # the bottom block
+    for level, c in enumerate(channels[:-1]):
+        top = level == 0
+        below = channels[-1] if level == len(channels) - 2 else c
+        n += conv(1 if top else channels[level - 1], c) + 1  # down
+        n += conv(c + below, 1 if top else channels[level - 1]) + (0 if top else 1)  # up
+    return n
+
+
+def _conv_widths(model: torch.nn.Module) -> set[int]:
+    kinds = (torch.nn.Conv3d, torch.nn.ConvTranspose3d)
+    return {m.out_channels for m in model.modules() if isinstance(m, kinds)}
+
+
 @pytest.mark.parametrize("name", ["UNet", "SegResNet", "SwinUNETR"])
 def test_models_are_selectable_by_name(name):
+    from monai.networks import nets
+
     patch = (64, 32, 32)
     cfg = SegConfig(
         model=name, patch=patch, unet_channels=(4, 8, 16), segresnet_filters=8, swin_feature_size=12
     )
     model = build_model(cfg).eval()
+    assert isinstance(model, getattr(nets, name))
+    torch.manual_seed(0)
     with torch.no_grad():
         out = model(torch.randn(2, 1, *patch))
     assert out.shape == (2, 1, *patch)
-    expected = {"UNet": "UNet", "SegResNet": "SegResNet", "SwinUNETR": "SwinUNETR"}[name]
-    assert type(model).__name__ == expected
-    if name == "SwinUNETR":
-        assert model.swinViT.use_v2 is True
+    assert out.min() < 0 < out.max()  # logits: no final activation, one sigmoid in the loss
+    # the widths follow the configuration; twice the width, about four times the weights
+    wider = {"unet_channels": (8, 16, 32), "segresnet_filters": 16, "swin_feature_size": 24}
+    ratio = _n_parameters(build_model(replace(cfg, **wider))) / _n_parameters(model)
+    assert 3.8 < ratio < 4.0
+    if name == "UNet":
+        assert _conv_widths(model) == {1, 4, 8, 16}
+        assert _n_parameters(model) == _unet_parameters((4, 8, 16)) == 7273
+        assert _n_parameters(build_model(SegConfig())) == _unet_parameters((8, 16, 32, 64))
+    elif name == "SegResNet":
+        assert model.convInit.conv.out_channels == 8
+        assert _conv_widths(model) == {1, 8, 16, 32, 64}  # doubled at each of 3 stages
+    else:
+        assert model.swinViT.use_v2 is True  # SwinUNETR-V2, the paper's model
+        assert model.swinViT.patch_embed.proj.out_channels == 12
+        assert _conv_widths(model) == {1, 12, 24, 48, 96, 192}
 
 
 def test_unknown_model_and_bad_patch_are_refused():
@@ -264,7 +319,8 @@ def test_profiles_carry_the_published_settings():
     paper = config_from_profile("paper")
     assert paper.model == "SwinUNETR" and paper.max_epochs == 200 and paper.patience == 15
     assert paper.batch_size == 4 and paper.lr == 1e-3 and paper.device == "auto"
-    assert paper.max_minutes is None and paper.spacing == NETWORK_SPACING
+    assert paper.max_minutes is None and paper.spacing == PAPER_SPACING.xyz
+    assert paper.network_spacing == PAPER_SPACING
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     expected = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     assert resolve_device("auto").type == expected
@@ -272,6 +328,190 @@ def test_profiles_carry_the_published_settings():
     default = config_from_profile("default")
     assert default.patience == 15 and default.lr == 1e-3
     assert config_from_profile("quick", model="SegResNet").model == "SegResNet"
+
+
+def test_spacing_axes_are_named_never_guessed():
+    vol = io.Volume(np.zeros((20, 30, 40), np.float32), (1.0, 1.0, 1.0))
+    with pytest.raises(TypeError, match="Spacing"):
+        resample_to_spacing(vol, (1.4, 1.2, 1.5))  # a bare tuple: LR first, or SI first?
+    out = resample_to_spacing(vol, Spacing(si=4.0, ap=2.0, lr=1.0))
+    assert out.spacing == (1.0, 2.0, 4.0)  # ITK (x, y, z) = (LR, AP, SI)
+    assert out.array.shape == (5, 15, 40)  # numpy (SI, AP, LR): 20/4, 30/2, 40/1
+    # a config given a Spacing stores ITK order (as config.json always has) and reads back
+    cfg = SegConfig(spacing=Spacing(si=1.5, ap=1.2, lr=1.4))
+    assert cfg.spacing == (1.4, 1.2, 1.5) == SegConfig().spacing
+    again = SegConfig.from_json(json.loads(json.dumps(cfg.to_json())))
+    assert again == cfg and again.network_spacing == Spacing(si=1.5, ap=1.2, lr=1.4)
+    table = spacing_table().set_index("axis")["spacing (mm)"]
+    assert table.to_dict() == {
+        "LR (x, index i)": 1.4,
+        "AP (y, index j)": 1.2,
+        "SI (z, index k)": 1.5,
+    }
+
+
+def test_binary_overlap_by_hand():
+    prob = np.zeros((2, 2, 3), np.float32)
+    prob[0, 0, :3] = 0.9  # 3 predicted voxels
+    prob[1, 1, 2] = 0.5  # not above the threshold
+    label = np.zeros((2, 2, 3), np.uint8)
+    label[0, 0, 1:] = 1
+    label[1, 0, :2] = 1  # 4 true voxels, 2 shared
+    iou, dice = binary_overlap(prob, label, 0.5)
+    assert iou == pytest.approx(2 / 5) and dice == pytest.approx(2 * 2 / 7)
+    assert binary_overlap(np.zeros(3), np.zeros(3), 0.5) == (1.0, 1.0)
+
+
+def _split(roles: str, sites: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "series": [f"{i}_t1" for i in range(len(roles))],
+            "patient": [str(i) for i in range(len(roles))],
+            "site": list(sites),
+            "role": [{"t": "train", "v": "val", "x": "test"}[r] for r in roles],
+            "site_source": "institution",
+        }
+    )
+
+
+def test_split_tables(tmp_path):
+    split = _split("ttvxxt", "AABCCB")
+    assert held_out_site(split) == "C"
+    counts = split_counts(split)
+    assert counts.loc["A"].to_dict() == {"test": 0, "train": 2, "val": 0}
+    assert counts.loc["B"].to_dict() == {"test": 0, "train": 1, "val": 1}
+    assert counts.loc["C"].to_dict() == {"test": 2, "train": 0, "val": 0}
+    with pytest.raises(io.DataError, match="exactly one site"):
+        held_out_site(_split("ttvxxt", "AABCAB"))
+    dirs = [tmp_path / "UNet", tmp_path / "SegResNet"]
+    for d in dirs:
+        d.mkdir()
+        split.to_csv(d / "split.csv", index=False)
+    pd.testing.assert_frame_equal(read_split(dirs), split)
+    _split("tvtxxt", "AABCCB").to_csv(dirs[1] / "split.csv", index=False)
+    with pytest.raises(io.DataError, match="split differs"):
+        read_split(dirs)
+
+
+def test_training_and_settings_tables():
+    run = {
+        "parameters": 28365,
+        "epochs": 7,
+        "best_epoch": 5,
+        "best_val_iou": 0.123456,
+        "stop_reason": "max epochs",
+        "seconds": 93.0,
+        "device": "cpu",
+        "threads": 1,
+        "load_avg_start": 1.5,
+    }
+    row = training_table({"UNet": run}).iloc[0]
+    assert row["model"] == "UNet" and row["best validation IoU"] == 0.1235
+    assert row["training (min)"] == 1.6 and row["best epoch"] == 5
+    quick = settings_table(config_from_profile("quick"))["every model"]
+    assert quick["patch (SI, AP, LR voxels)"] == "64 x 64 x 32" and quick["batch"] == 2
+    assert quick["iterations per epoch"] == 2 and quick["wall-clock cap per model"] == "none"
+    default = settings_table(config_from_profile("default"))["every model"]
+    assert default["iterations per epoch"] == "one pass (4 patches per series)"
+    assert default["wall-clock cap per model"] == "2.5 min"
+    assert default["early stopping"] == "validation IoU, patience 15"
+
+
+def _evaluation(iou, dsc, seconds=0.5) -> ev.ModelEvaluation:
+    n = len(iou)
+    series = pd.DataFrame(
+        {
+            "series": [f"{i}_t1" for i in range(n)],
+            "iou": iou,
+            "dsc": dsc,
+            "gt_discs": [6] * n,
+            "detected": [6] * (n - 1) + [5],
+            "missed": [0] * (n - 1) + [1],
+            "extra": [0] * (n - 1) + [2],
+            "mislabelled": [0] * n,
+        }
+    )
+    return ev.ModelEvaluation(series, pd.DataFrame(), seconds)
+
+
+def test_supplementary_table_1_puts_the_models_beside_the_paper():
+    evals = {
+        "UNet": _evaluation([0.5, 0.6, 0.7], [0.6, 0.7, 0.8], seconds=0.234),
+        "SwinUNETR": _evaluation([0.8, 0.8], [0.9, 0.9], seconds=2.0),
+    }
+    table = ev.supplementary_table_1(evals, {"UNet": 90.0, "SwinUNETR": 600.0}, "phantom, site D")
+    assert list(table.columns) == [
+        "model", "data", "series", "IoU", "IoU low", "IoU high", "DSC", "DSC low", "DSC high",
+        "IoU (95% CI)", "DSC (95% CI)", "discs detected", "extra", "mislabelled",
+        "training (min)", "inference (s/series)",
+    ]  # fmt: skip
+    unet, swin, paper, abstract = (table.iloc[i] for i in range(4))
+    assert unet["model"] == "UNet" and swin["model"] == "SwinUNETR-V2"
+    assert unet["series"] == 3 and unet["IoU"] == pytest.approx(0.6)
+    assert unet["DSC"] == pytest.approx(0.7) and unet["IoU low"] < 0.6 < unet["IoU high"]
+    assert unet["IoU (95% CI)"] == format_ci(*bootstrap_mean_ci([0.5, 0.6, 0.7]))
+    assert unet["discs detected"] == "17/18" and unet["extra"] == 2
+    assert unet["training (min)"] == 1.5 and unet["inference (s/series)"] == 0.23
+    assert swin["IoU (95% CI)"] == "0.80 (0.80-0.80)" and swin["discs detected"] == "11/12"
+    # the paper's rows: figures from disclatent.published, as the paper prints them
+    assert paper["model"] == published.SEGMENTATION["model"]
+    assert paper["data"] == abstract["data"] == "SPIDER T1, held-out hospital"
+    assert (paper["IoU (95% CI)"], paper["DSC (95% CI)"]) == (
+        "0.82 (0.80-0.84)",
+        "0.90 (0.89-0.91)",
+    )
+    assert (paper["IoU low"], paper["DSC high"]) == (0.80, 0.91) and np.isnan(paper["series"])
+    assert (abstract["IoU (95% CI)"], abstract["DSC (95% CI)"]) == ("0.74", "0.85")
+    assert np.isnan(abstract["IoU low"]) and abstract["DSC"] == 0.85
+    assert ev.paper_ci(published.SEGMENTATION_ABSTRACT) == ("0.74", "0.85")
+    shown = ev.for_display(table)
+    assert list(shown.columns) == ev.SHOWN_COLUMNS
+    assert shown["series"].tolist() == [3, 2, "", ""]
+    assert shown["extra"].tolist() == [2, 2, "", ""] and shown.loc[2, "discs detected"] == ""
+    assert ev.best_model(evals) == "SwinUNETR"
+
+
+def test_series_with_issues():
+    series = _evaluation([0.5, 0.6, 0.7], [0.6, 0.7, 0.8]).series
+    assert ev.series_with_issues(series)["series"].tolist() == ["2_t1"]
+    series.loc[0, "mislabelled"] = 3
+    assert ev.series_with_issues(series)["series"].tolist() == ["0_t1", "2_t1"]
+
+
+def test_discs_per_mask(tmp_path):
+    from disclatent.segmentation.inference import discs_per_mask
+
+    arr = np.zeros((10, 10, 10), np.int16)
+    arr[1:3], arr[5:7], arr[8] = 201, 202, 203
+    io.write_image(io.Volume(arr, (1.0, 1.0, 1.0)), tmp_path / "masks" / "3_t1.mha")
+    io.write_image(io.Volume(arr * 0, (1.0, 1.0, 1.0)), tmp_path / "masks" / "4_t1.mha")
+    table = discs_per_mask(tmp_path, ["3_t1", "4_t1"])
+    assert table.set_index("series")["discs in mask"].to_dict() == {"3_t1": 3, "4_t1": 0}
+
+
+def test_chapter_figures(phantom_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from disclatent.report import segmentation_plots as plots
+
+    h = pd.DataFrame(
+        {"epoch": [1, 2, 3], "train_loss": [1.0, 0.8, 0.7], "val_iou": [0.2, 0.5, 0.4]}
+    )
+    fig = plots.learning_curves({"UNet": h})
+    kept = fig.axes[1].lines[-1]  # the dot on the epoch whose weights were kept
+    assert kept.get_xdata().tolist() == [2] and kept.get_ydata().tolist() == [0.5]
+    series = pd.DataFrame({"series": ["1_t1", "2_t1", "3_t1"], "dsc": [1.0, 1.0, 0.5]})
+    fig = plots.example_slices(phantom_dir, phantom_dir, series, n=2)
+    assert [ax.get_title() for ax in fig.axes] == ["1_t1: DSC 1.000", "2_t1: DSC 1.000"]
+    assert all(len(ax.collections) == 2 for ax in fig.axes)  # true and predicted outlines
+    with pytest.raises(ValueError, match="true or a predicted mask"):
+        plots.show_contours(
+            fig.axes[0],
+            io.read_image(spider.SpiderFolder(phantom_dir).image_path("1_t1")),
+            None,
+            None,
+        )
 
 
 @pytest.mark.slow
@@ -342,6 +582,13 @@ def test_train_and_predict_from_the_command_line(phantom_dir, tmp_path):
     overview = spider.read_overview(cohort / "overview.csv")
     assert sorted(overview["series"]) == sorted(test_series)
     spider.disc_table(cohort, modalities=None)  # joins gradings; must not raise
+    # the chapter's evaluations: the test site, then every series with its site and role
+    test = evaluate_test_site(model_dir, phantom_dir, tmp_path / "test_pred")
+    assert sorted(test.series["series"]) == sorted(test_series) and test.seconds_per_series > 0
+    assert len(test.discs) == test.series["gt_discs"].sum()
+    every = evaluate_every_series(model_dir, phantom_dir, tmp_path / "all_pred", split)
+    assert sorted(every["series"]) == sorted(split["series"])
+    assert set(every["role"]) == {"train", "val", "test"} and every["iou"].between(0, 1).all()
     # a finished run with the same config and data is reused, not retrained
     assert is_trained(model_dir, cfg)
     again = train(phantom_dir, model_dir, cfg, reuse=True, log=None)

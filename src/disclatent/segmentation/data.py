@@ -2,7 +2,9 @@
 
 **Network grid.** Every image is first put in the canonical LPS orientation from its header
 (:func:`disclatent.data.volume.to_canonical`: index axes i, j, k towards Left, Posterior, Superior;
-numpy order (SI, AP, LR)), then resampled to the study's spacing with this axis mapping::
+numpy order (SI, AP, LR)), then resampled to the study's spacing
+(:data:`disclatent.conventions.PAPER_SPACING`; a :class:`~disclatent.conventions.Spacing`
+names its axes) with this axis mapping::
 
     left-right (SPIDER x, index i)            1.4 mm
     anterior-posterior (SPIDER y, index j)    1.2 mm
@@ -19,6 +21,7 @@ ground truth.
 
 **Split.** The test cohort is every patient of one site; training and validation patients come
 from the other sites, drawn per patient (all series of a patient share one role), seeded.
+See ``book/method.md``, *Segmentation*.
 """
 
 from __future__ import annotations
@@ -32,40 +35,53 @@ import pandas as pd
 import SimpleITK as sitk
 
 from disclatent import published
-from disclatent.conventions import PAPER_SPACING
+from disclatent.conventions import PAPER_SPACING, Spacing
 from disclatent.data import labels as lab
 from disclatent.data.spider import SpiderFolder, read_overview
 from disclatent.data.volume import (
     DataError,
     Volume,
+    list_images,
     read_image,
     read_mask,
+    series_name,
     to_canonical,
 )
 from disclatent.formatting import natural_key
 
-# spacing along the canonical index axes (i = left-right, j = anterior-posterior,
-# k = superior-inferior), millimetres
-# the published grid in ITK (x, y, z) = (LR, AP, SI) order, as SimpleITK resamples
-NETWORK_SPACING: tuple[float, float, float] = PAPER_SPACING.xyz
 PAPER_TEST_FRACTION = published.TEST_FRACTION
 
 
 # ---------------------------------------------------------------------------------------
 # Resampling
 # ---------------------------------------------------------------------------------------
-def resample_to_spacing(
-    volume: Volume, spacing: tuple[float, float, float] = NETWORK_SPACING, label: bool = False
-) -> Volume:
-    """``volume`` in canonical LPS orientation, resampled to ``spacing`` along (i, j, k).
+def spacing_table(spacing: Spacing = PAPER_SPACING) -> pd.DataFrame:
+    """The network grid per canonical axis, in ITK (x, y, z) = (i, j, k) order."""
+    axes = ["LR (x, index i)", "AP (y, index j)", "SI (z, index k)"]
+    return pd.DataFrame({"axis": axes, "spacing (mm)": spacing.xyz})
 
-    ``spacing`` is given along the canonical axes (left-right, anterior-posterior,
-    superior-inferior). ``label=True`` uses nearest-neighbour interpolation and keeps the
-    integer type; otherwise linear interpolation to float32.
+
+def _check_spacing(spacing: Spacing) -> Spacing:
+    if not isinstance(spacing, Spacing):  # a bare tuple: which order? never guess
+        raise TypeError(
+            f"spacing must be a disclatent.conventions.Spacing(si, ap, lr), got {spacing!r}"
+        )
+    return spacing
+
+
+def resample_to_spacing(
+    volume: Volume, spacing: Spacing = PAPER_SPACING, label: bool = False
+) -> Volume:
+    """``volume`` in canonical LPS orientation, resampled to ``spacing``.
+
+    The canonical index axes (i, j, k) run left-right, anterior-posterior and
+    superior-inferior, so the grid's ITK spacing is ``spacing.xyz``. ``label=True`` uses
+    nearest-neighbour interpolation and keeps the integer type; otherwise linear
+    interpolation to float32.
     """
     canon = to_canonical(volume)
     sp_in = np.asarray(canon.spacing, float)
-    sp_out = np.asarray(spacing, float)
+    sp_out = np.asarray(_check_spacing(spacing).xyz, float)
     size_in = np.asarray(canon.size, float)
     size_out = np.maximum(np.round(size_in * sp_in / sp_out).astype(int), 1)
     # align the outer voxel corners of both grids
@@ -140,8 +156,6 @@ def site_table(root: str | Path, modalities: tuple[str, ...] | None = ("t1",)) -
     masks = set(folder.series(modalities=None))
     images = set()
     if folder.images_dir.is_dir():
-        from disclatent.data.volume import list_images, series_name
-
         images = {series_name(p) for p in list_images(folder.images_dir)}
     df = overview[overview["series"].isin(masks & images)].copy()
     if modalities is not None:
@@ -224,6 +238,21 @@ def make_split(
     return out
 
 
+def held_out_site(split: pd.DataFrame) -> str:
+    """The test site of a split (:func:`make_split`)."""
+    sites = sorted(set(split.loc[split["role"] == "test", "site"]))
+    if len(sites) != 1:
+        raise DataError(f"a split holds out exactly one site; its test series have {sites}")
+    return str(sites[0])
+
+
+def split_counts(split: pd.DataFrame) -> pd.DataFrame:
+    """Patients per site (rows) and role (columns) of a split."""
+    return split.pivot_table(
+        index="site", columns="role", values="patient", aggfunc="nunique", fill_value=0
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # Cases and patches
 # ---------------------------------------------------------------------------------------
@@ -241,7 +270,7 @@ class Case:
 def load_case(
     image_path: str | Path,
     mask_path: str | Path | None = None,
-    spacing: tuple[float, float, float] = NETWORK_SPACING,
+    spacing: Spacing = PAPER_SPACING,
 ) -> Case:
     """Read, resample and normalise one series (mask optional)."""
     image = read_image(image_path)
@@ -259,8 +288,6 @@ def load_case(
                 f"{mask.path}: resampled mask shape {label.shape} differs from image {arr.shape}"
             )
         fg = np.flatnonzero(label)
-    from disclatent.data.volume import series_name
-
     return Case(series_name(image_path), arr, label, net.with_array(arr), fg)
 
 
@@ -277,6 +304,8 @@ def sample_patch(
     case: Case, patch: tuple[int, int, int], rng: np.random.Generator, pos_fraction: float = 2 / 3
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random patch, centred on a disc voxel with probability ``pos_fraction``."""
+    if case.label is None:
+        raise DataError(f"{case.series}: a training series needs its mask")
     shape = np.array(case.image.shape)
     p = np.array(patch)
     if case.foreground is not None and len(case.foreground) and rng.random() < pos_fraction:

@@ -13,15 +13,24 @@ the image's own voxel grid. Per ground-truth disc: its predicted instance (one-t
 that maximises overlap, Hungarian), that instance's Dice with the disc, *detected* when that
 Dice is at least 0.5, and whether the instance's label names the same level. Confidence
 intervals: percentile bootstrap over series.
+
+**Supplementary Table 1** (:func:`supplementary_table_1`) puts every model's test figures
+beside the paper's (:data:`disclatent.published.SEGMENTATION` and
+:data:`~disclatent.published.SEGMENTATION_ABSTRACT`); see ``book/method.md``, *Segmentation*.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from disclatent import published
 from disclatent.data import labels as lab
 from disclatent.data.volume import Volume
 from disclatent.formatting import format_ci
@@ -198,3 +207,110 @@ def per_level(disc_df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# The models compared, beside the paper (Supplementary Table 1)
+# ---------------------------------------------------------------------------------------
+#: the paper's test cohort, as Supplementary Table 1 names it
+PAPER_DATA = "SPIDER T1, held-out hospital"
+_METRICS = ("IoU", "IoU low", "IoU high", "DSC", "DSC low", "DSC high")
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """One model on the test series: per-series and per-disc tables, inference time."""
+
+    series: pd.DataFrame  # one row per series (evaluate_series)
+    discs: pd.DataFrame  # one row per ground-truth disc
+    seconds_per_series: float  # mean wall time of segmenting one series
+
+
+def display_name(model: str) -> str:
+    """The name a table gives a model: SwinUNETR is always the V2 variant here."""
+    return model + ("-V2" if model == "SwinUNETR" else "")
+
+
+def paper_ci(entry: Mapping[str, Any] = published.SEGMENTATION) -> tuple[str, str]:
+    """IoU and DSC of a published row as ``"est (low-high)"`` (the estimate alone where the
+    source gives no interval)."""
+    iou, dsc = (
+        format_ci(entry[m], entry.get(f"{m} low"), entry.get(f"{m} high")) for m in ("IoU", "DSC")
+    )
+    return iou, dsc
+
+
+def _model_row(name: str, ev: ModelEvaluation, training_seconds: float, data: str) -> dict:
+    s = summarise(ev.series).iloc[0]
+    return {
+        "model": display_name(name),
+        "data": data,
+        "series": int(s["series"]),
+        **{m: s[m] for m in _METRICS},
+        "IoU (95% CI)": s["IoU (95% CI)"],
+        "DSC (95% CI)": s["DSC (95% CI)"],
+        "discs detected": f"{s['detected']}/{s['discs']}",
+        "extra": s["extra"],
+        "mislabelled": s["mislabelled"],
+        "training (min)": round(training_seconds / 60, 1),
+        "inference (s/series)": round(ev.seconds_per_series, 2),
+    }
+
+
+def _paper_row(entry: Mapping[str, Any]) -> dict:
+    iou, dsc = paper_ci(entry)
+    return {
+        "model": entry["model"],
+        "data": PAPER_DATA,
+        **{m: entry[m] for m in _METRICS if m in entry},
+        "IoU (95% CI)": iou,
+        "DSC (95% CI)": dsc,
+    }
+
+
+def supplementary_table_1(
+    evaluations: Mapping[str, ModelEvaluation],
+    training_seconds: Mapping[str, float],
+    data: str,
+) -> pd.DataFrame:
+    """Test IoU and DSC (95 % bootstrap CI) of every model, keyed by model name, with disc
+    counts and times; then the paper's row and the abstract's. ``data`` describes the test
+    cohort (e.g. ``"phantom, site D"``)."""
+    rows = [_model_row(name, ev, training_seconds[name], data) for name, ev in evaluations.items()]
+    rows += [_paper_row(published.SEGMENTATION), _paper_row(published.SEGMENTATION_ABSTRACT)]
+    return pd.DataFrame(rows)
+
+
+#: the columns of Supplementary Table 1 the chapter shows (the CSV has the numbers too)
+SHOWN_COLUMNS = [
+    "model",
+    "data",
+    "series",
+    "IoU (95% CI)",
+    "DSC (95% CI)",
+    "discs detected",
+    "extra",
+    "mislabelled",
+    "training (min)",
+    "inference (s/series)",
+]
+
+
+def for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:data:`SHOWN_COLUMNS` of :func:`supplementary_table_1`, blanks for missing values and
+    counts as integers (the paper's rows have none)."""
+    shown = table[SHOWN_COLUMNS]
+    shown = shown.astype(object).where(shown.notna(), "")
+    for col in ("series", "extra", "mislabelled"):
+        shown[col] = shown[col].map(lambda v: v if v == "" else int(v))
+    return shown
+
+
+def best_model(evaluations: Mapping[str, ModelEvaluation]) -> str:
+    """The model with the highest mean test DSC (the first one on a tie)."""
+    return max(evaluations, key=lambda n: summarise(evaluations[n].series).iloc[0]["DSC"])
+
+
+def series_with_issues(series_df: pd.DataFrame) -> pd.DataFrame:
+    """The series with a missed, extra or mislabelled disc (:func:`evaluate_series` rows)."""
+    return series_df[(series_df[["missed", "extra", "mislabelled"]] > 0).any(axis=1)]

@@ -1,0 +1,288 @@
+"""Segmenting images with a trained model, and evaluating the masks (``book/method.md``,
+*Segmentation*).
+
+**Inference**: the image is resampled to the network grid and normalised as in training;
+sliding-window logits, one sigmoid, probabilities resampled back to the image's own grid
+(linear) and thresholded at 0.5, then split into disc instances 201, 202, ... from the
+bottom up (:func:`disclatent.segmentation.evaluation.label_instances`). Masks are written
+in SPIDER format with the input file names.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from disclatent.conventions import PAPER_SPACING, Spacing
+from disclatent.data.spider import SpiderFolder
+from disclatent.data.volume import (
+    DataError,
+    Volume,
+    atomic_path,
+    image_suffix,
+    list_images,
+    read_image,
+    read_mask,
+    series_name,
+    write_image,
+    write_text_atomic,
+)
+from disclatent.segmentation.config import SegConfig
+from disclatent.segmentation.data import (
+    Case,
+    normalise_intensity,
+    resample_like,
+    resample_to_spacing,
+)
+from disclatent.segmentation.evaluation import ModelEvaluation, evaluate_series, label_instances
+from disclatent.segmentation.network import (
+    build_model,
+    resolve_device,
+    set_threads,
+    sigmoid,
+    sliding_logits,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+#: where the chapter writes, inside a model folder, the masks of models other than the one
+#: feeding later chapters (test series) and of every series (per-site comparison)
+TEST_PRED = "test_pred"
+ALL_PRED = "all_pred"
+
+
+class Segmenter:
+    """A trained model folder, ready to segment images."""
+
+    model_dir: Path | None
+    cfg: SegConfig
+    device: torch.device
+    model: torch.nn.Module
+
+    def __init__(self, model_dir: str | Path, device: str | None = None):
+        from safetensors.torch import load_file
+
+        self.model_dir = Path(model_dir)
+        try:
+            saved = json.loads((self.model_dir / "config.json").read_text())
+        except OSError as exc:
+            raise DataError(
+                f"{self.model_dir / 'config.json'}: not a trained model folder "
+                "(run `segment train` first)"
+            ) from exc
+        self.cfg = SegConfig.from_json(saved["config"])
+        weights = self.model_dir / "model.safetensors"
+        if not weights.exists():
+            raise DataError(f"{weights}: model weights not found")
+        self.device = resolve_device(device or self.cfg.device)
+        set_threads(self.cfg, self.device)
+        self.model = build_model(self.cfg)
+        self.model.load_state_dict(load_file(str(weights)))
+        self.model.to(self.device).eval()
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, cfg: SegConfig, device: str = "cpu") -> Segmenter:
+        """Wrap an in-memory model (tests, benchmarks)."""
+        self = cls.__new__(cls)
+        self.model_dir, self.cfg = None, cfg
+        self.device = resolve_device(device)
+        set_threads(cfg, self.device)
+        self.model = model.to(self.device).eval()
+        return self
+
+    def probability(self, image: Volume) -> Volume:
+        """Disc probability on the image's own voxel grid (float32)."""
+        case = load_case_from_volume(image, self.cfg.network_spacing)
+        prob = sigmoid(sliding_logits(self.model, case.image, self.cfg, self.device))
+        return resample_like(case.grid.with_array(prob), image, label=False)
+
+    def segment(self, image: Volume) -> tuple[Volume, dict]:
+        """Disc instances 201, 202, ... (SPIDER labels, numbered upward) on the image's grid."""
+        prob = self.probability(image)
+        fg = prob.with_array((prob.array > self.cfg.threshold).astype(np.uint8))
+        return label_instances(fg, self.cfg.min_disc_mm3)
+
+
+def load_case_from_volume(image: Volume, spacing: Spacing = PAPER_SPACING) -> Case:
+    """An image already in memory on the network grid, normalised (no mask)."""
+    net = resample_to_spacing(image, spacing, label=False)
+    arr = normalise_intensity(net.array)
+    return Case(series_name(image.path) if image.path else "", arr, None, net.with_array(arr))
+
+
+def _image_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if (path / "images").is_dir():
+        path = path / "images"
+    files = list_images(path)
+    if not files:
+        raise DataError(f"{path}: no image files found")
+    return files
+
+
+def predict_images(
+    model_dir: str | Path,
+    images: str | Path,
+    out: str | Path,
+    series: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+    segmenter: Segmenter | None = None,
+) -> pd.DataFrame:
+    """Segment an image, a folder of images or a SPIDER folder's ``images/``; write SPIDER
+    masks with the input file names to ``out/masks/``. Returns one row per series."""
+    seg = segmenter or Segmenter(model_dir)
+    files = _image_files(Path(images))
+    if series is not None:
+        wanted = set(series)
+        files = [f for f in files if series_name(f) in wanted]
+    rows = []
+    for f in files:
+        t0 = time.perf_counter()
+        image = read_image(f)
+        mask, info = seg.segment(image)
+        target = Path(out) / "masks" / f.name
+        write_image(
+            Volume(mask.array.astype(np.int16), image.spacing, image.origin, image.direction),
+            target,
+        )
+        seconds = time.perf_counter() - t0
+        rows.append({"series": series_name(f), "file": str(target), "seconds": seconds, **info})
+        if log:
+            log(f"{series_name(f)}: {info['n_discs']} discs, {seconds:.1f} s")
+    return pd.DataFrame(rows)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def _write_cohort_tables(folder: SpiderFolder, chosen: pd.DataFrame, out_root: Path) -> None:
+    """``overview.csv``, gradings and the phantom's truth, restricted to ``chosen``."""
+    series, patients = set(chosen["series"]), set(chosen["patient"])
+    overview = pd.read_csv(folder.overview_csv)
+    names = (
+        overview["new_file_name"]
+        .astype(str)
+        .map(lambda s: series_name(s) if image_suffix(s) else s)
+    )
+    _write_csv(overview[names.isin(series)], out_root / "overview.csv")
+    if folder.gradings_csv.exists():
+        grad = pd.read_csv(folder.gradings_csv)
+        _write_csv(
+            grad[grad["Patient"].astype(str).isin(patients)],
+            out_root / "radiological_gradings.csv",
+        )
+    truth = folder.root / "phantom_truth.csv"
+    if truth.exists():
+        t = pd.read_csv(truth, dtype={"patient": str})
+        _write_csv(t[t["series"].isin(series)], out_root / "phantom_truth.csv")
+
+
+def write_pred_cohort(
+    model_dir: str | Path,
+    data_root: str | Path,
+    out_root: str | Path,
+    roles: tuple[str, ...] = ("test",),
+    log: Callable[[str], None] | None = None,
+    segmenter: Segmenter | None = None,
+) -> pd.DataFrame:
+    """Predicted masks of the ``roles`` series of a model's split, as a SPIDER-format folder.
+
+    ``out_root`` gets ``masks/`` (predicted, same file names and grids as the images),
+    ``overview.csv`` and ``radiological_gradings.csv`` restricted to those series/patients
+    (so :func:`disclatent.data.spider.disc_table` and the later chapters read it unchanged), the
+    phantom's ``phantom_truth.csv`` restricted likewise when the source has one (it describes
+    the anatomy, not a mask), and ``prediction.json`` naming the model and source.
+    Images are not copied: they stay in ``data_root``.
+    """
+    model_dir, data_root, out_root = Path(model_dir), Path(data_root), Path(out_root)
+    split = pd.read_csv(model_dir / "split.csv", dtype={"patient": str})
+    chosen = split[split["role"].isin(roles)]
+    folder = SpiderFolder(data_root)
+    table = predict_images(
+        model_dir,
+        folder.images_dir,
+        out_root,
+        series=chosen["series"].tolist(),
+        log=log,
+        segmenter=segmenter,
+    )
+    _write_cohort_tables(folder, chosen, out_root)
+    cfg = json.loads((model_dir / "config.json").read_text())["config"]
+    manifest = {
+        "source": "pred",
+        "model": cfg["model"],
+        "model_dir": str(model_dir.resolve()),
+        "data_root": str(data_root.resolve()),
+        "roles": list(roles),
+        "series": table["series"].tolist(),
+        "labels": "201, 202, ... numbered upward from the most inferior predicted disc",
+    }
+    write_text_atomic(json.dumps(manifest, indent=2) + "\n", out_root / "prediction.json")
+    return table
+
+
+def read_manifest(pred_root: str | Path) -> dict[str, Any]:
+    """``prediction.json`` of a predicted cohort (:func:`write_pred_cohort`)."""
+    return json.loads((Path(pred_root) / "prediction.json").read_text())
+
+
+def evaluate_folder(
+    pred_root: str | Path, data_root: str | Path, series: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-series and per-disc evaluation of predicted masks against a SPIDER folder."""
+    pred_folder, truth = SpiderFolder(Path(pred_root)), SpiderFolder(Path(data_root))
+    names = series if series is not None else pred_folder.series(modalities=None)
+    rows, discs = [], []
+    for s in names:
+        row, d = evaluate_series(
+            read_mask(pred_folder.mask_path(s)), read_mask(truth.mask_path(s)), s
+        )
+        rows.append(row)
+        discs.append(d)
+    disc_df = pd.concat(discs, ignore_index=True) if discs else pd.DataFrame()
+    return pd.DataFrame(rows), disc_df
+
+
+def evaluate_test_site(
+    model_dir: str | Path, data_root: str | Path, out_root: str | Path
+) -> ModelEvaluation:
+    """Segment the test series of a model's split into ``out_root``
+    (:func:`write_pred_cohort`) and evaluate them against the truth."""
+    table = write_pred_cohort(model_dir, data_root, out_root)
+    series_df, disc_df = evaluate_folder(out_root, data_root, table["series"].tolist())
+    return ModelEvaluation(series_df, disc_df, float(table["seconds"].mean()))
+
+
+def evaluate_every_series(
+    model_dir: str | Path, data_root: str | Path, out: str | Path, split: pd.DataFrame
+) -> pd.DataFrame:
+    """Segment every series of ``split`` (training, validation and test) into ``out`` and
+    evaluate them; one row per series with its ``site`` and ``role``."""
+    names = split["series"].tolist()
+    predict_images(model_dir, SpiderFolder(Path(data_root)).images_dir, out, series=names)
+    every, _ = evaluate_folder(out, data_root, names)
+    return every.merge(split[["series", "site", "role"]], on="series")
+
+
+def discs_per_mask(pred_root: str | Path, series: list[str]) -> pd.DataFrame:
+    """How many disc labels each predicted mask of ``series`` holds."""
+    folder = SpiderFolder(Path(pred_root))
+    return pd.DataFrame(
+        [
+            {
+                "series": s,
+                "discs in mask": int((np.unique(read_mask(folder.mask_path(s)).array) > 0).sum()),
+            }
+            for s in series
+        ]
+    )

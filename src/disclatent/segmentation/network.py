@@ -1,0 +1,101 @@
+"""The networks, the loss, the device, and sliding-window logits (``book/method.md``,
+*Segmentation*).
+
+The three MONAI networks take one input channel (the normalised image) and give one logit
+channel (disc foreground) with no final activation: the sigmoid is applied exactly once,
+inside the loss during training and by :func:`sigmoid` at inference.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from disclatent.segmentation.config import SegConfig
+
+if TYPE_CHECKING:
+    import torch
+
+
+def build_model(cfg: SegConfig) -> torch.nn.Module:
+    """The MONAI network named by ``cfg.model`` (1 input channel, 1 logit channel)."""
+    from monai.networks.nets import SegResNet, SwinUNETR, UNet
+
+    if cfg.model == "UNet":
+        return UNet(
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=1,
+            channels=cfg.unet_channels,
+            strides=(2,) * (len(cfg.unet_channels) - 1),
+            num_res_units=cfg.unet_res_units,
+        )
+    if cfg.model == "SegResNet":
+        return SegResNet(
+            spatial_dims=3, init_filters=cfg.segresnet_filters, in_channels=1, out_channels=1
+        )
+    return SwinUNETR(
+        in_channels=1,
+        out_channels=1,
+        feature_size=cfg.swin_feature_size,
+        use_v2=True,
+        spatial_dims=3,
+    )
+
+
+def make_loss() -> torch.nn.Module:
+    """BCE + Dice, equal weights, on logits; the sigmoid is applied once, inside.
+
+    ``DiceCELoss(sigmoid=True)`` with one output channel computes ``BCEWithLogits(logits)``
+    plus the Dice loss of ``sigmoid(logits)``; the network itself has no final activation.
+    The Dice term is computed over the whole batch, so a patch without disc voxels does not
+    yield an undefined per-patch Dice.
+    """
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(sigmoid=True, lambda_dice=1.0, lambda_ce=1.0, batch=True)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA, else Apple's MPS, else the CPU; any other name as torch reads it."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def set_threads(cfg: SegConfig, device: torch.device) -> None:
+    """Apply ``cfg.threads`` (0: torch's default) when running on the CPU."""
+    import torch
+
+    if cfg.threads and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+
+
+def sliding_logits(
+    model: torch.nn.Module, image: np.ndarray, cfg: SegConfig, device: torch.device
+) -> np.ndarray:
+    """Logits (SI, AP, LR) of a normalised image on the network grid: Gaussian-weighted
+    sliding windows of ``cfg.patch`` overlapping by ``cfg.sw_overlap``."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
+    with torch.no_grad():
+        logits = sliding_window_inference(
+            x, cfg.patch, cfg.sw_batch_size, model, overlap=cfg.sw_overlap, mode="gaussian"
+        )
+    if not isinstance(logits, torch.Tensor):  # a network with several outputs
+        raise TypeError(f"{cfg.model}: expected one logit tensor, got {type(logits).__name__}")
+    return logits[0, 0].float().cpu().numpy()
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function in float32, without overflow for large ``|x|``."""
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
