@@ -49,7 +49,7 @@ from disclatent.segmentation.config import config_from_profile
 paths = BuildPaths.resolve(build_dir, profile)
 root = cohort_root(profile, data_dir, build_dir)
 settings = get_profile(profile)
-models_dir, pred_root, primary = paths.segmentation_models, paths.predictions, settings.seg_model
+model_dir, pred_root, primary = paths.segmentation_model, paths.predictions, settings.seg_model
 display(
     Markdown(
         f"Cohort: `{root}`; profile `{profile}`; models compared: "
@@ -94,7 +94,7 @@ training.settings_table(config_from_profile(profile, model=primary))
 # %%
 runs = {
     name: training.train(
-        root, models_dir / name, config_from_profile(profile, model=name), reuse=True, log=None
+        root, model_dir(name), config_from_profile(profile, model=name), reuse=True, log=None
     )
     for name in settings.seg_models
 }
@@ -109,14 +109,14 @@ table
 # sites (patient level, seeded). The split is written beside each model as `split.csv`.
 
 # %%
-split = training.read_split([models_dir / name for name in settings.seg_models])
+split = training.read_split([model_dir(name) for name in settings.seg_models])
 test_site = data.held_out_site(split)
 save_table(split, "segmentation_split", paths.root)
 display(
     Markdown(
         f"Held-out test site: **{test_site}** (site from "
         f"`{split['site_source'].iloc[0]}`). Patients per site and role; the split "
-        f"file is `{models_dir / primary / 'split.csv'}`."
+        f"file is `{model_dir(primary) / 'split.csv'}`."
     )
 )
 data.split_counts(split)
@@ -125,7 +125,7 @@ data.split_counts(split)
 # ## Learning curves
 
 # %%
-histories = {name: training.read_history(models_dir / name) for name in settings.seg_models}
+histories = {name: training.read_history(model_dir(name)) for name in settings.seg_models}
 fig = plots.learning_curves(histories)
 
 # %% [markdown]
@@ -140,9 +140,9 @@ fig = plots.learning_curves(histories)
 # %%
 evals = {
     name: inference.evaluate_test_site(
-        models_dir / name,
+        model_dir(name),
         root,
-        pred_root if name == primary else models_dir / name / inference.TEST_PRED,
+        pred_root if name == primary else model_dir(name) / inference.TEST_PRED,
     )
     for name in settings.seg_models
 }
@@ -207,8 +207,8 @@ issues
 # the cost of a new site.
 
 # %%
-all_pred = models_dir / primary / inference.ALL_PRED
-every = inference.evaluate_every_series(models_dir / primary, root, all_pred, split)
+all_pred = model_dir(primary) / inference.ALL_PRED
+every = inference.evaluate_every_series(model_dir(primary), root, all_pred, split)
 per_site = evaluation.summarise(every, by=["site", "role"])
 save_table(per_site, "segmentation_per_site", paths.root)
 per_site[

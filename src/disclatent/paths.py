@@ -116,6 +116,10 @@ class BuildPaths:
     def segmentation_models(self) -> Path:
         return self.models / f"seg-{self.profile}"
 
+    def segmentation_model(self, name: str) -> Path:
+        """One trained segmentation model (``UNet``, ``SegResNet``, ``SwinUNETR``; 01_segmentation)."""
+        return self.segmentation_models / name
+
     @property
     def autoencoder_models(self) -> Path:
         return self.models / "autoencoder" / self.profile
