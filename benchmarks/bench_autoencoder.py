@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", default="", help="also write the result to this JSON file")
     args = ap.parse_args(argv)
-    # disclatent.autoencoder.core.fit sets torch's CPU threads from this variable (read on import)
+    # disclatent.autoencoder.fit sets torch's CPU threads from this variable (read on import)
     os.environ["DISCLATENT_CPU_THREADS"] = str(args.threads)
 
     import numpy as np
     import torch
 
-    from disclatent.autoencoder import core as A
+    from disclatent import autoencoder as A
     from disclatent.data.cohort import cohort_root
 
     torch.set_num_threads(args.threads)

@@ -35,48 +35,44 @@ build_dir = "_build"  # where every output goes (relative to the project root)
 
 # %%
 import warnings
+from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from disclatent.autoencoder import core as ae_mod
-from disclatent.data.cohort import cohort_root
+from disclatent import autoencoder as ae
 from disclatent.discs.isolation import DiscWarning
-from disclatent.paths import resolve_build_dir
+from disclatent.discs.store import load_disc_store
+from disclatent.paths import BuildPaths
 from disclatent.profiles import get_profile
+from disclatent.report import autoencoder_plots as ae_plots
 from disclatent.report.tables import save_table
 
+# %%
 cfg_profile = get_profile(profile)
-build = resolve_build_dir(build_dir)
-root = cohort_root(profile, data_dir, build_dir)
-base = ae_mod.AEConfig.from_profile(cfg_profile)
-models_dir = build / "models" / "autoencoder" / profile
-device = ae_mod.default_device()
+paths = BuildPaths.resolve(build_dir, profile)
+base = ae.AEConfig.from_profile(cfg_profile)
+device = ae.default_device()
 if device.type == "cpu" and base.cpu_threads > 0:
     torch.set_num_threads(base.cpu_threads)  # as in training (profile, DISCLATENT_CPU_THREADS)
 
+# %% [markdown]
+# The discs are those the geometry chapter isolated from the T1 masks, cropped about their
+# centre to the model's cube; whole patients are held out of training.
+
+# %%
+store = load_disc_store(paths.require(paths.disc_store("gt"), "02_geometry"))
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", DiscWarning)
-    discs = ae_mod.load_discs(root, base, build / "data" / f"ae-discs-{profile}.npz")
+    discs = ae.discs_from_store(store, base)  # a disc that does not fit is left out
 for w in caught[:5]:
     print("note:", w.message)
-train_idx, held_idx = ae_mod.patient_split(
+train_idx, held_idx = ae.patient_split(
     discs.table["patient"], cfg_profile.ae_heldout_fraction, seed=base.seed
 )
 train, held = discs.cubes[train_idx], discs.cubes[held_idx]
-n_pat = discs.table["patient"].nunique()
-display(
-    Markdown(
-        f"Cohort `{root.name}`: {len(discs.cubes)} discs of {n_pat} patients (T1 masks). "
-        f"{int(train_idx.sum())} discs of {discs.table.loc[train_idx, 'patient'].nunique()} "
-        f"patients train the models; {int(held_idx.sum())} discs of "
-        f"{discs.table.loc[held_idx, 'patient'].nunique()} patients are held out. "
-        f"Device: `{device}`."
-    )
-)
+cohort = Path(data_dir).expanduser().resolve().name if data_dir else paths.phantom.name
+display(Markdown(ae.split_text(cohort, discs.table, held_idx, device)))
 
 # %% [markdown]
 # ## The model, and where this profile departs from the paper
@@ -89,16 +85,8 @@ display(
 # 10^-3, batch 4 and a 1000-epoch budget.
 
 # %%
-paper_cfg = ae_mod.AEConfig.from_profile("paper")
-paper_params = ae_mod.count_parameters(ae_mod.build_model(paper_cfg))
-ours_params = ae_mod.count_parameters(ae_mod.build_model(base))
-settings = pd.DataFrame(
-    {
-        "paper profile": ae_mod.describe_config(paper_cfg, paper_params),
-        f"this run ({profile})": ae_mod.describe_config(base, ours_params),
-    }
-)
-save_table(settings, "autoencoder_settings", build, index=True)
+settings = ae.settings_table(base, profile)
+save_table(settings, "autoencoder_settings", paths.root, index=True)
 settings
 
 # %% [markdown]
@@ -125,28 +113,30 @@ settings
 # ## The bottleneck sweep
 
 # %%
-results, models, pcas = ae_mod.sweep(
-    train, held, base, cfg_profile.ae_latent_dims, out_dir=models_dir, progress=False, device=device
+results, models, pcas = ae.sweep(
+    train,
+    held,
+    base,
+    cfg_profile.ae_latent_dims,
+    out_dir=paths.autoencoder_models,
+    progress=False,
+    device=device,
+    split=ae.split_table(discs.table, held_idx),
 )
-save_table(results, "autoencoder_sweep_raw", build)
-table = ae_mod.sweep_table(results)
-save_table(table, "autoencoder_sweep", build)
-display(
-    Markdown(
-        "IoU: mean over discs with a 95 % percentile-bootstrap interval (2000 resamples of discs). "
-        "Epochs: the first epoch at which the eval-mode mean training IoU reached 0.995. "
-        "Paper figures: training IoU only; the paper reports neither held-out nor baseline "
-        "figures."
-    )
-)
+save_table(results, "autoencoder_sweep_raw", paths.root)
+table = ae.sweep_table(results)
+
+# %% [markdown]
+# IoU: mean over discs with a 95 % percentile-bootstrap interval (2000 resamples of discs).
+# Epochs: the first epoch at which the eval-mode mean training IoU reached 0.995. Paper
+# figures: training IoU only; the paper reports neither held-out nor baseline figures.
+
+# %%
+save_table(table, "autoencoder_sweep", paths.root)
 table.set_index("k")
 
 # %%
-timing = results[
-    ["latent_dim", "epochs_run", "train_seconds", "parameters", "n_train", "n_heldout"]
-].rename(columns={"latent_dim": "k"})
-timing["seconds per epoch"] = (timing["train_seconds"] / timing["epochs_run"]).round(2)
-timing.set_index("k")
+ae.timing_table(results)
 
 # %% [markdown]
 # ## Training curves
@@ -155,29 +145,7 @@ timing.set_index("k")
 # criterion (0.995).
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-for k, model in models.items():
-    h = model.history
-    if h.empty:
-        continue
-    axes[0].plot(h["epoch"], h["loss"], label=f"k={k}")
-    axes[1].plot(h["epoch"], h["train_iou"], label=f"k={k}")
-axes[0].set_yscale("log")
-axes[0].set_ylabel("training loss")
-axes[1].axhline(base.target_iou, ls="--", color="k", lw=1)
-axes[1].set_ylabel("mean IoU, all training discs (eval mode)")
-axes[1].set_ylim(
-    max(
-        0.0,
-        min(h["train_iou"].min() for h in (m.history for m in models.values()) if not h.empty)
-        - 0.02,
-    ),
-    1.0,
-)
-for ax in axes:
-    ax.set_xlabel("epoch")
-    ax.legend()
-fig.tight_layout()
+fig = ae_plots.plot_training_curves(models, base.target_iou)
 
 # %% [markdown]
 # ## Input and reconstruction
@@ -188,13 +156,7 @@ fig.tight_layout()
 # anterior up, the patient's left on the right. Axes in millimetres.
 
 # %%
-rng = np.random.default_rng(0)
-picks = [("train", i) for i in rng.choice(len(train), size=min(2, len(train)), replace=False)]
-if len(held):
-    picks.append(("held out", int(rng.integers(len(held)))))
-ks = list(models)
-k_pca = 4 if 4 in pcas else ks[-1]
-figs = ae_mod.plot_reconstructions(train, held, picks, models, pcas[k_pca], k_pca, base.spacing_mm)
+figs = ae_plots.reconstruction_figures(train, held, models, pcas, base.spacing_mm)
 
 # %% [markdown]
 # ## The linear baseline
@@ -205,71 +167,11 @@ figs = ae_mod.plot_reconstructions(train, held, picks, models, pcas[k_pca], k_pc
 # carry over to discs it has not seen.
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.6))
-x = np.arange(len(results))
-w = 0.2
-bars = [
-    ("train_iou", "autoencoder, training"),
-    ("heldout_iou", "autoencoder, held out"),
-    ("pca_train_iou", "PCA, training"),
-    ("pca_heldout_iou", "PCA, held out"),
-]
-for j, (col, label) in enumerate(bars):
-    lo, hi = results[col + "_lo"], results[col + "_hi"]
-    ax.bar(
-        x + (j - 1.5) * w,
-        results[col],
-        w,
-        label=label,
-        yerr=[results[col] - lo, hi - results[col]],
-        capsize=2,
-    )
-ax.set_xticks(x, [f"k={k}" for k in results["latent_dim"]])
-ax.set_ylabel("mean IoU (95% CI)")
-lowest = np.nanmin(results[[c for c, _ in bars]].to_numpy())
-ax.set_ylim(max(0.0, lowest - 0.05), 1.0)
-ax.axhline(base.target_iou, ls="--", color="k", lw=1)
-ax.legend(fontsize=8, loc="lower left")
-fig.tight_layout()
+fig = ae_plots.plot_iou_bars(results, base.target_iou)
 
 # %%
-k_main = 4 if 4 in models else ks[-1]
-r = results.set_index("latent_dim").loc[k_main]
-gap_ae = r.train_iou - r.heldout_iou
-lines = [
-    f"At k = {k_main}: training IoU {r.train_iou:.4f}, held-out IoU {r.heldout_iou:.4f} "
-    f"(a gap of {gap_ae:.4f}); PCA with {int(r.pca_components)} components: training "
-    f"{r.pca_train_iou:.4f}, held out {r.pca_heldout_iou:.4f}.",
-    f"The autoencoder converged by the paper's criterion after {int(r.epochs_to_converge)} epochs."
-    if r.converged
-    else f"The autoencoder did **not** reach the paper's criterion (0.995) within the "
-    f"`{profile}` budget of {int(r.epochs_run)} epochs.",
-]
-if np.isfinite(r.heldout_iou) and np.isfinite(r.pca_heldout_iou):
-    better = "better" if r.heldout_iou > r.pca_heldout_iou else "no better"
-    lines.append(
-        f"On discs it has never seen, the autoencoder reconstructs {better} than the "
-        f"linear shape model with the same {k_main} numbers "
-        f"({r.heldout_iou:.4f} vs {r.pca_heldout_iou:.4f})."
-    )
-display(Markdown(" ".join(lines)))
-metrics = {
-    int(k): {key: v for key, v in m.metrics.items() if not isinstance(v, list | dict)}
-    for k, m in models.items()
-}
-pd.DataFrame(metrics).T[
-    [
-        "epochs",
-        "converged",
-        "train_iou",
-        "train_iou_min",
-        "heldout_iou",
-        "train_seconds",
-        "volumes_per_second",
-        "parameters",
-        "device",
-    ]
-]
+display(Markdown(ae.summary_text(results, profile)))
+ae.metrics_table(models)
 
 # %% [markdown]
 # ## Speed

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from disclatent.autoencoder import core as A
+from disclatent import autoencoder as A
+from disclatent.autoencoder import checkpoint, training
 from disclatent.cli import main
 from disclatent.data import volume as io
 from disclatent.data.phantom import write_phantom
@@ -80,11 +81,36 @@ def test_paper_architecture_has_about_9_4_million_parameters():
     assert torch.equal(model.decode(z), y)
 
 
-def test_every_profile_gives_a_valid_model():
-    for name in ("quick", "default", "paper"):
-        cfg = A.AEConfig.from_profile(name, 3)
-        assert cfg.size % 2 ** len(cfg.channels) == 0
-        assert cfg.latent_dim == 3
+def expected_parameters(size: int, channels: tuple[int, ...], k: int) -> int:
+    """Parameters of the architecture counted by hand: 3^3 kernels without bias before
+    batch norm (2 parameters per channel), linear layers in and out of the bottleneck."""
+    flat = channels[-1] * (size // 2 ** len(channels)) ** 3
+    pairs = list(zip((1, *channels[:-1]), channels, strict=True))
+    encoder = sum(27 * a * b + 2 * b for a, b in pairs)
+    bottleneck = (flat * k + k) + k * flat + 2 * channels[-1]
+    decoder = sum(27 * b * a + 2 * a for a, b in pairs[1:]) + 27 * channels[0] + 1
+    return encoder + bottleneck + decoder
+
+
+@pytest.mark.parametrize("name", ["quick", "default", "paper"])
+def test_every_profile_gives_a_valid_model(name):
+    from disclatent.profiles import get_profile
+
+    profile = get_profile(name)
+    cfg = A.AEConfig.from_profile(name, 3)
+    assert (cfg.latent_dim, cfg.size, cfg.channels) == (3, profile.ae_size, profile.ae_channels)
+    assert cfg.spacing_mm == profile.disc_spacing_mm  # the isolation chapter's grid
+    model = A.build_model(cfg).eval()
+    assert model.bottom == cfg.size // 2 ** len(cfg.channels) >= 2
+    x = torch.zeros(2, 1, cfg.size, cfg.size, cfg.size)
+    with torch.no_grad():
+        z = model.encode(x)
+        y = model.decode(z)
+    assert z.shape == (2, 3) and y.shape == x.shape
+    assert A.count_parameters(model) == expected_parameters(cfg.size, cfg.channels, 3)
+    if name == "paper":  # the paper's "about 9.4 M parameters" (k = 4)
+        paper = A.build_model(A.AEConfig.from_profile(name, 4))
+        assert A.count_parameters(paper) == 9_438_789
 
 
 def test_config_rejects_bad_settings():
@@ -169,8 +195,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(cubes, tmp_path)
             checkpoint_seconds=0,
             callback=interrupt,
         )
-    ckpt = tmp_path / "a" / A.CHECKPOINT_FILE
-    assert ckpt.exists() and not (tmp_path / "a" / A.MODEL_FILE).exists()
+    ckpt = tmp_path / "a" / checkpoint.CHECKPOINT_FILE
+    assert ckpt.exists() and not (tmp_path / "a" / checkpoint.MODEL_FILE).exists()
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     seen = []
     resumed = A.fit(
@@ -187,7 +213,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(cubes, tmp_path)
         straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(p, q, msg=name)
-    assert (tmp_path / "a" / A.MODEL_FILE).exists() and not ckpt.exists()
+    assert (tmp_path / "a" / checkpoint.MODEL_FILE).exists() and not ckpt.exists()
     # a checkpoint of another configuration (or other discs) is not resumed
     seen.clear()
     A.fit(
@@ -205,7 +231,7 @@ def test_save_and_load_use_safetensors_only(cubes, tmp_path, monkeypatch):
     ae = A.fit(cubes, replace(TINY, max_epochs=1), out_dir=tmp_path, device="cpu", progress=False)
     from safetensors import safe_open
 
-    with safe_open(str(tmp_path / A.MODEL_FILE), framework="pt") as f:
+    with safe_open(str(tmp_path / checkpoint.MODEL_FILE), framework="pt") as f:
         assert "decoder.0.running_mean" in f.keys()  # batch-norm statistics are saved
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was used"))
     loaded = A.DiscAE.load(tmp_path, "cpu")
@@ -272,15 +298,15 @@ def test_sweep_table_and_cached_models(cubes, tmp_path, monkeypatch):
     assert len(models[4].history) == 2
     # unchanged settings and discs: the saved models are reused, not retrained
     with monkeypatch.context() as mp:
-        mp.setattr(A, "fit", lambda *a, **k: pytest.fail("retrained an unchanged model"))
+        mp.setattr(training, "fit", lambda *a, **k: pytest.fail("retrained an unchanged model"))
         again, _, _ = A.sweep(
             train, held, base, (4,), out_dir=tmp_path, progress=False, device="cpu"
         )
     assert again["train_iou"].iloc[0] == pytest.approx(results["train_iou"].iloc[0])
     # other training discs: retrained
     calls = []
-    real_fit = A.fit
-    monkeypatch.setattr(A, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    real_fit = training.fit
+    monkeypatch.setattr(training, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     A.sweep(train[:8], held, base, (4,), out_dir=tmp_path, progress=False, device="cpu")
     assert calls == [1]
 
@@ -433,7 +459,7 @@ def test_metrics_json_is_strict_json_without_heldout_discs(cubes, tmp_path):
 
 
 def test_cpu_threads_come_from_the_profile_the_environment_or_an_override(monkeypatch):
-    from disclatent.segmentation.training import config_from_profile
+    from disclatent.segmentation.config import config_from_profile
 
     monkeypatch.delenv("DISCLATENT_CPU_THREADS", raising=False)
     assert A.AEConfig.from_profile("quick").cpu_threads == 1
@@ -451,3 +477,200 @@ def test_cpu_threads_come_from_the_profile_the_environment_or_an_override(monkey
     monkeypatch.setenv("DISCLATENT_CPU_THREADS", "two")
     with pytest.raises(ValueError, match="DISCLATENT_CPU_THREADS"):
         A.AEConfig.from_profile("default")
+
+
+# -- the learning-rate schedule -------------------------------------------------------------
+def test_learning_rate_schedules_hand_computed():
+    from disclatent.autoencoder.objective import learning_rate
+
+    one = replace(TINY, lr=1e-3, schedule="onecycle")
+    assert learning_rate(one, 0, 100) == pytest.approx(1e-3)  # start of the warm-up
+    assert learning_rate(one, 5, 100) == pytest.approx(2e-3)  # half way: lr + (3 lr - lr) / 2
+    assert learning_rate(one, 10, 100) == pytest.approx(3e-3)  # peak after 10 %
+    assert learning_rate(one, 55, 100) == pytest.approx(1e-5 + (3e-3 - 1e-5) / 2)  # cos(pi/2)
+    assert learning_rate(one, 100, 100) == pytest.approx(1e-5)  # lr / 100 at the end
+    cos = replace(TINY, lr=1e-3, schedule="cosine")
+    assert learning_rate(cos, 0, 10) == pytest.approx(1e-3)
+    assert learning_rate(cos, 10, 10) == pytest.approx(2e-5)  # lr / 50
+    assert learning_rate(replace(TINY, schedule="constant"), 7, 10) == TINY.lr
+
+
+# -- discs from the geometry chapter's store ------------------------------------------------
+def test_discs_from_a_larger_store_equal_discs_isolated_at_the_model_size(tmp_path):
+    from disclatent.discs.isolation import DiscWarning
+    from disclatent.discs.store import build_disc_store, load_disc_store
+
+    arr = np.zeros((60, 100, 40), np.int16)  # (SI, AP, LR) at 1 mm
+    arr[8:13, 20:50, 5:33] = 201  # 30 mm AP: fits a 16^3 cube at 2 mm (32 mm)
+    arr[24:28, 10:80, 4:36] = 202  # 70 mm AP: fits the 48^3 store (96 mm), not 16^3
+    arr[44:49, 30:61, 8:34] = 203  # 31 mm AP
+    io.write_image(io.Volume(arr, (1.0, 1.0, 1.0)), tmp_path / "masks" / "7_t1.mha")
+    cfg = A.AEConfig(size=16, spacing_mm=(2.0, 2.0, 2.0), channels=(8, 16))
+    with pytest.warns(UserWarning, match="does not fit"):
+        direct = A.load_discs(tmp_path, cfg)
+    store = load_disc_store(
+        build_disc_store(tmp_path, tmp_path / "s.npz", spacing_mm=(2.0, 2.0, 2.0), size=48)
+    )
+    assert store.size == 48 and len(store) == 3
+    with pytest.warns(DiscWarning, match="7_t1 disc 2: does not fit the model's 16"):
+        cropped = A.discs_from_store(store, cfg)
+    np.testing.assert_array_equal(cropped.cubes, direct.cubes)
+    cols = ["patient", "series", "ivd_label", "level"]
+    pd.testing.assert_frame_equal(cropped.table[cols], direct.table[cols])
+    assert cropped.skipped["ivd_label"].tolist() == direct.skipped["ivd_label"].tolist() == [2]
+    with pytest.raises(ValueError, match="grid"):
+        A.discs_from_store(store, replace(cfg, spacing_mm=(2.0, 2.0, 2.5)))
+
+
+# -- the chapter's tables and sentences -----------------------------------------------------
+def sweep_results(converged: bool = True) -> pd.DataFrame:
+    row = dict(
+        converged=converged,
+        epochs_to_converge=35.0 if converged else np.nan,
+        epochs_run=40,
+        train_iou=0.99,
+        heldout_iou=0.95,
+        pca_components=4,
+        pca_train_iou=0.9,
+        pca_heldout_iou=0.96,
+        train_seconds=20.0,
+        parameters=1000,
+        n_train=30,
+        n_heldout=8,
+    )
+    return pd.DataFrame([{"latent_dim": 8, **row, "train_seconds": 30.0}, {"latent_dim": 4, **row}])
+
+
+def test_summary_text_hand_written():
+    assert A.summary_text(sweep_results(), "quick") == (
+        "At k = 4: training IoU 0.9900, held-out IoU 0.9500 (a gap of 0.0400); PCA with 4 "
+        "components: training 0.9000, held out 0.9600. The autoencoder converged by the "
+        "paper's criterion after 35 epochs. On discs it has never seen, the autoencoder "
+        "reconstructs no better than the linear shape model with the same 4 numbers "
+        "(0.9500 vs 0.9600)."
+    )
+    text = A.summary_text(sweep_results(converged=False).iloc[:1], "default")
+    assert text.startswith("At k = 8: ")  # without k = 4, the last k swept
+    assert "did **not** reach the paper's criterion (0.995) within the `default` budget of " in text
+    assert text.endswith(
+        "of 40 epochs. On discs it has never seen, the autoencoder "
+        "reconstructs no better than the linear shape model with the same 8 "
+        "numbers (0.9500 vs 0.9600)."
+    )
+    nan_held = sweep_results().assign(heldout_iou=np.nan)
+    assert "never seen" not in A.summary_text(nan_held, "quick")  # no held-out discs
+
+
+def test_split_table_and_text():
+    table = pd.DataFrame(
+        {
+            "patient": ["1", "1", "2", "3", "3", "3"],
+            "series": ["1_t1", "1_t1", "2_t1", "3_t1", "3_t1", "3_t1"],
+            "ivd_label": [1, 2, 1, 1, 2, 3],
+            "level": ["L5/S1", "L4/L5", "L5/S1", "L5/S1", "L4/L5", "L3/L4"],
+            "n_voxels": [1, 2, 3, 4, 5, 6],
+        }
+    )
+    held = np.array([False, False, True, False, False, False])
+    split = A.split_table(table, held)
+    assert list(split.columns) == ["patient", "series", "ivd_label", "level", "split"]
+    assert split["split"].tolist() == ["train", "train", "heldout", "train", "train", "train"]
+    assert A.split_text("phantom-quick", table, held, "cpu") == (
+        "Cohort `phantom-quick`: 6 discs of 3 patients (T1 masks). 5 discs of 2 patients "
+        "train the models; 1 discs of 1 patients are held out. Device: `cpu`."
+    )
+
+
+def test_timing_and_metrics_tables():
+    timing = A.timing_table(sweep_results())
+    assert timing.index.tolist() == [8, 4]
+    assert timing["seconds per epoch"].tolist() == [0.75, 0.5]  # 30 / 40, 20 / 40
+    models = {
+        k: A.DiscAE(
+            TINY,
+            device="cpu",
+            metrics={
+                "epochs": 3,
+                "converged": False,
+                "train_iou": 0.5 + k / 100,
+                "train_iou_ci": [0.4, 0.6],  # lists are left out
+                "train_iou_min": 0.2,
+                "heldout_iou": 0.4,
+                "train_seconds": 1.5,
+                "volumes_per_second": 10.0,
+                "parameters": 99,
+                "device": "cpu",
+                "data": "abc",
+            },
+        )
+        for k in (8, 4)
+    }
+    table = A.metrics_table(models)
+    assert table.index.tolist() == [8, 4]
+    assert table.columns[0] == "epochs" and table.columns[-1] == "device"
+    assert "train_iou_ci" not in table and "data" not in table
+    assert table.loc[4, "train_iou"] == pytest.approx(0.54)
+    assert A.main_latent_dim([64, 8, 4, 3]) == 4 and A.main_latent_dim([64, 8]) == 8
+
+
+def test_settings_table_sets_the_paper_beside_this_run():
+    table = A.settings_table(A.AEConfig.from_profile("quick"), "quick")
+    assert list(table.columns) == ["paper profile", "this run (quick)"]
+    assert table.loc["parameters (k=4)", "paper profile"] == "9,438,789"
+    assert table.loc["input cube (voxels)"].tolist() == ["64^3", "32^3"]
+    assert table.loc["spacing SI x AP x LR (mm)"].tolist() == ["1.5 x 1.2 x 1.4", "3 x 2.4 x 2.8"]
+    assert table.loc["field of view (mm)", "paper profile"] == "96 x 77 x 90"
+
+
+def test_the_sweep_writes_the_split_and_its_models_load_for_new_discs(cubes, tmp_path):
+    table = pd.DataFrame({"patient": [str(i // 3) for i in range(12)], "ivd_label": 1})
+    held = np.arange(12) >= 9
+    split = A.split_table(table, held)
+    _, models, _ = A.sweep(
+        cubes[~held],
+        cubes[held],
+        replace(TINY, max_epochs=1),
+        (4,),
+        out_dir=tmp_path,
+        progress=False,
+        device="cpu",
+        split=split,
+    )
+    saved = pd.read_csv(tmp_path / "k4" / "discs.csv", dtype={"patient": str})
+    pd.testing.assert_frame_equal(saved, split)
+    loaded = A.DiscAE.load(tmp_path / "k4", "cpu")  # what later chapters do
+    assert (loaded.config.size, loaded.config.spacing_mm) == (16, (2.0, 2.0, 2.0))
+    np.testing.assert_array_equal(loaded.encode(cubes), models[4].encode(cubes))
+
+
+# -- the chapter's figures ------------------------------------------------------------------
+def test_reconstruction_picks_and_figures(cubes):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from disclatent.report import autoencoder_plots as P
+
+    picks = P.reconstruction_picks(9, 3, seed=0)
+    rng = np.random.default_rng(0)
+    expected = [("train", int(i)) for i in rng.choice(9, size=2, replace=False)]
+    assert picks == [*expected, ("held out", int(rng.integers(3)))]
+    assert P.reconstruction_picks(1, 0) == [("train", 0)]
+    ae = A.fit(cubes[:9], replace(TINY, max_epochs=1), device="cpu", progress=False)
+    pca = A.PCABaseline(4).fit(cubes[:9])
+    figs = P.reconstruction_figures(cubes[:9], cubes[9:], {4: ae}, {4: pca}, (2.0, 2.0, 2.0))
+    assert len(figs) == 3 and len(figs[0].axes) == 3 * 3  # planes x (input, k=4, PCA)
+    sagittal = figs[0].axes[0].images[0]
+    assert sagittal.get_extent() == [0, 32.0, 0, 32.0]  # 16 voxels x 2 mm
+    assert figs[0].axes[1].get_title().startswith("k=4 (IoU ")
+    ae.history = ae.history.assign(train_iou=0.5)
+    curves = P.plot_training_curves({4: ae}, 0.995)
+    assert curves.axes[1].get_ylim() == (0.48, 1.0)
+    results = sweep_results()
+    for col, _ in P.IOU_BARS:
+        results[col + "_lo"], results[col + "_hi"] = results[col] - 0.01, results[col] + 0.01
+    bars = P.plot_iou_bars(results, 0.995)
+    assert len(bars.axes[0].patches) == 2 * 4  # (train, held out) x (AE, PCA) for 2 k
+    assert bars.axes[0].get_ylim() == pytest.approx((0.85, 1.0))  # lowest lower bound - 0.05
+    plt.close("all")

@@ -1,0 +1,102 @@
+"""The network: :class:`DiscAutoencoder` (``book/method.md``, *Autoencoder*).
+
+Input: one binary disc cube ``(S, S, S)`` in the canonical anatomical order of
+:mod:`disclatent.discs.isolation` (numpy axes SI, AP, LR). Encoder: ``n`` stride-2 3-D
+convolutions (kernel 3) each followed by batch normalisation and ReLU; a *linear* bottleneck
+of size ``k`` (no activation on the latent vector); decoder: a linear layer back to the
+coarsest grid, then ``n`` stride-2 3-D transposed convolutions (kernel 3) with batch
+normalisation and ReLU, the last one giving one channel of logits. No skip connections. With
+64^3 inputs and channels 32-64-128-256-512 (the ``paper`` profile) the model has 9,438,789
+parameters at k = 4 (:func:`count_parameters`), the paper's "about 9.4 M".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import torch
+from torch import nn
+
+from disclatent.autoencoder.config import AEConfig
+
+
+class DiscAutoencoder(nn.Module):
+    """Strided 3-D conv encoder, linear bottleneck, transposed-conv decoder; logits out."""
+
+    def __init__(
+        self, size: int = 64, channels: Sequence[int] = (32, 64, 128, 256, 512), latent_dim: int = 4
+    ) -> None:
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        n = len(channels)
+        if size % 2**n:
+            raise ValueError(f"size {size} not divisible by 2^{n}")
+        self.size, self.channels, self.latent_dim = size, channels, latent_dim
+        self.bottom = size // 2**n
+        enc: list[nn.Module] = []
+        c_in = 1
+        for c in channels:
+            enc += [
+                nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm3d(c),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = c
+        self.encoder = nn.Sequential(*enc)
+        flat = channels[-1] * self.bottom**3
+        self.to_latent = nn.Linear(flat, latent_dim)  # linear bottleneck: no activation
+        self.from_latent = nn.Linear(latent_dim, flat, bias=False)
+        dec: list[nn.Module] = [nn.BatchNorm3d(channels[-1]), nn.ReLU(inplace=True)]
+        rev = channels[::-1]
+        for c_a, c_b in zip(rev[:-1], rev[1:], strict=True):
+            dec += [
+                nn.ConvTranspose3d(c_a, c_b, 3, stride=2, padding=1, output_padding=1, bias=False),
+                nn.BatchNorm3d(c_b),
+                nn.ReLU(inplace=True),
+            ]
+        dec.append(nn.ConvTranspose3d(channels[0], 1, 3, stride=2, padding=1, output_padding=1))
+        self.decoder = nn.Sequential(*dec)
+
+    @property
+    def output_layer(self) -> nn.ConvTranspose3d:
+        """The last transposed convolution (its bias sets the logits' starting level)."""
+        layer = self.decoder[-1]
+        assert isinstance(layer, nn.ConvTranspose3d)
+        return layer
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, 1, S, S, S) float -> (n, k)."""
+        return self.to_latent(torch.flatten(self.encoder(x), 1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(n, k) -> (n, 1, S, S, S) logits."""
+        h = self.from_latent(z).view(-1, self.channels[-1], self.bottom, self.bottom, self.bottom)
+        return self.decoder(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable and frozen parameters (batch-norm statistics not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(cfg: AEConfig) -> DiscAutoencoder:
+    """The (untrained) network of a configuration."""
+    return DiscAutoencoder(cfg.size, cfg.channels, cfg.latent_dim)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_channels_last(module: nn.Module) -> None:
+    """``module.to(memory_format=torch.channels_last_3d)``: 5-D weights channels-last.
+
+    (``Module.to`` accepts ``memory_format``; torch's type stubs do not say so.)
+    """
+    to = cast(Callable[..., nn.Module], module.to)
+    to(memory_format=torch.channels_last_3d)

@@ -1,0 +1,72 @@
+"""What training optimises and how it is measured: loss, learning-rate schedule, IoU.
+
+* :func:`reconstruction_loss`: binary cross-entropy on the logits (the paper), optionally plus
+  soft Dice (``"dice_bce"``);
+* :func:`learning_rate`: the learning rate at an optimisation step (constant, cosine or
+  one-cycle);
+* :func:`iou_per_disc`: intersection over union of binary masks, one value per disc, the
+  quantity of the convergence criterion (``book/method.md``, *Autoencoder*);
+* :func:`iou_summary`: the mean over discs with a percentile-bootstrap 95 % interval
+  (:func:`disclatent.stats.bootstrap_mean_ci`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from disclatent.autoencoder.config import AEConfig
+from disclatent.stats import bootstrap_mean_ci
+
+
+def iou_per_disc(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> np.ndarray:
+    """IoU of binary masks, one value per disc (first axis). Two empty masks count as 1."""
+    p = torch.as_tensor(pred).bool().flatten(1)
+    t = torch.as_tensor(target).bool().flatten(1)
+    inter = (p & t).sum(1).double()
+    union = (p | t).sum(1).double()
+    out = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return out.cpu().numpy()
+
+
+def iou_summary(ious: np.ndarray) -> dict[str, float]:
+    """``{"mean", "lo", "hi"}``: mean IoU and its bootstrap 95 % CI (NaN without discs)."""
+    if len(ious) == 0:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan}
+    _, lo, hi = bootstrap_mean_ci(np.asarray(ious, float).tolist())
+    return {"mean": float(np.mean(ious)), "lo": lo, "hi": hi}
+
+
+def reconstruction_loss(
+    logits: torch.Tensor, target: torch.Tensor, kind: str, bce_weight: float = 1.0
+) -> torch.Tensor:
+    """Mean BCE on the logits (``"bce"``), or ``bce_weight`` x BCE + mean soft Dice loss."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    if kind == "bce":
+        return bce
+    bce = bce_weight * bce
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+    return bce + dice.mean()
+
+
+def learning_rate(cfg: AEConfig, step: int, total: int) -> float:
+    """The learning rate at optimisation ``step`` of ``total`` under ``cfg.schedule``.
+
+    ``constant``: ``lr``. ``cosine``: from ``lr`` down to ``lr / 50``. ``onecycle``: linear
+    warm-up over the first 10 % to 3 x ``lr``, then cosine down to ``lr / 100``.
+    """
+    if cfg.schedule == "constant":
+        return cfg.lr
+    frac = min(step / max(total, 1), 1.0)
+    if cfg.schedule == "cosine":
+        return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+    peak, warm = 3 * cfg.lr, 0.1
+    if frac < warm:
+        return cfg.lr + (peak - cfg.lr) * frac / warm
+    f = (frac - warm) / (1 - warm)
+    return cfg.lr / 100 + (peak - cfg.lr / 100) * 0.5 * (1 + math.cos(math.pi * f))

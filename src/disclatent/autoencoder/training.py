@@ -1,0 +1,450 @@
+"""A trained autoencoder (:class:`DiscAE`) and its honest training (``book/method.md``,
+*Autoencoder*).
+
+**Training** (:meth:`DiscAE.fit`, :func:`fit`): BCE on the logits (optionally plus soft
+Dice), Adam, seeded, CUDA when present; the output bias starts at the log-odds of the discs'
+foreground share. After *every* epoch, in eval mode, the IoU of the thresholded output
+(logit > 0) with the input is computed for *every* training disc; the model has converged
+when their mean reaches the target (0.995), not when one train-mode batch does. Before each
+evaluation the batch-norm statistics are re-estimated over all training discs
+(``precise_bn``), so the eval-mode model is a fixed function of the weights; from
+``freeze_bn_epoch`` on, batch norm keeps them fixed, so the network is trained as exactly the
+function that is evaluated. The per-epoch history is kept; an interrupted run resumes from
+its checkpoint (:mod:`disclatent.autoencoder.checkpoint`), bit for bit.
+
+**Use**: :meth:`DiscAE.load` reads a model folder (weights, configuration with the cube's
+size and spacing, metrics, history); :meth:`DiscAE.encode` maps cubes to latent vectors,
+:meth:`DiscAE.decode` latent vectors to binary cubes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from disclatent.autoencoder.checkpoint import (
+    CHECKPOINT_FILE,
+    TRAINING_VERSION,
+    Checkpoint,
+    data_digest,
+    read_model_folder,
+    resume_checkpoint,
+    write_checkpoint,
+    write_model_folder,
+)
+from disclatent.autoencoder.config import AEConfig
+from disclatent.autoencoder.cubes import fit_cubes
+from disclatent.autoencoder.network import (
+    DiscAutoencoder,
+    build_model,
+    count_parameters,
+    default_device,
+    to_channels_last,
+)
+from disclatent.autoencoder.objective import iou_per_disc, learning_rate, reconstruction_loss
+from disclatent.stats import bootstrap_mean_ci
+
+
+def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@dataclass
+class _Run:
+    """The state of one call of :meth:`DiscAE.fit`."""
+
+    opt: torch.optim.Optimizer
+    cubes: np.ndarray  # the training discs, at the model's size
+    data: torch.Tensor  # the same as uint8 on the CPU (pinned for CUDA); batches move
+    pin: bool  # data is in pinned memory: copy batches to the device without blocking
+    digest: str
+    state: Checkpoint  # epochs done, seconds spent, history
+    ckpt: Path | None
+    checkpoint_seconds: float
+    callback: Callable[[dict], None] | None
+    bar: Any
+    converged: bool = False
+    last_save: float = field(default_factory=time.perf_counter)
+
+    @property
+    def n(self) -> int:
+        return len(self.cubes)
+
+
+class DiscAE:
+    """A disc autoencoder with its configuration, history and metrics.
+
+    ``fit`` trains it; ``encode`` maps cubes to latent vectors; ``decode`` maps latent vectors
+    to binary cubes; ``save`` / ``load`` use a folder of safetensors and JSON files.
+    """
+
+    def __init__(
+        self,
+        config: AEConfig,
+        model: DiscAutoencoder | None = None,
+        device: str | torch.device | None = None,
+        history: pd.DataFrame | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.model = build_model(config) if model is None else model
+        self.device = torch.device(device) if device else default_device()
+        self.history = pd.DataFrame() if history is None else history
+        self.metrics: dict[str, Any] = {} if metrics is None else metrics
+        self._place_model()
+
+    def __repr__(self) -> str:
+        return f"DiscAE(k={self.config.latent_dim}, size={self.config.size}, device={self.device})"
+
+    def _place_model(self) -> None:
+        self.model.to(self.device)
+        if self.config.channels_last:
+            to_channels_last(self.model)
+
+    # -- inference ------------------------------------------------------------------------
+    def _batches(self, cubes: np.ndarray, batch: int) -> Iterator[torch.Tensor]:
+        for i in range(0, len(cubes), batch):
+            x = torch.as_tensor(np.asarray(cubes[i : i + batch]), device=self.device)
+            x = x.to(torch.float32).unsqueeze(1)
+            if self.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            yield x
+
+    def _check_cubes(self, cubes: np.ndarray) -> np.ndarray:
+        return fit_cubes(cubes, self.config.size)
+
+    @torch.inference_mode()
+    def encode(self, cubes: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Binary cubes (n, S, S, S) -> latent vectors (n, k), in eval mode."""
+        cubes = self._check_cubes(cubes)
+        self.model.eval()
+        out = [self.model.encode(x).float().cpu() for x in self._batches(cubes, batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.config.latent_dim), np.float32)
+
+    @torch.inference_mode()
+    def decode_logits(self, z: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Latent vectors (n, k) -> logits (n, S, S, S) float32."""
+        z = np.asarray(z, np.float32).reshape(-1, self.config.latent_dim)
+        self.model.eval()
+        out = []
+        for i in range(0, len(z), batch_size):
+            zz = torch.as_tensor(z[i : i + batch_size], device=self.device)
+            out.append(self.model.decode(zz)[:, 0].float().cpu())
+        s = self.config.size
+        return torch.cat(out).numpy() if out else np.zeros((0, s, s, s), np.float32)
+
+    def decode(self, z: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Latent vectors (n, k) -> binary cubes (n, S, S, S) uint8 (logit > 0)."""
+        return (self.decode_logits(z, batch_size) > 0).astype(np.uint8)
+
+    @torch.inference_mode()
+    def reconstruct(self, cubes: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Encode then decode, in eval mode; binary cubes out."""
+        cubes = self._check_cubes(cubes)
+        self.model.eval()
+        out = [
+            (self.model(x)[:, 0] > 0).to(torch.uint8).cpu()
+            for x in self._batches(cubes, batch_size)
+        ]
+        s = self.config.size
+        return torch.cat(out).numpy() if out else np.zeros((0, s, s, s), np.uint8)
+
+    def iou(self, cubes: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Per-disc IoU of the eval-mode reconstruction with the input."""
+        cubes = self._check_cubes(cubes)
+        return iou_per_disc(self.reconstruct(cubes, batch_size), cubes)
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self,
+        cubes: np.ndarray,
+        out_dir: str | os.PathLike | None = None,
+        resume: bool = True,
+        progress: bool = True,
+        checkpoint_seconds: float = 30.0,
+        callback: Callable[[dict], None] | None = None,
+    ) -> DiscAE:
+        """Train on ``cubes`` (n, S, S, S) binary; see the module docstring.
+
+        With ``out_dir`` a checkpoint is written at most every ``checkpoint_seconds`` and at the
+        end; with ``resume`` a checkpoint of the same configuration and data is continued.
+        """
+        cubes = self._check_cubes(cubes)
+        if len(cubes) == 0:
+            raise ValueError("no training discs")
+        out = Path(out_dir) if out_dir is not None else None
+        digest = data_digest(cubes)
+        opt = self._start_training(cubes)
+        ckpt = out / CHECKPOINT_FILE if out is not None else None
+        state = self._resume(ckpt, opt, digest) if resume else None
+        run = _Run(
+            opt=opt,
+            cubes=cubes,
+            data=self._training_tensor(cubes),
+            pin=self.device.type == "cuda",
+            digest=digest,
+            state=state or Checkpoint(epoch=0, seconds=0.0, history=[]),
+            ckpt=ckpt,
+            checkpoint_seconds=checkpoint_seconds,
+            callback=callback,
+            bar=None,
+        )
+        done = run.state.history  # a resumed run may have converged already
+        run.converged = bool(done) and done[-1]["train_iou"] >= self.config.target_iou
+        run.bar = _progress(self.config.max_epochs, run.state.epoch, progress, self.config)
+        try:
+            while not self._finished(run):
+                self._epoch(run)
+        finally:
+            run.bar.close()
+        self._final_metrics(run)
+        if out is not None and ckpt is not None:
+            self.save(out)
+            ckpt.unlink(missing_ok=True)  # the finished model replaces the checkpoint
+        return self
+
+    def _start_training(self, cubes: np.ndarray) -> torch.optim.Optimizer:
+        """Seed, build the initial network (same seed -> same weights) and its optimiser."""
+        _seed_everything(self.config.seed)
+        self.model = build_model(self.config)
+        # start from the prior: output bias = log-odds of the foreground share of the discs
+        # (otherwise every voxel starts at p = 0.5 and the first epochs only learn "empty")
+        share = float(np.clip(cubes.mean(), 1e-4, 0.5))
+        bias = self.model.output_layer.bias
+        assert bias is not None
+        with torch.no_grad():
+            bias.fill_(math.log(share / (1 - share)))
+        self._place_model()
+        return torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+
+    def _resume(
+        self, ckpt: Path | None, opt: torch.optim.Optimizer, digest: str
+    ) -> Checkpoint | None:
+        if ckpt is None or not ckpt.exists():
+            return None
+        return resume_checkpoint(ckpt, self.model, opt, self.config, digest, self.device)
+
+    def _training_tensor(self, cubes: np.ndarray) -> torch.Tensor:
+        data = torch.as_tensor(cubes, dtype=torch.uint8)  # stays on the CPU; batches move
+        return data.pin_memory() if self.device.type == "cuda" else data
+
+    def _finished(self, run: _Run) -> bool:
+        cfg = self.config
+        return run.state.epoch >= cfg.max_epochs or (run.converged and cfg.stop_at_target)
+
+    def _epoch(self, run: _Run) -> None:
+        """Train one epoch, then evaluate every training disc in eval mode and record it."""
+        t0 = time.perf_counter()
+        frozen = self._enter_train_mode(run)
+        loss_sum = self._train_batches(run)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t1 = time.perf_counter()
+        if self.config.precise_bn and not frozen:
+            self._recalibrate_bn(run.data, self.config.batch_size)
+        ious = self.iou(run.cubes)  # every training disc, eval mode
+        run.state.epoch += 1
+        seconds = time.perf_counter() - t0
+        run.state.seconds += seconds
+        row = {
+            "epoch": run.state.epoch,
+            "loss": loss_sum / run.n,
+            "train_iou": float(ious.mean()),
+            "train_iou_min": float(ious.min()),
+            "lr": run.opt.param_groups[0]["lr"],
+            "seconds": seconds,
+            "eval_seconds": time.perf_counter() - t1,
+        }
+        self._record(run, row)
+
+    def _enter_train_mode(self, run: _Run) -> bool:
+        """Train mode; batch norm in eval mode (fixed statistics) from ``freeze_bn_epoch``."""
+        cfg, epoch = self.config, run.state.epoch
+        self.model.train()
+        frozen = 0 < cfg.freeze_bn_epoch <= epoch
+        if frozen:  # train exactly the function that is evaluated
+            if cfg.freeze_bn_epoch == epoch and not cfg.precise_bn:
+                self._recalibrate_bn(run.data, cfg.batch_size)
+                self.model.train()
+            for m in _batch_norms(self.model):
+                m.eval()
+        return frozen
+
+    def _train_batches(self, run: _Run) -> float:
+        """One pass over the training discs in a seeded order; the summed loss x batch size."""
+        cfg, epoch, bs = self.config, run.state.epoch, self.config.batch_size
+        steps = math.ceil(run.n / bs)
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        perm = torch.randperm(run.n, generator=g)
+        loss_sum = 0.0
+        for b in range(steps):
+            lr = learning_rate(cfg, epoch * steps + b, steps * cfg.max_epochs)
+            loss_sum += self._train_step(run, perm[b * bs : (b + 1) * bs], lr)
+        return loss_sum
+
+    def _train_step(self, run: _Run, idx: torch.Tensor, lr: float) -> float:
+        cfg = self.config
+        x = run.data[idx].to(self.device, non_blocking=run.pin).float().unsqueeze(1)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        for group in run.opt.param_groups:
+            group["lr"] = lr
+        run.opt.zero_grad(set_to_none=True)
+        loss = reconstruction_loss(self.model(x), x, cfg.loss, cfg.bce_weight)
+        loss.backward()
+        run.opt.step()
+        return float(loss.detach()) * len(idx)
+
+    def _record(self, run: _Run, row: dict) -> None:
+        """Keep the epoch's row; checkpoint when due; report it."""
+        run.state.history.append(row)
+        run.converged = row["train_iou"] >= self.config.target_iou
+        run.bar.update(1)
+        run.bar.set_postfix(loss=f"{row['loss']:.4f}", iou=f"{row['train_iou']:.4f}")
+        due = time.perf_counter() - run.last_save >= run.checkpoint_seconds
+        if run.ckpt is not None and (self._finished(run) or due):
+            write_checkpoint(run.ckpt, self.model, run.opt, self.config, run.digest, run.state)
+            run.last_save = time.perf_counter()
+        if run.callback is not None:
+            run.callback(row)
+
+    def _final_metrics(self, run: _Run) -> None:
+        cfg, history = self.config, run.state.history
+        self.history = pd.DataFrame(history)
+        ious = self.iou(run.cubes)
+        _, lo, hi = bootstrap_mean_ci(ious.tolist())
+        first = next((r["epoch"] for r in history if r["train_iou"] >= cfg.target_iou), None)
+        self.metrics = {
+            "latent_dim": cfg.latent_dim,
+            "epochs": run.state.epoch,
+            "converged": first is not None,
+            "epochs_to_converge": first,
+            "train_iou": float(ious.mean()),
+            "train_iou_ci": [lo, hi],
+            "train_iou_min": float(ious.min()),
+            "n_train": int(run.n),
+            "train_seconds": round(run.state.seconds, 2),
+            "volumes_per_second": _throughput(history, run.n),
+            "parameters": count_parameters(self.model),
+            "device": str(self.device),
+            "data": run.digest,
+            "training_version": TRAINING_VERSION,
+        }
+
+    @torch.no_grad()
+    def _recalibrate_bn(self, data: torch.Tensor, batch_size: int) -> None:
+        """Replace the running batch-norm statistics by their average over all training
+        discs, in batches of the training size ("precise BN"): the eval-mode model is then a
+        fixed function of the weights, not of the last few noisy batches."""
+        bns = _batch_norms(self.model)
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.model.train()
+        for i in range(0, len(data), batch_size):
+            x = data[i : i + batch_size].to(self.device).float().unsqueeze(1)
+            if self.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            self.model(x)
+        for m, mom in zip(bns, saved, strict=True):
+            m.momentum = mom
+        self.model.eval()
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, out_dir: str | os.PathLike, metrics: dict | None = None) -> Path:
+        """Write the model folder (see :mod:`disclatent.autoencoder.checkpoint`); ``metrics``
+        are added to the model's metrics first."""
+        if metrics:
+            self.metrics.update(metrics)
+        return write_model_folder(
+            Path(out_dir), self.model.state_dict(), self.config, self.metrics, self.history
+        )
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike, device: str | torch.device | None = None) -> DiscAE:
+        """Load a model folder written by :meth:`save` (safetensors; no pickle).
+
+        The folder's configuration holds everything needed to encode and decode new discs:
+        the cube's size and spacing (``config.size``, ``config.spacing_mm``) and the network.
+        """
+        cfg, tensors, metrics, history = read_model_folder(Path(model_dir))
+        ae = cls(cfg, device=device, history=history, metrics=metrics)
+        ae.model.load_state_dict(tensors)
+        ae.model.eval()
+        return ae
+
+
+def _throughput(history: list[dict], n: int) -> float:
+    """Training volumes per second (optimisation steps only, evaluation excluded)."""
+    t = sum(r["seconds"] - r.get("eval_seconds", 0.0) for r in history)
+    return round(len(history) * n / t, 2) if t > 0 else math.nan
+
+
+def _seed_everything(seed: int) -> None:
+    from monai.utils import set_determinism
+
+    set_determinism(seed=seed)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kw: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, initial: int, enabled: bool, cfg: AEConfig) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    desc = f"autoencoder k={cfg.latent_dim}"
+    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", leave=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Functions
+# ---------------------------------------------------------------------------------------
+def fit(
+    cubes: np.ndarray,
+    config: AEConfig,
+    out_dir: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> DiscAE:
+    """Train a new autoencoder on ``cubes``; see :meth:`DiscAE.fit`.
+
+    On the CPU, torch uses ``config.cpu_threads`` threads (set from the profile and
+    ``DISCLATENT_CPU_THREADS`` by :meth:`AEConfig.from_profile`; 0 keeps torch's default).
+    """
+    ae = DiscAE(config, device=device)
+    if ae.device.type == "cpu" and config.cpu_threads > 0:
+        torch.set_num_threads(config.cpu_threads)
+    return ae.fit(cubes, out_dir=out_dir, **kwargs)
+
+
+def encode(model: DiscAE | str | os.PathLike, cubes: np.ndarray) -> np.ndarray:
+    """Latent vectors of ``cubes`` under a model or a model folder."""
+    ae = model if isinstance(model, DiscAE) else DiscAE.load(model)
+    return ae.encode(cubes)
+
+
+def decode(model: DiscAE | str | os.PathLike, z: np.ndarray) -> np.ndarray:
+    """Binary cubes decoded from latent vectors ``z`` by a model or a model folder."""
+    ae = model if isinstance(model, DiscAE) else DiscAE.load(model)
+    return ae.decode(z)
