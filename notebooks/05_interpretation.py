@@ -33,29 +33,28 @@ import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
+from disclatent import published
 from disclatent.analysis import interpretation as it
 from disclatent.analysis.study import load_study
 from disclatent.conventions import FEATURE_LABELS, GEOMETRY_FEATURES
-from disclatent.discs import geometry as geo
-from disclatent.report.plots import LEVEL_ORDER
+from disclatent.report import interpretation_plots as iplt
+from disclatent.report.plots import level_boxplots
 from disclatent.report.tables import save_table
 from disclatent.stats import correlation_table
 
-study = load_study(profile, data_dir, build_dir, seed)  # the prediction chapter's k=4 AE
+# %%
+study = load_study(profile, data_dir, build_dir, seed)  # the autoencoder chapter's k=4 AE
 build, gt, model, LATENT_DIM = study.build, study.gt, study.model, study.latent_dim
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # grading mismatches are reported in the prediction chapter
     table = study.features(gt)
 z = model.encode(gt.cubes)  # every disc, graded or not
 latent_cols = study.latent_columns
+size = model.config.size
 display(
-    Markdown(
-        f"{len(table)} discs, latent codes of the `{profile}` profile's "
-        f"{model.config.size}^3 autoencoder."
-    )
+    Markdown(f"{len(table)} discs, latent codes of the `{profile}` profile's {size}^3 autoencoder.")
 )
 
 
@@ -68,28 +67,16 @@ display(
 
 
 # %%
-def measure(cubes: np.ndarray) -> pd.DataFrame:
-    return geo.measure_cubes(cubes, gt.spacing_mm, allow_empty=True)
-
-
-masks, sweep = it.latent_sweep(z, model.decode, measure, n_steps=6)
+masks, sweep = it.latent_sweep(z, model.decode, study.measure_decoded, n_steps=6)
 save_table(sweep, "latent_sweeps", build)
-fig = it.plot_sweep(masks, sweep, gt.spacing_mm)
+fig = iplt.plot_sweep(masks, sweep, gt.spacing_mm)
 
 # %% [markdown]
 # The decoded masks, measured: how each geometric feature changes as one latent feature
 # goes from its minimum to its maximum (the others at their mean).
 
 # %%
-fig, axes = plt.subplots(1, len(GEOMETRY_FEATURES), figsize=(2.6 * len(GEOMETRY_FEATURES), 2.6))
-for ax, f in zip(axes, GEOMETRY_FEATURES, strict=True):
-    for name, g in sweep.groupby("feature"):
-        ax.plot(g["fraction"], g[f], "o-", ms=3, label=name)
-    ax.set_title(FEATURE_LABELS.get(f, f), fontsize=8)
-    ax.set_xlabel("fraction of range", fontsize=7)
-    ax.tick_params(labelsize=7)
-axes[0].legend(fontsize=7)
-fig.tight_layout()
+fig = iplt.sweep_profiles(sweep, GEOMETRY_FEATURES, FEATURE_LABELS)
 slopes = it.sweep_slopes(sweep, GEOMETRY_FEATURES)
 save_table(slopes, "sweep_slopes", build, index=True)
 display(
@@ -110,27 +97,18 @@ slopes.round(2)
 # compare patterns, not indices.
 
 # %%
-r, p, q = it.correlation_matrix(table[latent_cols], table[GEOMETRY_FEATURES])
-save_table(
-    correlation_table(table[latent_cols], table[GEOMETRY_FEATURES]),
-    "latent_geometry_correlation",
-    build,
-)
+lat, geom = table[latent_cols], table[GEOMETRY_FEATURES]
+r, p, q = it.correlation_matrix(lat, geom)
+rl, _, ql = it.correlation_matrix(lat, lat)
+save_table(correlation_table(lat, geom), "latent_geometry_correlation", build)
+save_table(correlation_table(lat, lat), "latent_latent_correlation", build)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
-it.correlation_heatmap(r, q, axes[0], "latent vs geometric features", FEATURE_LABELS)
-rl, _, ql = it.correlation_matrix(table[latent_cols], table[latent_cols])
-it.correlation_heatmap(rl, ql, axes[1], "latent vs latent")
+iplt.correlation_heatmap(r, q, axes[0], "latent vs geometric features", FEATURE_LABELS)
+iplt.correlation_heatmap(rl, ql, axes[1], "latent vs latent")
 fig.tight_layout()
-save_table(
-    correlation_table(table[latent_cols], table[latent_cols]), "latent_latent_correlation", build
-)
-off = rl.to_numpy()[~np.eye(LATENT_DIM, dtype=bool)]
-display(
-    Markdown(
-        f"Largest |r| between two different latent features: "
-        f"{np.abs(off).max():.2f} (the paper reports |r| < 0.05)."
-    )
-)
+largest, paper = it.max_off_diagonal(rl), published.LATENT_LATENT_MAX_R
+text = f"Largest |r| between two different latent features: {largest:.2f}"
+display(Markdown(f"{text} (the paper reports |r| < {paper})."))
 
 # %% [markdown]
 # ## Do the latent features separate spinal levels?
@@ -139,15 +117,7 @@ display(
 # Kruskal-Wallis test per feature (FDR-corrected over the four features).
 
 # %%
-levels = [lv for lv in LEVEL_ORDER[::-1] if lv in set(table["level"])]
-fig, axes = plt.subplots(1, LATENT_DIM, figsize=(3.2 * LATENT_DIM, 2.8))
-for ax, col in zip(axes, latent_cols, strict=True):
-    ax.boxplot(
-        [table.loc[table.level == lv, col] for lv in levels], tick_labels=levels, showfliers=False
-    )
-    ax.set_title(col, fontsize=9)
-    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-fig.tight_layout()
+fig = level_boxplots(table, latent_cols, ncols=LATENT_DIM, points=False)
 by_level = it.level_differences(table[latent_cols], table["level"].to_numpy())
 save_table(by_level, "latent_by_level_tests", build, index=True)
 by_level
@@ -160,38 +130,14 @@ by_level
 # features with these factors shows which ones the four numbers encode.
 
 # %%
-truth_file = study.root / "phantom_truth.csv"
-if truth_file.exists():
-    truth = pd.read_csv(truth_file, dtype={"patient": str})
-    factors = [
-        "height_mm",
-        "ap_width_mm",
-        "lateral_width_mm",
-        "sagittal_angle_deg",
-        "coronal_angle_deg",
-        "transverse_angle_deg",
-        "volume_mm3",
-        "wedge",
-        "convexity",
-        "narrowing_factor",
-        "bulge_mm",
-    ]
-    joined = table[["series", "ivd_label", *latent_cols]].merge(
-        truth[["series", "ivd_label", *factors]], on=["series", "ivd_label"], how="inner"
-    )
-    rt, _, qt = it.correlation_matrix(joined[latent_cols], joined[factors])
+truth = study.phantom_truth()
+if truth is not None:
+    factors = it.factor_correlation(table, truth, latent_cols)
     fig, ax = plt.subplots(figsize=(11, 3.2))
-    it.correlation_heatmap(rt, qt, ax, "latent features vs true generating factors")
+    iplt.correlation_heatmap(factors.r, factors.q, ax, "latent features vs true generating factors")
     fig.tight_layout()
-    save_table(
-        correlation_table(joined[latent_cols], joined[factors]), "latent_truth_correlation", build
-    )
-    best = rt.abs().idxmax(axis=1)
-    display(
-        pd.DataFrame({"strongest factor": best, "r": [rt.loc[i, best[i]] for i in rt.index]})
-        .rename_axis("latent feature")
-        .round(2)
-    )
+    save_table(factors.table, "latent_truth_correlation", build)
+    display(factors.strongest().round(2))
 else:
     print("Real data: no generating factors to compare with.")
 
@@ -211,7 +157,7 @@ from disclatent.report.widgets import latent_explorer  # noqa: E402
 
 
 def measure_one(cube: np.ndarray) -> dict[str, float]:
-    return measure(cube[None]).iloc[0][GEOMETRY_FEATURES].to_dict()
+    return study.measure_decoded(cube[None]).iloc[0][GEOMETRY_FEATURES].to_dict()
 
 
 latent_explorer(z, model.decode, measure_one, gt.spacing_mm)

@@ -30,55 +30,19 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from disclatent.paths import resolve_build_dir
+from disclatent.paths import BuildPaths
 from disclatent.report import results
+from disclatent.report.results import GlueText as Text
 from disclatent.report.tables import save_table
 
-build = resolve_build_dir(build_dir)
-numbers = results.headline_numbers(build / "tables")
-
-
-class Text:
-    """Glued as plain text for {glue:text} in prose. Its repr is a quoted Python string:
-    myst-nb reads glued text with literal_eval, which would turn an unquoted "0.90" into the
-    number 0.9; a quoted one comes back exactly as written."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def __repr__(self) -> str:
-        return repr(self.text)
-
-
-def show(value, digits: int = 2, pct: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    return f"{100 * value:.{digits}f} %" if pct else f"{value:.{digits}f}"
-
-
-digits = {
-    "ae_k4_iou": 4,
-    "ae_k4_heldout_iou": 4,
-    "ae_k4_pca_heldout_iou": 4,
-    "ae_k4_epochs": 0,
-    "seg_minutes": 1,
-    "seg_inference_s": 1,
-}
-for key, value in numbers.items():
-    d = 3 if key.startswith("geo_err") else digits.get(key, 2)
-    glue(key, Text(show(value, d)), display=False)
-for key, value in results.PAPER.items():
-    glue(f"paper_{key}", Text(show(value, 4 if key == "ae_k4_iou" else 2)), display=False)
+# %% tags=["hide-input"]
+paths = BuildPaths.resolve(build_dir, profile)
+numbers = results.headline_numbers(paths.tables)
+for key, text in results.headline_texts(numbers).items():  # ours, and the paper's: paper_*
+    glue(key, text, display=False)
 glue("profile_name", Text(profile), display=False)
-glue(
-    "data_name",
-    Text("the phantom cohort" if not data_dir else f"the SPIDER folder {data_dir}"),
-    display=False,
-)
+cohort = "the phantom cohort" if not data_dir else f"the SPIDER folder {data_dir}"
+glue("data_name", Text(cohort), display=False)
 
 # %% [markdown]
 # This run used the {glue:text}`profile_name` profile on {glue:text}`data_name`.
@@ -128,7 +92,7 @@ glue(
 
 # %%
 comparison = results.comparison_table(numbers)
-save_table(comparison, "results_paper_vs_study", build)
+save_table(comparison, "results_paper_vs_study", paths.root)
 comparison.set_index(["step", "quantity"])
 
 # %% [markdown]
@@ -146,7 +110,7 @@ comparison.set_index(["step", "quantity"])
 #   with every fitted step inside the fold, convergence measured on all discs in eval mode,
 #   held-out reconstruction and a PCA baseline, the paper's XGBoost settings, F1 of the
 #   positive class, and confidence intervals from a stated procedure: each of these corrects
-#   a defect found in a public implementation of the method (STUDY.md, section 2).
+#   a defect found in a public implementation of the method ({ref}`method-defects`).
 #
 # ## Reproducibility
 #
@@ -154,9 +118,9 @@ comparison.set_index(["step", "quantity"])
 # whole pipeline took about {glue:text}`paper_hours` hours on {glue:text}`paper_gpu`.
 
 # %%
-timings = results.notebook_timings(build / "site" / "notebooks")
+timings = results.notebook_timings(paths.notebooks)
 timings = timings[timings["notebook"] < "06"]  # this chapter is still running
-save_table(timings, "notebook_timings", build)
+save_table(timings, "notebook_timings", paths.root)
 hw = results.hardware()
 glue("hw_gpu", Text(hw["gpu"]), display=False)
 glue("hw_cpu", Text(f"{hw['cpu']} ({hw['cores']} cores)"), display=False)

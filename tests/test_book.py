@@ -67,6 +67,68 @@ def test_offline_check_catches_a_cdn_script(tmp_path):
         assert_offline(tmp_path)
 
 
+def test_check_pages_finds_broken_images_and_tracebacks(tmp_path):
+    from PIL import Image
+
+    from disclatent.report.pages import book_pages, check_pages
+
+    html = tmp_path / "html"
+    (html / "notebooks").mkdir(parents=True)
+    (html / "_static").mkdir()
+    Image.new("RGB", (4, 4)).save(html / "notebooks" / "ok.png")
+    (html / "notebooks" / "bad.png").write_bytes(b"not a png")
+    (html / "notebooks" / "a.html").write_text(
+        '<img src="ok.png"><img src="bad.png?v=1"><img src="gone.png">'
+        '<img src="data:image/png;base64,xx"><table></table><table>'
+        '<div class="output traceback">Traceback (most recent call last)</div>'
+    )
+    (html / "b.html").write_text("<p>fine</p>")
+    for skipped in ("index.html", "search.html", "_static/x.html"):
+        (html / skipped).write_text("<img src='nothing.png'>")
+    assert [p.name for p in book_pages(html)] == ["b.html", "a.html"]
+    rows = {r["page"]: r for r in check_pages(html, chromium="")}
+    a = rows["notebooks/a.html"]
+    assert (a["images"], a["broken_images"]) == (4, ["bad.png?v=1", "gone.png"])
+    assert (a["tables"], a["errors"], a["screenshot"]) == (2, 2, None)
+    assert rows["b.html"] == {
+        "page": "b.html",
+        "images": 0,
+        "broken_images": [],
+        "tables": 0,
+        "errors": 0,
+        "screenshot": None,
+    }
+
+
+def test_vendor_unpacks_only_what_the_pages_load(tmp_path):
+    import io
+    import tarfile
+
+    from disclatent.report.vendor import _unpack
+
+    def pack(name: str, files: dict[str, str]) -> Path:
+        archive = tmp_path / f"{name}.tgz"
+        with tarfile.open(archive, "w:gz") as tf:
+            for path, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(f"package/{path}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        return archive
+
+    out = tmp_path / "vendor"
+    _unpack(pack("mathjax-3.2.2", {"es5/tex-chtml.js": "m", "es5/sre/x.js": "s"}), out)
+    _unpack(pack("requirejs-2.3.7", {"require.js": "r", "bin/r.js": "b"}), out)
+    _unpack(
+        pack(
+            "jupyter-widgets-html-manager-1.0.15", {"dist/embed-amd.js": "e", "dist/a.js.map": ""}
+        ),
+        out,
+    )
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["html-manager/embed-amd.js", "mathjax/tex-chtml.js", "require.js"]
+
+
 @pytest.mark.slow
 def test_quick_book_builds_and_caches(tmp_path):
     build_dir = tmp_path / "_build"
@@ -83,7 +145,7 @@ def test_quick_book_builds_and_caches(tmp_path):
         assert (html / "notebooks" / src).resolve().exists(), src
     assert "Traceback" not in data_page and "Error" not in data_page
     assert_offline(html)
-    from disclatent.report.book import check_pages
+    from disclatent.report.pages import check_pages
 
     checked = {r["page"]: r for r in check_pages(html)}
     assert set(checked) >= {f"{p}.html" for p in toc_files()}

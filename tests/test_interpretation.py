@@ -82,3 +82,80 @@ def test_central_slices_orientation():
     assert slices["transverse"].shape == (10, 12)  # AP x LR
     with pytest.raises(ValueError):
         it.sweep_codes(np.zeros((1, 4)))
+
+
+def test_max_off_diagonal_ignores_the_diagonal():
+    r = pd.DataFrame([[1.0, -0.3, 0.1], [-0.3, 1.0, 0.02], [0.1, 0.02, 1.0]])
+    assert it.max_off_diagonal(r) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        it.max_off_diagonal(np.ones((2, 3)))
+
+
+def test_factor_correlation_against_numpy():
+    from disclatent.data.phantom import GENERATING_FACTORS
+
+    rng = np.random.default_rng(3)
+    n = 60
+    truth = pd.DataFrame({f: rng.normal(size=n) for f in GENERATING_FACTORS})
+    truth.insert(0, "series", [f"{i // 6}_t1" for i in range(n)])
+    truth.insert(1, "ivd_label", [i % 6 + 1 for i in range(n)])
+    table = truth[["series", "ivd_label"]].iloc[::-1].reset_index(drop=True)  # other order
+    table["latent_0"] = -2 * table.merge(truth, on=["series", "ivd_label"])["bulge_mm"]
+    table.loc[:4, "latent_0"] += 0.5  # not a perfect correlation
+    table["latent_1"] = rng.normal(size=n)
+    table = table.iloc[:-5]  # discs without a code are left out of the join
+    fc = it.factor_correlation(table, truth, ["latent_0", "latent_1"])
+    assert len(fc.joined) == n - 5 and list(fc.r.columns) == GENERATING_FACTORS
+    j = table.merge(truth, on=["series", "ivd_label"])
+    assert fc.r.loc["latent_0", "bulge_mm"] == pytest.approx(
+        np.corrcoef(j["latent_0"], j["bulge_mm"])[0, 1]
+    )
+    assert fc.r.loc["latent_0", "bulge_mm"] < -0.9 and fc.q.loc["latent_0", "bulge_mm"] < 1e-6
+    assert len(fc.table) == 2 * len(GENERATING_FACTORS)
+    best = fc.strongest()
+    assert best.index.name == "latent feature"
+    assert best.loc["latent_0", "strongest factor"] == "bulge_mm"
+    assert best.loc["latent_0", "r"] == fc.r.loc["latent_0", "bulge_mm"]
+
+
+def test_figures_draw_what_they_are_given():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from disclatent.report import interpretation_plots as iplt
+
+    rng = np.random.default_rng(1)
+    z = rng.uniform(-2, 2, size=(40, 2))
+
+    def measure(cubes):
+        return pd.DataFrame({"ap_extent": cubes.any(axis=(1, 3)).sum(axis=1).astype(float)})
+
+    masks, table = it.latent_sweep(z, box_decoder, measure, n_steps=6)
+    fig = iplt.plot_sweep(masks, table, (1.0, 1.0, 1.0))
+    assert len(fig.axes) == 2 * 3 * 6
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    assert titles == ["min", "0.2", "0.4", "0.6", "0.8", "max"]
+    fig = iplt.sweep_profiles(table, ["ap_extent"], {"ap_extent": "AP extent"})
+    ax = fig.axes[0]
+    assert ax.get_title() == "AP extent" and len(ax.lines) == 2
+    x, y = ax.lines[0].get_data()
+    np.testing.assert_allclose(y, table.loc[table.feature == "latent_0", "ap_extent"])
+    r = pd.DataFrame([[0.5, -0.9]], index=["latent_0"], columns=["a", "b"])
+    q = pd.DataFrame([[0.2, 0.0001]], index=r.index, columns=r.columns)
+    ax = iplt.correlation_heatmap(r, q, title="t", labels={"a": "A"})
+    assert [t.get_text() for t in ax.texts] == ["0.50", "-0.90***"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "b"]
+
+
+def test_level_boxplots_without_points():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from disclatent.report.plots import level_boxplots
+
+    df = pd.DataFrame({"level": ["L5/S1", "L4/L5"] * 10, "latent_0": np.arange(20.0)})
+    plain = level_boxplots(df, ["latent_0"], ncols=1, points=False).axes[0]
+    dotted = level_boxplots(df, ["latent_0"], ncols=1).axes[0]
+    assert [t.get_text() for t in plain.get_xticklabels()] == ["L5/S1", "L4/L5"]
+    assert len(dotted.lines) - len(plain.lines) == 2  # one jittered series per level
+    assert not [ln for ln in plain.lines if ln.get_marker() == "."]

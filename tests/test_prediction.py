@@ -4,7 +4,8 @@ import pytest
 
 from disclatent import published
 from disclatent.analysis import prediction as pr
-from disclatent.conventions import PREDICTION_FEATURES
+from disclatent.conventions import GEOMETRY_FEATURES, PREDICTION_FEATURES
+from disclatent.data.spider import GRADING_TARGETS
 
 
 def cohort(n_patients=60, discs=6, seed=0, signal=1.0):
@@ -82,9 +83,37 @@ def test_missing_feature_column_is_named():
 
 def test_paper_table_is_complete():
     t = published.PREDICTION
-    assert len(t) == 12
-    row = t[(t.source == "gt") & (t.target == "disc_narrowing") & (t.features == "latent")]
-    assert row[["f1", "auc"]].values.tolist() == [[0.81, 0.75]]
+    # every (source, target, feature set) the experiments produce has exactly one paper row
+    grid = {(s, tg, fs) for s in ("gt", "pred") for tg in GRADING_TARGETS for fs in pr.FEATURE_SETS}
+    assert set(zip(t.source, t.target, t.features, strict=True)) == grid and len(t) == len(grid)
+    # where the paper gives an interval, it contains the estimate
+    for m in ("f1", "auc"):
+        ci = t[t[f"{m}_lo"].notna()]
+        assert len(ci) and (ci[f"{m}_lo"] <= ci[m]).all() and (ci[m] <= ci[f"{m}_hi"]).all()
+        assert t[f"{m}_lo"].isna().eq(t[f"{m}_hi"].isna()).all()
+    ours = pd.DataFrame(
+        [
+            {"source": "gt", "target": "disc_narrowing", "features": "latent", "f1": 0.5,
+             "f1_lo": 0.4, "f1_hi": 0.6, "auc": 0.7, "auc_lo": np.nan, "auc_hi": np.nan},
+            {"source": "pred", "target": "disc_narrowing", "features": "latent", "f1": 0.5,
+             "f1_lo": 0.4, "f1_hi": 0.6, "auc": np.nan, "auc_lo": np.nan, "auc_hi": np.nan},
+        ]
+    )  # fmt: skip
+    row, pred_row = pr.side_by_side(ours).to_dict("records")
+    assert row["AUC (paper)"] == "0.75 (0.71-0.79)" and row["F1 (paper)"] == "0.81 (0.77-0.85)"
+    assert (row["masks"], row["target"]) == ("ground truth", "disc narrowing")
+    assert (row["F1 (ours)"], row["AUC (ours)"]) == ("0.50 (0.40-0.60)", "0.70")
+    assert pred_row["AUC (paper)"] == "0.58" and pred_row["AUC (ours)"] == "-"
+    unknown = ours.iloc[:1].assign(target="modic")
+    assert pr.side_by_side(unknown).loc[0, "F1 (paper)"] == "-"
+
+
+def test_literature_table_formats_what_is_reported():
+    lit = pr.literature_table(
+        pd.DataFrame({"study": ["A", "B"], "target": ["t", "t"], "f1": [0.781, None],
+                      "auc": [None, 0.7]})
+    )  # fmt: skip
+    assert lit[["f1", "auc"]].values.tolist() == [["0.78", "-"], ["-", "0.70"]]
 
 
 class _MeanLatent:
@@ -214,3 +243,237 @@ def test_cv_problem_explains_infeasible_tables():
     assert pr.cv_problem(table.iloc[:0], "disc_narrowing") == "no discs"
     assert "fewer than 5 folds" in pr.cv_problem(table[table.patient < 3], "disc_narrowing")
     assert "one class" in pr.cv_problem(table.assign(disc_narrowing=0), "disc_narrowing")
+
+
+# --- the feature table: geometry read, not re-measured --------------------------------------
+class _Store:
+    def __init__(self, table, cubes=None):
+        self.table = table
+        self.cubes = np.zeros((len(table), 2, 2, 2)) if cubes is None else cubes
+
+
+def _store_table():
+    return pd.DataFrame(
+        {
+            "patient": ["1", "1", "2"],
+            "series": ["1_t1", "1_t1", "2_t1"],
+            "ivd_label": [2, 1, 1],
+            "level": ["L4/L5", "L5/S1", "L5/S1"],
+            "source": "gt",
+            "mask_path": ["a.mha", "a.mha", "b.mha"],
+        }
+    )
+
+
+def _geometry_table():
+    """Rows in another order than the store's, T2 rows of the same discs, extra columns."""
+    keys = [("2_t1", 1), ("1_t1", 1), ("1_t1", 2), ("1_t2", 1), ("1_t2", 2)]
+    rows = []
+    for n, (series, label) in enumerate(keys):
+        rows.append(
+            {"series": series, "patient": series[0], "ivd_label": label, "modality": "x",
+             **{f: 10.0 * n + i for i, f in enumerate(GEOMETRY_FEATURES)}}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_store_geometry_joins_on_series_and_label_in_store_order():
+    out = pr.store_geometry(_Store(_store_table()), _geometry_table())
+    assert list(out.columns) == ["series", "patient", "ivd_label", "level", *GEOMETRY_FEATURES]
+    assert out["series"].tolist() == ["1_t1", "1_t1", "2_t1"]
+    # 1_t1 disc 2 is geometry row 2, 1_t1 disc 1 row 1, 2_t1 disc 1 row 0 (never the T2 rows)
+    assert out["height_mm"].tolist() == [20.0, 10.0, 0.0]
+    assert out["volume_mm3"].tolist() == [26.0, 16.0, 6.0]
+    with pytest.raises(ValueError, match="2_t1 disc 1"):
+        pr.store_geometry(_Store(_store_table()), _geometry_table().iloc[1:])
+
+
+def test_disc_features_take_geometry_latent_and_gradings():
+    gradings = pd.DataFrame(
+        {"patient": ["1", "1", "2"], "ivd_label": [1, 2, 1], "disc_narrowing": [0, 1, 1]}
+    )
+    latent = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
+    out = pr.disc_features(_Store(_store_table()), gradings, latent, _geometry_table())
+    assert out["cube_index"].tolist() == [0, 1, 2]
+    assert out["latent_1"].tolist() == [0.2, 0.4, 0.6]
+    assert out["height_mm"].tolist() == [20.0, 10.0, 0.0]
+    assert out["disc_narrowing"].tolist() == [1, 0, 1]  # joined on (patient, IVD label)
+    assert out["mask_path"].tolist() == ["a.mha", "a.mha", "b.mha"]
+    with pytest.raises(ValueError, match="2 latent vectors for 3 discs"):
+        pr.disc_features(_Store(_store_table()), gradings, latent[:2], _geometry_table())
+
+
+# --- the chapter's tables ---------------------------------------------------------------
+def _graded(n_patients=20, discs=6, seed=0):
+    X, y, groups = cohort(n_patients, discs, seed)
+    rng = np.random.default_rng(seed + 1)
+    table = X.assign(patient=groups.astype(str), disc_narrowing=y)
+    table["disc_bulging"] = (table["height_mm"] + rng.normal(0, 1, len(table)) > 0).astype(int)
+    for col in PREDICTION_FEATURES:
+        if col not in table:
+            table[col] = rng.normal(size=len(table))
+    table["latent_0"] = table["height_mm"] + rng.normal(0, 0.5, len(table))
+    return table
+
+
+def test_feasible_tables_and_counts():
+    gt, pred = _graded(), _graded(n_patients=3)
+    kept, notes = pr.feasible_tables({"gt": gt, "pred": pred})
+    assert list(kept) == ["gt"] and len(notes) == 1
+    assert (
+        notes[0].startswith("Features from pred masks are left out") and "fewer than 5" in notes[0]
+    )
+    with pytest.raises(RuntimeError, match="too small"):
+        pr.feasible_tables({"gt": pred})
+    counts = pr.cohort_counts({"gt": gt, "pred": pred})
+    assert counts.index.tolist() == [
+        "ground-truth masks (all sites)",
+        "predicted masks (test site)",
+    ]
+    assert counts.loc["ground-truth masks (all sites)", "discs"] == 120
+    assert counts["patients"].tolist() == [20, 3]
+    assert counts.iloc[0]["narrowing (%)"] == round(100 * gt["disc_narrowing"].mean(), 1)
+    assert counts.iloc[1]["bulging (%)"] == round(100 * pred["disc_bulging"].mean(), 1)
+
+
+def test_small_cohort_notes_name_the_small_tables():
+    notes = pr.small_cohort_notes({"gt": _graded(n_patients=20), "pred": _graded(n_patients=4)})
+    assert len(notes) == 1 and notes[0].startswith("Only 4 patients behind the `pred` rows")
+    assert pr.small_cohort_notes({"gt": _graded(n_patients=4)}, min_patients=4) == []
+
+
+def test_prediction_grid_is_the_experiments_one_by_one():
+    table = _graded()
+    settings = dict(n_repeats=1, n_boot=50, seed=3)
+    main, results = pr.prediction_grid({"gt": table}, 1, **settings)
+    assert list(results) == [("gt", t, fs) for t in GRADING_TARGETS for fs in pr.FEATURE_SETS]
+    assert main["source"].eq("gt").all() and len(main) == 6
+    _, row = pr.run_experiment(table, "disc_bulging", "geometric + latent", 1, **settings)
+    hit = main[(main.target == "disc_bulging") & (main.features == "geometric + latent")]
+    assert hit.iloc[0][["auc", "f1", "auc_lo"]].tolist() == [row["auc"], row["f1"], row["auc_lo"]]
+    paired = pr.paired_comparisons(results, "auc", n_boot=50, seed=3)
+    assert paired[["masks", "target"]].values.tolist() == [["gt", t] for t in GRADING_TARGETS]
+    direct = pr.compare(
+        results[("gt", "disc_narrowing", "geometric")],
+        results[("gt", "disc_narrowing", "geometric + latent")],
+        n_boot=50,
+        seed=3,
+    )
+    assert paired.iloc[0]["difference"] == direct["difference"]
+    assert paired.iloc[0]["p_corrected_t"] == direct["p_corrected_t"]
+
+
+def test_class_weight_table_pivots_by_hand():
+    def rows(weighted, f1, auc):
+        return pd.DataFrame(
+            {"target": ["t1", "t1", "t2"], "features": ["a", "b", "a"],
+             "class_weighted": weighted, "f1": f1, "auc": auc}
+        )  # fmt: skip
+
+    table = pr.class_weight_table(
+        rows(False, [0.1, 0.2, 0.3], [0.61234, 0.7, 0.8]), rows(True, [0.4, 0.5, 0.6], [0.9] * 3)
+    )
+    assert list(table.columns) == [
+        "auc (unweighted)", "auc (weighted)", "f1 (unweighted)", "f1 (weighted)"
+    ]  # fmt: skip
+    assert table.loc[("t1", "a")].tolist() == [0.612, 0.9, 0.1, 0.4]
+    assert table.loc[("t2", "a")].tolist() == [0.8, 0.9, 0.3, 0.6]
+
+
+def test_class_weighted_rows_weigh_every_fold():
+    rows = pr.class_weighted_rows(_graded(), 1, n_repeats=1, n_boot=20)
+    assert rows["class_weighted"].all() and rows["source"].eq("gt").all() and len(rows) == 6
+
+
+def test_leakage_table_reuses_grouped_rows_and_runs_the_others():
+    table = _graded().assign(cube_index=lambda d: np.arange(len(d)))
+    settings = dict(n_repeats=1, n_boot=20, seed=0)
+    grouped = pd.DataFrame(
+        [
+            {"source": "gt", "target": t, "features": fs, "protocol": "grouped", "repeats": 9,
+             **dict.fromkeys(["f1", "f1_lo", "f1_hi", "auc", "auc_lo", "auc_hi"], 0.5)}
+            for t in GRADING_TARGETS for fs in pr.FEATURE_SETS
+        ]
+    )  # fmt: skip
+    fitted = []
+
+    class Spy(_MeanLatent):
+        def fit(self, c):
+            fitted.append(len(c))
+            return super().fit(c)
+
+    cubes = np.random.default_rng(0).random((len(table), 3, 3, 3))
+    in_fold = pr.InFold(cubes, lambda seed: Spy(), n_repeats=1)
+    out = pr.leakage_table(table, grouped, 1, in_fold=in_fold, **settings)
+    assert list(out.columns) == pr.LEAKAGE_COLUMNS
+    expected = []
+    for t in GRADING_TARGETS:
+        for fs in pr.FEATURE_SETS:
+            expected += [(t, fs, "paper"), (t, fs, "grouped")]
+            if t == "disc_narrowing" and fs != "geometric":
+                expected.append((t, fs, "grouped, AE in fold"))
+    assert list(out[["target", "features", "protocol"]].itertuples(index=False)) == expected
+    assert out.loc[out.protocol == "grouped", "repeats"].eq(9).all()  # reused, not re-run
+    _, paper = pr.run_experiment(table, "disc_bulging", "latent", 1, "paper", **settings)
+    hit = out[
+        (out.protocol == "paper") & (out.target == "disc_bulging") & (out.features == "latent")
+    ]
+    assert hit.iloc[0]["auc"] == paper["auc"]
+    assert len(fitted) == 5 and (in_fold.cache.fits, in_fold.cache.hits) == (5, 5)
+    none = pr.leakage_table(table, grouped, 1, **settings)
+    assert "grouped, AE in fold" not in set(none.protocol) and len(none) == 12
+
+
+# --- the study: what chapters 02 and 03 wrote, read back ------------------------------------
+def test_load_study_reads_the_earlier_chapters_outputs(phantom_dir, tmp_path):
+    import torch
+
+    from disclatent import autoencoder as ae
+    from disclatent.analysis.study import load_study
+    from disclatent.discs.features import measure_cohort
+    from disclatent.discs.store import build_disc_store
+    from disclatent.paths import BuildPaths, MissingOutputError
+    from disclatent.profiles import get_profile
+
+    cfg = get_profile("quick")
+    paths = BuildPaths(tmp_path, "quick")
+
+    def load():
+        return load_study("quick", phantom_dir, tmp_path)
+
+    with pytest.raises(MissingOutputError, match="02_geometry"):
+        load()
+    build_disc_store(
+        phantom_dir,
+        paths.disc_store("gt"),
+        spacing_mm=cfg.disc_spacing_mm,
+        size=cfg.disc_cube_size,
+        progress=False,
+    )
+    geometry, _ = measure_cohort(phantom_dir)
+    paths.tables.mkdir(parents=True)
+    geometry.to_csv(paths.table("geometry_features"), index=False)
+    with pytest.raises(MissingOutputError, match="03_autoencoder"):
+        load()
+    torch.manual_seed(0)
+    ae.DiscAE(ae.AEConfig.from_profile(cfg, 4), device="cpu").save(paths.autoencoder(4))
+
+    study = load()
+    assert study.build == tmp_path and study.latent_columns == [f"latent_{i}" for i in range(4)]
+    assert study.predicted_store() is None  # no segmentation chapter in this build
+    table = study.features(study.gt)
+    t1 = geometry[geometry.series.str.endswith("_t1")]
+    assert len(table) == len(t1) == len(study.gt)  # every phantom disc is graded
+    expected = table[["series", "ivd_label"]].merge(t1, on=["series", "ivd_label"], how="left")
+    np.testing.assert_array_equal(table[GEOMETRY_FEATURES], expected[GEOMETRY_FEATURES])
+    z = study.model.encode(study.gt.cubes)
+    np.testing.assert_allclose(table[study.latent_columns], z[table["cube_index"]], rtol=1e-6)
+    assert study.fold_autoencoder(7).get_params()["seed"] == 7
+    tables, notes = study.feature_tables()
+    assert list(tables) == ["gt"] and tables["gt"].equals(table)
+    assert notes[-1].startswith(f"No predicted masks in {paths.predicted_masks}")
+    decoded = study.model.decode(z[:2])
+    measured = study.measure_decoded(decoded)
+    assert len(measured) == 2 and set(GEOMETRY_FEATURES) <= set(measured.columns)
+    truth = study.phantom_truth()
+    assert truth is not None and {"wedge", "bulge_mm"} <= set(truth.columns)

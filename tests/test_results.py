@@ -64,7 +64,11 @@ def test_numbers_are_read_from_the_tables(tmp_path):
     assert n["latent_latent_max_r"] == pytest.approx(abs(np.corrcoef(z.latent_0, z.latent_1)[0, 1]))
 
 
-def test_timings_and_hardware(tmp_path):
+def test_timings_and_hardware(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
     nb = {
         "metadata": {"disclatent": {"seconds": 12.5}},
         "cells": [],
@@ -72,7 +76,69 @@ def test_timings_and_hardware(tmp_path):
         "nbformat_minor": 5,
     }
     (tmp_path / "00_data.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "01_x.ipynb").write_text(json.dumps({**nb, "metadata": {}}))
     t = results.notebook_timings(tmp_path)
-    assert t.to_dict("records") == [{"notebook": "00_data", "seconds": 12.5}]
+    assert t.to_dict("records")[0] == {"notebook": "00_data", "seconds": 12.5}
+    assert t["notebook"].tolist() == ["00_data", "01_x"] and pd.isna(t.loc[1, "seconds"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     hw = results.hardware()
-    assert int(hw["cores"]) >= 1 and hw["gpu"]
+    assert hw["cores"] == str(os.cpu_count()) and hw["gpu"] == "none"
+    assert hw["torch"] == torch.__version__ and hw["python"].count(".") == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Test GPU 9000")
+    assert results.hardware()["gpu"] == "Test GPU 9000"
+
+
+def test_glue_texts_keep_their_digits():
+    import ast
+
+    text = results.GlueText("0.90")
+    assert ast.literal_eval(repr(text)) == "0.90"  # myst-nb reads it back as written
+    numbers = {
+        "seg_dsc": 0.9012,
+        "seg_minutes": 5.04,
+        "ae_k4_iou": 0.99871,
+        "ae_k4_epochs": 40.0,
+        "ae_k4_converged": "yes",
+        "geo_err_height_mm": 0.12345,
+        "pred_gt_narrowing_latent_auc": None,
+    }
+    texts = {k: v.text for k, v in results.headline_texts(numbers, paper={}).items()}
+    assert texts == {
+        "seg_dsc": "0.90",
+        "seg_minutes": "5.0",
+        "ae_k4_iou": "0.9987",
+        "ae_k4_epochs": "40",
+        "ae_k4_converged": "yes",
+        "geo_err_height_mm": "0.123",
+        "pred_gt_narrowing_latent_auc": "n/a",
+    }
+    paper = {k: v.text for k, v in results.headline_texts({}).items()}
+    assert set(paper) == {f"paper_{k}" for k in results.PAPER}
+    assert paper["paper_ae_k4_iou"] == f"{results.PAPER['ae_k4_iou']:.4f}"
+    assert paper["paper_ae_k4_epochs"] == str(results.PAPER["ae_k4_epochs"])
+    assert paper["paper_pred_gt_narrowing_latent_auc"] == "0.75"
+    assert paper["paper_gpu"] == results.PAPER["gpu"]
+
+
+def test_geometry_and_protocol_numbers(tmp_path):
+    pd.DataFrame({"feature": ["height_mm", "volume_mm3"], "median_abs_error": [0.2, 3.5]}).to_csv(
+        tmp_path / "geometry_errors_vs_truth.csv", index=False
+    )
+    pd.DataFrame(
+        {
+            "target": ["disc_narrowing"] * 3 + ["disc_bulging"],
+            "features": ["latent"] * 4,
+            "protocol": ["paper", "grouped", "grouped, AE in fold", "paper"],
+            "auc": [0.9, 0.7, 0.6, 0.1],
+        }
+    ).to_csv(tmp_path / "leakage_protocols.csv", index=False)
+    n = results.headline_numbers(tmp_path)
+    assert (n["geo_err_height_mm"], n["geo_err_volume_mm3"], n["geo_err_ap_width_mm"]) == (
+        0.2,
+        3.5,
+        None,
+    )
+    assert (n["leak_latent_auc_paper"], n["leak_latent_auc_grouped"]) == (0.9, 0.7)
+    assert n["leak_latent_auc_infold"] == 0.6
+    assert n["seg_model"] is None and n["interp_max_pair"] is None

@@ -93,7 +93,9 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from disclatent.segmentation.training import config_from_profile, predict_images, train
+    from disclatent.segmentation.config import config_from_profile
+    from disclatent.segmentation.inference import predict_images
+    from disclatent.segmentation.training import train
 
     log = None if args.quiet else print
     if args.segment_command == "train":
@@ -128,17 +130,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_autoencoder(args: argparse.Namespace) -> int:
-    from disclatent.autoencoder import core as autoencoder
+    from disclatent.autoencoder import commands
 
     return {
-        "train": autoencoder.cli_train,
-        "encode": autoencoder.cli_encode,
-        "decode": autoencoder.cli_decode,
+        "train": commands.cli_train,
+        "encode": commands.cli_encode,
+        "decode": commands.cli_decode,
     }[args.ae_command](args)
 
 
 def _cmd_check_pages(args: argparse.Namespace) -> int:
-    from disclatent.report.book import check_pages
+    from disclatent.report.pages import check_pages
 
     rows = check_pages(args.html, args.screenshots)
     bad = 0
@@ -225,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_geometry)
 
+    from disclatent.segmentation.config import MODEL_NAMES
+
     p = sub.add_parser("segment", help="train a disc segmentation model, or segment images")
     seg = p.add_subparsers(dest="segment_command", required=True)
     t = seg.add_parser("train", help="train on a SPIDER-format folder, one site held out")
@@ -235,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--model",
         default=None,
-        choices=["UNet", "SegResNet", "SwinUNETR"],
+        choices=MODEL_NAMES,
         help="network (default: the profile's; SwinUNETR is SwinUNETR-V2)",
     )
     t.add_argument("--profile", default="default", choices=["quick", "default", "paper"])

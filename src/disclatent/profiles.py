@@ -56,7 +56,7 @@ class Profile:
     # prediction (disclatent.analysis.prediction): repeats of 5-fold CV, patient-bootstrap resamples
     # per interval, and the autoencoder-inside-each-fold protocol: whether it runs (the
     # chapter says when it does not) and its repeats; each fold's autoencoder trains like the
-    # one fitted on all discs (the ae_* settings below), so the protocols differ only in
+    # autoencoder chapter's k = 4 model (the ae_* settings below), so the protocols differ only in
     # which discs it sees
     pred_repeats: int = 5
     pred_boot: int = 1000

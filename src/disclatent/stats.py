@@ -1,5 +1,7 @@
 """Confidence intervals, paired tests and correlation tables used throughout the book.
 
+(``book/method.md`` states where each is used.)
+
 Every interval here is stated with how it is computed:
 
 * :func:`bootstrap_ci`: percentile bootstrap; with ``groups`` it resamples whole groups
@@ -38,7 +40,7 @@ def bootstrap_mean_ci(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
-    groups: Sequence | None = None,
+    groups: Sequence | np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap CI of the mean: ``(mean, lo, hi)`` (vectorised).
 
@@ -66,7 +68,7 @@ def bootstrap_mean_ci(
 
 
 def bootstrap_indices(
-    n: int, n_boot: int, seed: int = 0, groups: Sequence | None = None
+    n: int, n_boot: int, seed: int = 0, groups: Sequence | np.ndarray | None = None
 ) -> list[np.ndarray]:
     """Row indices of ``n_boot`` bootstrap samples; whole groups are drawn if ``groups``."""
     rng = np.random.default_rng(seed)
@@ -88,7 +90,7 @@ def bootstrap_ci(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-    groups: Sequence | None = None,
+    groups: Sequence | np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """Percentile bootstrap of ``statistic(indices)``: ``(estimate, lo, hi)``.
 
@@ -111,7 +113,7 @@ def bootstrap_paired_p(
     n: int,
     n_boot: int = 1000,
     seed: int = 0,
-    groups: Sequence | None = None,
+    groups: Sequence | np.ndarray | None = None,
 ) -> tuple[float, float, float, float]:
     """Paired bootstrap of ``b - a`` on the same resamples: ``(diff, lo, hi, p)``.
 
@@ -119,10 +121,10 @@ def bootstrap_paired_p(
     ``1 / n_boot``).
     """
     diff = float(statistic_b(np.arange(n)) - statistic_a(np.arange(n)))
-    reps = []
-    for idx in bootstrap_indices(n, n_boot, seed, groups):
-        reps.append(statistic_b(idx) - statistic_a(idx))
-    reps = np.asarray(reps, float)
+    draws = [
+        statistic_b(idx) - statistic_a(idx) for idx in bootstrap_indices(n, n_boot, seed, groups)
+    ]
+    reps = np.asarray(draws, float)
     reps = reps[np.isfinite(reps)]
     lo, hi = np.quantile(reps, [0.025, 0.975])
     p = 2 * min((reps <= 0).mean(), (reps >= 0).mean())

@@ -1,24 +1,31 @@
 """What the latent features mean: sweeps through the decoder, correlations, levels.
 
+(``book/method.md``, *Interpretation*.) The figures are drawn by
+:mod:`disclatent.report.interpretation_plots`.
+
 * :func:`sweep_codes`: hold every latent feature at its **mean** over the cohort (the public
   implementation used half the range) and move one from its minimum to its maximum in
   ``n_steps`` equal steps (6: min, 1/5, ..., max, as the paper's Fig. 5B).
 * :func:`latent_sweep`: decode those codes into masks and measure each decoded mask with
   the geometry module, so a sweep reads as "feature 2 up -> AP width down by x mm".
+* :func:`correlation_matrix`: Pearson r, p and FDR q of latent against geometric features
+  (Fig. 5A), and :func:`max_off_diagonal` for the latent features among themselves.
 * :func:`level_differences`: does a latent feature separate spinal levels? Kruskal-Wallis
   test per feature, FDR-corrected over features.
+* :func:`factor_correlation`: on the phantom, the latent features against the factors that
+  generated each disc (:data:`disclatent.data.phantom.GENERATING_FACTORS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from disclatent.discs.isolation import central_slices
+from disclatent.data.phantom import GENERATING_FACTORS
 from disclatent.stats import correlation_table
 
 
@@ -110,10 +117,10 @@ def level_differences(z: pd.DataFrame, levels: Sequence[str]) -> pd.DataFrame:
     """Kruskal-Wallis test of each latent feature across spinal levels (FDR over features)."""
     from statsmodels.stats.multitest import multipletests
 
-    levels = np.asarray(levels)
+    names = np.asarray(levels)
     rows = []
     for col in z.columns:
-        groups = [z.loc[levels == lv, col].to_numpy() for lv in pd.unique(levels)]
+        groups = [z.loc[names == lv, col].to_numpy() for lv in pd.unique(names)]
         groups = [g for g in groups if len(g) > 0]
         h, p = sps.kruskal(*groups) if len(groups) > 1 else (np.nan, np.nan)
         rows.append({"latent": col, "H": float(h), "p": float(p), "levels": len(groups)})
@@ -126,82 +133,49 @@ def level_differences(z: pd.DataFrame, levels: Sequence[str]) -> pd.DataFrame:
 
 
 def stars(q: float) -> str:
+    """FDR significance marks: * q < 0.05, ** q < 0.01, *** q < 0.001."""
     if not np.isfinite(q):
         return ""
     return "***" if q < 0.001 else "**" if q < 0.01 else "*" if q < 0.05 else ""
 
 
-def correlation_heatmap(
-    r: pd.DataFrame,
-    q: pd.DataFrame,
-    ax: plt.Axes | None = None,
-    title: str = "",
-    labels: dict[str, str] | None = None,
-) -> plt.Axes:
-    """Annotated heatmap of r with FDR significance stars (* q<0.05, ** <0.01, *** <0.001)."""
-    ax = ax or plt.gca()
-    im = ax.imshow(r.to_numpy(float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-    for i in range(r.shape[0]):
-        for j in range(r.shape[1]):
-            v = r.iat[i, j]
-            if np.isfinite(v):
-                ax.text(
-                    j,
-                    i,
-                    f"{v:.2f}{stars(q.iat[i, j])}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if abs(v) > 0.6 else "black",
-                )
-    names = labels or {}
-    ax.set_xticks(
-        range(r.shape[1]), [names.get(c, c) for c in r.columns], rotation=40, ha="right", fontsize=8
-    )
-    ax.set_yticks(range(r.shape[0]), [names.get(c, c) for c in r.index], fontsize=8)
-    ax.set_title(title, fontsize=9)
-    plt.colorbar(im, ax=ax, fraction=0.04, label="Pearson r")
-    return ax
+def max_off_diagonal(r: pd.DataFrame | np.ndarray) -> float:
+    """Largest |r| between two different variables of a square correlation matrix."""
+    m = np.asarray(r, float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or len(m) < 2:
+        raise ValueError(f"need a square matrix of at least two variables, got {m.shape}")
+    return float(np.abs(m[~np.eye(len(m), dtype=bool)]).max())
 
 
-def plot_sweep(
-    masks: np.ndarray,
+@dataclass
+class FactorCorrelation:
+    """Latent features against the phantom's generating factors, disc by disc."""
+
+    joined: pd.DataFrame  # one row per disc: series, ivd_label, latent columns, factors
+    r: pd.DataFrame  # latent x factors, Pearson r
+    q: pd.DataFrame  # FDR-corrected p-values
+    table: pd.DataFrame  # long format (:func:`disclatent.stats.correlation_table`)
+
+    def strongest(self) -> pd.DataFrame:
+        """For each latent feature, the factor it correlates with most (by |r|) and that r."""
+        best = self.r.abs().idxmax(axis=1)
+        return pd.DataFrame(
+            {"strongest factor": best, "r": [self.r.loc[i, best[i]] for i in self.r.index]}
+        ).rename_axis("latent feature")
+
+
+def factor_correlation(
     table: pd.DataFrame,
-    spacing_mm: Sequence[float],
-    planes: Sequence[str] = ("sagittal", "coronal", "transverse"),
-) -> plt.Figure:
-    """The paper's Fig. 5B: one row per (latent feature, plane), one column per sweep step."""
-    k, n_steps = masks.shape[:2]
-    sp_si, sp_ap, sp_lr = spacing_mm
-    extents = {"sagittal": sp_si / sp_ap, "coronal": sp_si / sp_lr, "transverse": sp_ap / sp_lr}
-    fig, axes = plt.subplots(
-        k * len(planes), n_steps, figsize=(1.5 * n_steps, 1.35 * k * len(planes)), squeeze=False
+    truth: pd.DataFrame,
+    latent: Sequence[str],
+    factors: Sequence[str] = GENERATING_FACTORS,
+) -> FactorCorrelation:
+    """Correlate the ``latent`` columns of ``table`` with the generating ``factors`` of
+    ``truth`` (the phantom's ``phantom_truth.csv``), joined on (series, IVD label)."""
+    keys = ["series", "ivd_label"]
+    joined = table[[*keys, *latent]].merge(
+        truth[[*keys, *factors]], on=keys, how="inner", validate="one_to_one"
     )
-    for j in range(k):
-        for s in range(n_steps):
-            sl = central_slices(masks[j, s])
-            for p, plane in enumerate(planes):
-                ax = axes[j * len(planes) + p, s]
-                ax.imshow(
-                    sl[plane],
-                    cmap="gray_r",
-                    origin="lower",
-                    vmin=0,
-                    vmax=1,
-                    aspect=extents[plane],
-                    interpolation="nearest",
-                )
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if s == 0:
-                    ax.set_ylabel(f"z{j}\n{plane}", fontsize=7)
-                if j == 0 and p == 0:
-                    frac = table.loc[
-                        (table.feature == f"latent_{j}") & (table.step == s), "fraction"
-                    ].iloc[0]
-                    ax.set_title(
-                        "min" if s == 0 else "max" if s == n_steps - 1 else f"{frac:.1f}",
-                        fontsize=8,
-                    )
-    fig.tight_layout(h_pad=0.2, w_pad=0.2)
-    return fig
+    r, _, q = correlation_matrix(joined[list(latent)], joined[list(factors)])
+    long = correlation_table(joined[list(latent)], joined[list(factors)])
+    return FactorCorrelation(joined, r, q, long)

@@ -1,9 +1,17 @@
-"""The inputs the prediction and interpretation chapters share, prepared in one call.
+"""The inputs the prediction and interpretation chapters share, read from earlier chapters.
 
-:func:`load_study` finds the cohort (a SPIDER folder or the profile's phantom), reads its
-gradings, loads the ground-truth disc store written by the geometry chapter (or builds it)
-and trains, or loads from the build folder, the k = 4 autoencoder fitted on all
-ground-truth discs, as the paper did. The chapters then only ask for feature tables.
+(``book/method.md``, *Prediction* and *Interpretation*.) :func:`load_study` trains and
+measures nothing: it finds the cohort (a SPIDER folder or the profile's phantom) and its
+gradings, and loads what the earlier chapters wrote, each through
+:meth:`disclatent.paths.BuildPaths.require` (a missing one names the chapter to run):
+
+* the ground-truth disc store and the geometric features of every disc (``02_geometry``);
+* the k = 4 autoencoder of the bottleneck sweep (``03_autoencoder``), trained on the
+  training patients of that chapter's split, so the latent codes of its held-out patients
+  are out-of-sample.
+
+Only the discs of the segmentation chapter's predicted masks are isolated and measured
+here, the first time anything uses them.
 """
 
 from __future__ import annotations
@@ -13,13 +21,18 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from disclatent import autoencoder as ae
+from disclatent.analysis.prediction import disc_features
+from disclatent.conventions import latent_columns
 from disclatent.data import spider
 from disclatent.data.cohort import cohort_root
-from disclatent.discs import isolation as iso
-from disclatent.paths import BuildPaths, resolve_build_dir
+from disclatent.discs import store as ds
+from disclatent.discs.features import load_geometry_table
+from disclatent.discs.geometry import measure_cubes
+from disclatent.paths import BuildPaths
 from disclatent.profiles import Profile, get_profile
 
 LATENT_DIM = 4  # the paper's bottleneck for prediction and interpretation
@@ -27,37 +40,84 @@ LATENT_DIM = 4  # the paper's bottleneck for prediction and interpretation
 
 @dataclass
 class Study:
-    """A cohort, its gradings, its ground-truth discs and the autoencoder fitted on them."""
+    """A cohort, its gradings and what the earlier chapters made of it."""
 
     profile: Profile
     root: Path  # the SPIDER-format folder read
-    build: Path  # the build folder (stores, models, tables)
+    paths: BuildPaths  # the build folder (stores, models, tables)
     gradings: pd.DataFrame
-    gt: iso.DiscStore
-    model: ae.DiscAE
+    gt: ds.DiscStore  # ground-truth discs (02_geometry)
+    geometry: pd.DataFrame  # every disc's geometric features (02_geometry)
+    model: ae.DiscAE  # the sweep's k = latent_dim autoencoder (03_autoencoder)
     latent_dim: int = LATENT_DIM
     seed: int = 0
 
-    def disc_store(self, source: str, masks: str | os.PathLike) -> iso.DiscStore:
-        """The T1 discs of ``masks`` in the profile's cubes, cached under the build folder
-        while the mask files are unchanged (``source``: "gt" or "pred")."""
-        return iso.cached_disc_store(
+    @property
+    def build(self) -> Path:
+        return self.paths.root
+
+    @property
+    def latent_columns(self) -> list[str]:
+        return latent_columns(self.latent_dim)
+
+    def predicted_store(self) -> ds.DiscStore | None:
+        """The T1 discs of the segmentation chapter's predicted masks in the profile's cubes
+        (cached while the mask files are unchanged); ``None`` when there are none."""
+        masks = self.paths.predicted_masks
+        if not (masks.is_dir() and any(masks.iterdir())):
+            return None
+        return ds.cached_disc_store(
             masks,
-            BuildPaths(self.build, self.profile.name).disc_store(source),
-            source=source,
+            self.paths.disc_store("pred"),
+            source="pred",
             spacing_mm=self.profile.disc_spacing_mm,
             size=self.profile.disc_cube_size,
         )
 
-    def features(self, store: iso.DiscStore) -> pd.DataFrame:
-        """One row per disc: geometry (mm, degrees), ``latent_0..`` and the gradings."""
-        from disclatent.analysis.prediction import disc_features
+    def features(self, store: ds.DiscStore) -> pd.DataFrame:
+        """One row per graded disc: geometry (mm, degrees), ``latent_0..`` and the gradings.
 
-        return disc_features(store, self.gradings, self.model.encode(store.cubes))
+        Ground-truth discs take their geometry from the geometry chapter's table; discs of
+        predicted masks are measured in their masks. The latent codes are the model's
+        (cubes cropped to its size as in training, :func:`disclatent.autoencoder.fit_cubes`).
+        """
+        sources = set(store.table["source"]) if "source" in store.table else set()
+        geometry = self.geometry if sources == {"gt"} else None
+        return disc_features(store, self.gradings, self.model.encode(store.cubes), geometry)
 
-    @property
-    def latent_columns(self) -> list[str]:
-        return [f"latent_{i}" for i in range(self.latent_dim)]
+    def feature_tables(self) -> tuple[dict[str, pd.DataFrame], list[str]]:
+        """:meth:`features` of the ground-truth discs (``"gt"``) and, when the segmentation
+        chapter wrote predicted masks, of theirs (``"pred"``); and a note for every warning
+        raised on the way (a disc left out, a grading without a disc) or missing input."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tables = {"gt": self.features(self.gt)}
+            pred = self.predicted_store()
+            if pred is not None:
+                tables["pred"] = self.features(pred)
+        notes = [f"note: {w.message}" for w in caught]
+        if pred is None:
+            notes.append(
+                f"No predicted masks in {self.paths.predicted_masks}: run the segmentation "
+                "chapter first."
+            )
+        return tables, notes
+
+    def measure_decoded(self, cubes: np.ndarray) -> pd.DataFrame:
+        """Geometry of decoded masks ``(n, S, S, S)`` on the disc grid (an empty one: NaN)."""
+        return measure_cubes(cubes, self.gt.spacing_mm, allow_empty=True)
+
+    def phantom_truth(self) -> pd.DataFrame | None:
+        """The phantom's generating factors per disc (``phantom_truth.csv``); ``None`` for
+        real data, which has no such truth."""
+        path = self.root / "phantom_truth.csv"
+        return pd.read_csv(path, dtype={"patient": str}) if path.exists() else None
+
+    def fold_autoencoder(self, fold_seed: int) -> ae.LatentFeatures:
+        """An untrained k = ``latent_dim`` extractor of the profile's settings (AE in fold)."""
+        return ae.LatentFeatures(
+            latent_dim=self.latent_dim, profile=self.profile.name, seed=fold_seed
+        )
 
 
 def load_study(
@@ -66,29 +126,20 @@ def load_study(
     build_dir: str | os.PathLike = "_build",
     seed: int = 0,
     latent_dim: int = LATENT_DIM,
-    progress: bool = False,
 ) -> Study:
-    """Prepare a :class:`Study`; the autoencoder is trained once per profile, seed and data
-    and reused from ``<build>/models/ae-all-<profile>-k<latent_dim>`` afterwards.
+    """Prepare a :class:`Study` from the outputs of chapters 02 and 03.
 
     Grading rows that do not match a disc (and the reverse) are reported by
-    :func:`disclatent.discs.geometry.join_gradings` when feature tables are made; the IVD label 0
+    :func:`disclatent.discs.features.join_gradings` when feature tables are made; the IVD label 0
     rows of SPIDER's gradings file are reported by the data chapter and silenced here.
     """
     cfg = get_profile(profile)
-    build = resolve_build_dir(build_dir)
+    paths = BuildPaths.resolve(build_dir, cfg.name)
     root = cohort_root(profile, data_dir, build_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gradings = spider.read_gradings(spider.SpiderFolder(root).gradings_csv)
-    gt = iso.cached_disc_store(
-        root,
-        BuildPaths(build, cfg.name).disc_store("gt"),
-        source="gt",
-        spacing_mm=cfg.disc_spacing_mm,
-        size=cfg.disc_cube_size,
-    )
-    config = ae.AEConfig.from_profile(cfg, latent_dim, seed=seed)
-    model_dir = build / "models" / f"ae-all-{cfg.name}-k{latent_dim}"
-    model, _ = ae.train_or_load(gt.cubes, config, model_dir, progress=progress)
-    return Study(cfg, root, build, gradings, gt, model, latent_dim, seed)
+    gt = ds.load_disc_store(paths.require(paths.disc_store("gt"), "02_geometry"))
+    geometry = load_geometry_table(paths)
+    model = ae.DiscAE.load(paths.require(paths.autoencoder(latent_dim), "03_autoencoder"))
+    return Study(cfg, root, paths, gradings, gt, geometry, model, latent_dim, seed)

@@ -95,16 +95,21 @@ def show_sagittal(
 
 
 def level_boxplots(
-    df: pd.DataFrame, columns: list[str], labels: dict[str, str] | None = None, ncols: int = 4
+    df: pd.DataFrame,
+    columns: list[str],
+    labels: dict[str, str] | None = None,
+    ncols: int = 4,
+    points: bool = True,
 ) -> plt.Figure:
-    """Box plots of ``columns`` per spinal level (rows of ``df`` need a ``level`` column)."""
+    """Box plots of ``columns`` per spinal level (rows of ``df`` need a ``level`` column),
+    from L5/S1 up; with ``points`` every disc is drawn over its box (jittered)."""
     levels = [lv for lv in LEVEL_ORDER[::-1] if lv in set(df["level"])]
     nrows = int(np.ceil(len(columns) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), squeeze=False)
     for ax, col in zip(axes.flat, columns, strict=False):
         data = [df.loc[df["level"] == lv, col].dropna().to_numpy() for lv in levels]
         ax.boxplot(data, tick_labels=levels, showfliers=False)
-        for i, d in enumerate(data, start=1):
+        for i, d in enumerate(data if points else [], start=1):
             ax.plot(
                 np.random.default_rng(i).normal(i, 0.06, len(d)),
                 d,
@@ -165,41 +170,3 @@ def forest_plot(
     ax.set_xlabel(metric.upper() if metric == "auc" else "F1 (positive class)")
     ax.legend(fontsize=8, loc="lower right")
     return ax
-
-
-def show_contours(
-    ax, image: Volume, truth: Volume | None, pred: Volume | None, title: str | None = None
-) -> None:
-    """Mid-sagittal slice (anterior left, superior up) with the true disc outlines (solid,
-    green) and the predicted ones (dashed, orange)."""
-    from disclatent.segmentation.data import disc_foreground
-
-    canon = to_canonical(image)
-    lr = mid_sagittal_index(truth if truth is not None else pred)
-    sp_ap, sp_si = canon.spacing[1], canon.spacing[2]
-    n_si, n_ap = canon.array.shape[0], canon.array.shape[1]
-    extent = (0, n_ap * sp_ap, 0, n_si * sp_si)
-    img = canon.array[:, :, lr].astype(float)
-    lo, hi = np.percentile(img, [1, 99.5])
-    ax.imshow(
-        img, cmap="gray", origin="lower", extent=extent, vmin=lo, vmax=hi, interpolation="nearest"
-    )
-    for vol, color, style in ((truth, "limegreen", "solid"), (pred, "orange", "dashed")):
-        if vol is None:
-            continue
-        sl = disc_foreground(to_canonical(vol).array[:, :, lr]).astype(float)
-        if sl.any():
-            ax.contour(
-                sl,
-                levels=[0.5],
-                origin="lower",
-                extent=extent,
-                colors=[color],
-                linewidths=1.1,
-                linestyles=style,
-            )
-    ax.set_xlabel("anterior → posterior (mm)")
-    ax.set_ylabel("inferior → superior (mm)")
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title, fontsize=9)

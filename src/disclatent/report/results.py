@@ -1,34 +1,51 @@
 """The study's headline numbers, read back from the CSV tables each chapter writes.
 
-The results chapter glues these numbers into its prose (myst-nb ``glue``), so no number in
-the text is typed by hand. A table that a chapter has not written (e.g. no predicted masks)
-gives ``None`` for its numbers, shown as "n/a", never a made-up value.
+The results chapter glues these numbers into its prose (myst-nb ``glue``, as
+:class:`GlueText` from :func:`headline_texts`), so no number in the text is typed by hand;
+the paper's come from :mod:`disclatent.published` (:data:`PAPER`). A table that a chapter
+has not written (e.g. no predicted masks) gives ``None`` for its numbers, shown as "n/a",
+never a made-up value. (``book/method.md`` describes each step.)
 """
 
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from disclatent import published
+from disclatent.analysis.interpretation import max_off_diagonal
 from disclatent.conventions import GEOMETRY_FEATURES
+from disclatent.data.spider import GRADING_TARGETS
 from disclatent.formatting import format_number
 
 
+def _reported(row: pd.Series | None, column: str) -> float:
+    if row is None or pd.isna(row[column]):
+        raise KeyError(f"the paper reports no {column} here")
+    return float(row[column])
+
+
+def _number(value: object) -> float:
+    if not isinstance(value, int | float):
+        raise TypeError(f"expected a published number, got {value!r}")
+    return float(value)
+
+
 def _paper_auc(target: str, features: str) -> float:
-    return float(published.prediction("gt", target, features)["auc"])
+    return _reported(published.prediction("gt", target, features), "auc")
 
 
 #: the published figures the results page quotes, keyed like :func:`headline_numbers`
-PAPER = {
-    "seg_dsc": published.SEGMENTATION["DSC"],
-    "seg_iou": published.SEGMENTATION["IoU"],
-    "ae_k4_iou": float(published.sweep_row(4)["iou"]),
-    "ae_k4_epochs": int(published.sweep_row(4)["epochs"]),
+PAPER: dict[str, float | int | str] = {
+    "seg_dsc": _number(published.SEGMENTATION["DSC"]),
+    "seg_iou": _number(published.SEGMENTATION["IoU"]),
+    "ae_k4_iou": _reported(published.sweep_row(4), "iou"),
+    "ae_k4_epochs": int(_reported(published.sweep_row(4), "epochs")),
     "pred_gt_narrowing_latent_auc": _paper_auc("disc_narrowing", "latent"),
     "pred_gt_narrowing_geometric_auc": _paper_auc("disc_narrowing", "geometric"),
     "pred_gt_narrowing_combined_auc": _paper_auc("disc_narrowing", "geometric + latent"),
@@ -37,6 +54,48 @@ PAPER = {
     "hours": published.PIPELINE_HOURS,
     "gpu": published.PIPELINE_GPU,
 }
+
+
+class GlueText:
+    """Text glued for ``{glue:text}`` in prose (myst-nb).
+
+    Its repr is a quoted Python string: myst-nb reads glued text with ``literal_eval``, which
+    would turn an unquoted "1.50" into the number 1.5; a quoted one comes back exactly as
+    written.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+
+#: decimals of each quoted number that does not have the default two
+TEXT_DIGITS = {
+    "ae_k4_iou": 4,
+    "ae_k4_heldout_iou": 4,
+    "ae_k4_pca_heldout_iou": 4,
+    "ae_k4_epochs": 0,
+    "seg_minutes": 1,
+    "seg_inference_s": 1,
+}
+
+
+def text_digits(key: str) -> int:
+    """Decimals shown for the headline number ``key`` (geometry errors: 3)."""
+    return 3 if key.startswith("geo_err") else TEXT_DIGITS.get(key, 2)
+
+
+def headline_texts(
+    numbers: Mapping[str, float | str | None], paper: Mapping[str, float | int | str] = PAPER
+) -> dict[str, GlueText]:
+    """Every headline number as glue text (:func:`text_digits` decimals, "n/a" when
+    missing), and the paper's figures as ``paper_<key>``."""
+    texts = {key: GlueText(format_number(v, text_digits(key))) for key, v in numbers.items()}
+    for key, value in paper.items():
+        texts[f"paper_{key}"] = GlueText(format_number(value, text_digits(key)))
+    return texts
 
 
 def _read(tables: Path, name: str) -> pd.DataFrame | None:
@@ -52,121 +111,118 @@ def _f(value) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def headline_numbers(tables_dir: str | os.PathLike) -> dict[str, float | str | None]:
-    """Every number the results chapter quotes; ``None`` where its table is missing."""
-    t = Path(tables_dir)
-    out: dict[str, float | str | None] = {}
+_SEGMENTATION_KEYS = [
+    "seg_model",
+    "seg_dsc",
+    "seg_dsc_lo",
+    "seg_dsc_hi",
+    "seg_iou",
+    "seg_minutes",
+    "seg_inference_s",
+]
+_AUTOENCODER_KEYS = [
+    "ae_k4_iou",
+    "ae_k4_heldout_iou",
+    "ae_k4_pca_heldout_iou",
+    "ae_k4_converged",
+    "ae_k4_epochs",
+]
+_FEATURE_SETS = {"latent": "latent", "geometric": "geometric", "geometric + latent": "combined"}
+_PROTOCOLS = {"paper": "paper", "grouped": "grouped", "grouped, AE in fold": "infold"}
 
+Numbers = dict[str, float | str | None]
+
+
+def _segmentation(t: Path) -> Numbers:
+    """The best of our segmentation models (by test Dice) of Supplementary Table 1."""
     seg = _read(t, "supplementary_table_1_segmentation")
-    ours = (
-        seg[~seg["model"].astype(str).str.contains(r"paper|abstract")] if seg is not None else None
-    )
-    if ours is not None and len(ours):
-        best = ours.loc[ours["DSC"].astype(float).idxmax()]
-        out.update(
-            seg_model=str(best["model"]),
-            seg_dsc=_f(best["DSC"]),
-            seg_dsc_lo=_f(best["DSC low"]),
-            seg_dsc_hi=_f(best["DSC high"]),
-            seg_iou=_f(best["IoU"]),
-            seg_minutes=_f(best.get("training (min)")),
-            seg_inference_s=_f(best.get("inference (s/series)")),
-        )
-    else:
-        out.update(
-            dict.fromkeys(
-                [
-                    "seg_model",
-                    "seg_dsc",
-                    "seg_dsc_lo",
-                    "seg_dsc_hi",
-                    "seg_iou",
-                    "seg_minutes",
-                    "seg_inference_s",
-                ]
-            )
-        )
+    if seg is None:
+        return dict.fromkeys(_SEGMENTATION_KEYS)
+    ours = seg[~seg["model"].astype(str).str.contains(r"paper|abstract")]
+    if not len(ours):
+        return dict.fromkeys(_SEGMENTATION_KEYS)
+    best = ours.loc[ours["DSC"].astype(float).idxmax()]
+    return {
+        "seg_model": str(best["model"]),
+        "seg_dsc": _f(best["DSC"]),
+        "seg_dsc_lo": _f(best["DSC low"]),
+        "seg_dsc_hi": _f(best["DSC high"]),
+        "seg_iou": _f(best["IoU"]),
+        "seg_minutes": _f(best.get("training (min)")),
+        "seg_inference_s": _f(best.get("inference (s/series)")),
+    }
 
+
+def _autoencoder(t: Path) -> Numbers:
+    """The k = 4 row of the bottleneck sweep (epochs: to converge, else run)."""
     sweep = _read(t, "autoencoder_sweep_raw")
     row = sweep[sweep["latent_dim"] == 4] if sweep is not None else None
-    if row is not None and len(row):
-        r = row.iloc[0]
-        out.update(
-            ae_k4_iou=_f(r["train_iou"]),
-            ae_k4_heldout_iou=_f(r["heldout_iou"]),
-            ae_k4_pca_heldout_iou=_f(r.get("pca_heldout_iou")),
-            ae_k4_converged="yes" if bool(r["converged"]) else "no",
-            ae_k4_epochs=_f(r["epochs_to_converge"])
-            if bool(r["converged"])
-            else _f(r["epochs_run"]),
-        )
-    else:
-        out.update(
-            dict.fromkeys(
-                [
-                    "ae_k4_iou",
-                    "ae_k4_heldout_iou",
-                    "ae_k4_pca_heldout_iou",
-                    "ae_k4_converged",
-                    "ae_k4_epochs",
-                ]
-            )
-        )
+    if row is None or not len(row):
+        return dict.fromkeys(_AUTOENCODER_KEYS)
+    r = row.iloc[0]
+    converged = bool(r["converged"])
+    return {
+        "ae_k4_iou": _f(r["train_iou"]),
+        "ae_k4_heldout_iou": _f(r["heldout_iou"]),
+        "ae_k4_pca_heldout_iou": _f(r.get("pca_heldout_iou")),
+        "ae_k4_converged": "yes" if converged else "no",
+        "ae_k4_epochs": _f(r["epochs_to_converge"] if converged else r["epochs_run"]),
+    }
 
+
+def _first(df: pd.DataFrame | None, column: str, **where: str) -> float | None:
+    """``column`` of the first row of ``df`` matching every ``where`` (None if none)."""
+    if df is None:
+        return None
+    hit = df
+    for key, value in where.items():
+        hit = hit[hit[key] == value]
+    return _f(hit[column].iloc[0]) if len(hit) else None
+
+
+def _geometry(t: Path) -> Numbers:
     geo = _read(t, "geometry_errors_vs_truth")
-    for f in GEOMETRY_FEATURES:
-        val = None
-        if geo is not None:
-            hit = geo[geo["feature"] == f]
-            val = _f(hit["median_abs_error"].iloc[0]) if len(hit) else None
-        out[f"geo_err_{f}"] = val
+    return {f"geo_err_{f}": _first(geo, "median_abs_error", feature=f) for f in GEOMETRY_FEATURES}
 
-    pred = _read(t, "prediction_results")
-    names = {"latent": "latent", "geometric": "geometric", "geometric + latent": "combined"}
-    for target in ("disc_narrowing", "disc_bulging"):
-        for fs, short in names.items():
+
+def _prediction(t: Path) -> Numbers:
+    """Grouped-fold AUC and F1 from ground-truth masks, and the latent AUC for narrowing
+    under each protocol."""
+    pred, leak = _read(t, "prediction_results"), _read(t, "leakage_protocols")
+    out: Numbers = {}
+    for target in GRADING_TARGETS:
+        for fs, short in _FEATURE_SETS.items():
             for metric in ("auc", "f1"):
-                val = None
-                if pred is not None:
-                    hit = pred[
-                        (pred["source"] == "gt")
-                        & (pred["target"] == target)
-                        & (pred["features"] == fs)
-                        & (pred["protocol"] == "grouped")
-                    ]
-                    val = _f(hit[metric].iloc[0]) if len(hit) else None
-                out[f"pred_gt_{target.split('_')[1]}_{short}_{metric}"] = val
+                out[f"pred_gt_{target.split('_')[1]}_{short}_{metric}"] = _first(
+                    pred, metric, source="gt", target=target, features=fs, protocol="grouped"
+                )
+    for protocol, short in _PROTOCOLS.items():
+        out[f"leak_latent_auc_{short}"] = _first(
+            leak, "auc", target="disc_narrowing", features="latent", protocol=protocol
+        )
+    return out
 
-    leak = _read(t, "leakage_protocols")
-    for protocol, short in (
-        ("paper", "paper"),
-        ("grouped", "grouped"),
-        ("grouped, AE in fold", "infold"),
-    ):
-        val = None
-        if leak is not None:
-            hit = leak[
-                (leak["target"] == "disc_narrowing")
-                & (leak["features"] == "latent")
-                & (leak["protocol"] == protocol)
-            ]
-            val = _f(hit["auc"].iloc[0]) if len(hit) else None
-        out[f"leak_latent_auc_{short}"] = val
 
+def _interpretation(t: Path) -> Numbers:
+    """The strongest latent-geometry |r| (and its pair), the largest latent-latent |r|."""
+    out: Numbers = dict.fromkeys(["interp_max_abs_r", "interp_max_pair", "latent_latent_max_r"])
     corr = _read(t, "latent_geometry_correlation")
     if corr is not None:
-        r = _correlation_r(corr)
-        flat = r.abs().stack()
-        (lat, feat), best = flat.idxmax(), flat.max()
-        out.update(interp_max_abs_r=_f(best), interp_max_pair=f"{lat} and {feat}")
-    else:
-        out.update(interp_max_abs_r=None, interp_max_pair=None)
+        flat = _correlation_r(corr).abs().stack()
+        lat, feat = flat.idxmax()
+        out.update(interp_max_abs_r=_f(flat.max()), interp_max_pair=f"{lat} and {feat}")
     ll = _read(t, "latent_latent_correlation")
     if ll is not None:
-        r = _correlation_r(ll).to_numpy(float)
-        out["latent_latent_max_r"] = _f(np.abs(r[~np.eye(len(r), dtype=bool)]).max())
-    else:
-        out["latent_latent_max_r"] = None
+        out["latent_latent_max_r"] = _f(max_off_diagonal(_correlation_r(ll)))
+    return out
+
+
+def headline_numbers(tables_dir: str | os.PathLike) -> Numbers:
+    """Every number the results chapter quotes; ``None`` where its table is missing."""
+    t = Path(tables_dir)
+    out: Numbers = {}
+    for part in (_segmentation, _autoencoder, _geometry, _prediction, _interpretation):
+        out.update(part(t))
     return out
 
 
