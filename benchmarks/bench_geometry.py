@@ -25,10 +25,12 @@ from pathlib import Path  # noqa: E402
 
 import SimpleITK as sitk  # noqa: E402
 
+from disclatent.conventions import PAPER_SPACING  # noqa: E402
 from disclatent.data.phantom import write_phantom  # noqa: E402
 from disclatent.data.volume import read_mask  # noqa: E402
 from disclatent.discs import geometry as geo  # noqa: E402
 from disclatent.discs import isolation as iso  # noqa: E402
+from disclatent.discs.store import mask_files  # noqa: E402
 
 TARGET = 100.0  # discs per second
 
@@ -70,7 +72,7 @@ def main() -> int:
             if args.data
             else write_phantom(Path(tmp) / "phantom", n_patients=args.patients, seed=0, workers=1)
         )
-        files = iso.mask_files(root, modalities=None)
+        files = mask_files(root, modalities=None)
         start = time.perf_counter()
         masks = [read_mask(f) for f in files]
         read_s = time.perf_counter() - start
@@ -85,7 +87,7 @@ def main() -> int:
         f"({n / read_s:.0f} discs/s, not included below)"
     )
     print(
-        f"isolation (64^3, {iso.PAPER_SPACING_MM} mm) + geometry, 1 thread: "
+        f"isolation (64^3, {tuple(PAPER_SPACING)} mm) + geometry, 1 thread: "
         f"{1e3 * median / n:.2f} ms per disc, {rate:.0f} discs/s (median of {args.repeats}; "
         f"best {n / best:.0f} discs/s)"
     )

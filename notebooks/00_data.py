@@ -27,22 +27,21 @@ seed = 0  # phantom seed
 # %%
 import warnings
 
-import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
-from disclatent.conventions import GEOMETRY_FEATURES
-from disclatent.data import spider
-from disclatent.data import volume as io
+from disclatent.conventions import FEATURE_LABELS, GEOMETRY_FEATURES
+from disclatent.data import phantom, spider
 from disclatent.data.cohort import cohort_root
-from disclatent.data.survey import inspect_path
-from disclatent.paths import resolve_build_dir
-from disclatent.report.plots import level_boxplots, show_sagittal
+from disclatent.data.survey import acquisition_summary, inspect_path
+from disclatent.paths import BuildPaths
+from disclatent.report.geometry_plots import plot_site_examples
+from disclatent.report.plots import level_boxplots
 from disclatent.report.tables import save_table
 
-build = resolve_build_dir(build_dir)
+# %%
+build = BuildPaths.resolve(build_dir, profile).root
 root = cohort_root(profile, data_dir, build_dir, seed)
-is_phantom = (root / "phantom_truth.csv").exists()
+is_phantom = phantom.has_truth(root)
 folder = spider.SpiderFolder(root)
 folder.check()
 display(
@@ -66,7 +65,7 @@ with warnings.catch_warnings(record=True) as caught:
 for w in caught:
     print("note:", w.message)
 overview = spider.read_overview(folder.overview_csv)
-site_col = "institution" if "institution" in discs else "Manufacturer"
+site_col = spider.site_column(discs)
 summary = spider.cohort_summary(discs, by=site_col)
 save_table(summary, "cohort_by_site", build, index=True)
 summary
@@ -89,33 +88,7 @@ by_level
 
 # %%
 reports = inspect_path(folder.masks_dir)
-geometry = pd.DataFrame(
-    [
-        {
-            "series": r["series"],
-            "orientation": r["orientation"],
-            "spacing i (mm)": r["spacing_mm"][0],
-            "spacing j (mm)": r["spacing_mm"][1],
-            "spacing k (mm)": r["spacing_mm"][2],
-            "discs": r["n_discs"],
-        }
-        for r in reports
-    ]
-)
-geometry = geometry.merge(overview[["series", "modality", site_col]], on="series", how="left")
-acq = (
-    geometry.groupby([site_col, "modality"])
-    .agg(
-        series=("series", "count"),
-        orientation=("orientation", "first"),
-        slice_mm=("spacing i (mm)", "mean"),
-        ap_pixel_mm=("spacing j (mm)", "mean"),
-        si_pixel_mm=("spacing k (mm)", "mean"),
-        discs_min=("discs", "min"),
-        discs_max=("discs", "max"),
-    )
-    .round(3)
-)
+acq = acquisition_summary(reports, overview, site_col)
 save_table(acq, "acquisition_geometry", build, index=True)
 acq
 
@@ -127,20 +100,7 @@ acq
 # superior up).
 
 # %%
-sites = overview[overview["series"].isin(discs["series"])].groupby(site_col)["patient"].first()
-sites = sites.iloc[:4]
-fig, axes = plt.subplots(2, len(sites), figsize=(3.1 * len(sites), 9.5), squeeze=False)
-for col, (site, patient) in enumerate(sites.items()):
-    for row, modality in enumerate(("t1", "t2")):
-        series = f"{patient}_{modality}"
-        ax = axes[row, col]
-        if series not in set(overview["series"]):
-            ax.axis("off")
-            continue
-        image, mask = io.read_pair(folder.image_path(series), folder.mask_path(series))
-        show_sagittal(ax, image, mask, title=f"{series} (site {site})")
-        ax.label_outer()
-fig.tight_layout()
+fig = plot_site_examples(folder, overview, discs["series"], site_col)
 
 # %% [markdown]
 # ## The true geometry of the phantom discs
@@ -154,19 +114,9 @@ fig.tight_layout()
 
 # %%
 if is_phantom:
-    truth = pd.read_csv(root / "phantom_truth.csv", dtype={"patient": str})
-    truth = truth[truth["series"].str.endswith("_t1")]
-    names = {
-        "height_mm": "height (mm)",
-        "ap_width_mm": "AP width (mm)",
-        "lateral_width_mm": "lateral width (mm)",
-        "sagittal_angle_deg": "sagittal angle (deg)",
-        "coronal_angle_deg": "coronal angle (deg)",
-        "transverse_angle_deg": "transverse angle (deg)",
-        "volume_mm3": "volume (mm³)",
-        "bulge_mm": "bulge (mm)",
-    }
-    level_boxplots(truth, GEOMETRY_FEATURES + ["bulge_mm"], names)
+    truth = spider.t1_rows(phantom.read_truth(root))
+    labels = {**FEATURE_LABELS, "bulge_mm": "bulge (mm)"}
+    level_boxplots(truth, GEOMETRY_FEATURES + ["bulge_mm"], labels)
     truth_by_level = truth.groupby("level", sort=False)[GEOMETRY_FEATURES].mean().round(1)
     save_table(truth_by_level, "phantom_truth_by_level", build, index=True)
     display(truth_by_level)

@@ -55,30 +55,32 @@ build_dir = "_build"  # where every output goes (relative to the project root)
 import time
 import warnings
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
-from skimage.measure import regionprops
 
-from disclatent.conventions import FEATURE_LABELS, GEOMETRY_FEATURES
-from disclatent.data import spider
-from disclatent.data import volume as io
+from disclatent import published
+from disclatent.conventions import FEATURE_LABELS, GEOMETRY_FEATURES, PAPER_SPACING
+from disclatent.data import phantom, spider
 from disclatent.data.cohort import cohort_root
-from disclatent.discs import geometry as geo
+from disclatent.data.volume import read_mask
+
+# %%
+from disclatent.discs import features as feat
 from disclatent.discs import isolation as iso
-from disclatent.paths import BuildPaths, resolve_build_dir
+from disclatent.discs import store as st
+from disclatent.discs import validation as val
+from disclatent.paths import BuildPaths
 from disclatent.profiles import get_profile
+from disclatent.report.geometry_plots import plot_agreement, plot_disc_geometry
 from disclatent.report.plots import level_boxplots
 from disclatent.report.tables import save_table
 
+# %%
 notebook_start = time.perf_counter()
 cfg = get_profile(profile)
-build = resolve_build_dir(build_dir)
+paths = BuildPaths.resolve(build_dir, profile)
+build = paths.root
 root = cohort_root(profile, data_dir, build_dir)
-is_phantom = (root / "phantom_truth.csv").exists()
-overview = spider.read_overview(root / "overview.csv")
-site_col = "institution" if "institution" in overview else "Manufacturer"
+is_phantom = phantom.has_truth(root)
 display(
     Markdown(f"Cohort: `{root}` ({'phantom' if is_phantom else 'real data'}, profile `{profile}`).")
 )
@@ -93,21 +95,19 @@ display(
 
 # %%
 start = time.perf_counter()
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always", iso.DiscWarning)
-    features = geo.measure_masks(root, modalities=None, progress=False)
+features, notes = feat.measure_cohort(root)
 measure_seconds = time.perf_counter() - start
-for w in caught:
-    print(f"note ({type(w.message).__name__}): {w.message}")
-features = features.merge(
-    overview[["series", "modality", site_col, "SliceThickness"]], on="series", how="left"
-)
-save_table(features, "geometry_features", build)
+for note in notes:
+    print(note)
+save_table(features, feat.GEOMETRY_TABLE, build)
+site_col = spider.site_column(features)
+
+# %%
 display(
     Markdown(
         f"{len(features)} discs of {features['series'].nunique()} series measured in "
         f"{measure_seconds:.1f} s, reading the files included "
-        f"({len(features) / measure_seconds:.0f} discs per second); {len(caught)} warning(s)."
+        f"({len(features) / measure_seconds:.0f} discs per second); {len(notes)} warning(s)."
     )
 )
 features.head(8).round(2)
@@ -123,9 +123,9 @@ features.head(8).round(2)
 
 # %%
 if is_phantom:
-    truth = pd.read_csv(root / "phantom_truth.csv", dtype={"patient": str, "series": str})
-    compared = geo.compare_with_truth(features, truth)
-    errors = geo.error_table(compared)
+    truth = phantom.read_truth(root)
+    compared = val.compare_with_truth(features, truth)
+    errors = val.error_table(compared)
     save_table(errors.round(4), "geometry_errors_vs_truth", build, index=True)
     failed = errors.index[~errors["within_bound"]].tolist()
     assert not failed, f"median absolute error above its bound for {failed}"
@@ -141,32 +141,7 @@ else:
 
 # %%
 if compared is not None:
-    sites = sorted(compared[site_col].dropna().unique()) if site_col in compared else ["all"]
-    colours = {s: f"C{i}" for i, s in enumerate(sites)}
-    fig, axes = plt.subplots(4, 4, figsize=(14, 13))
-    pairs = list(zip(axes.flat[0::2], axes.flat[1::2], strict=True))
-    for (ax_s, ax_b), f in zip(pairs, GEOMETRY_FEATURES, strict=False):
-        name = FEATURE_LABELS[f]
-        for s in sites:
-            sel = compared[compared[site_col] == s] if site_col in compared else compared
-            ax_s.plot(sel[f"{f}_true"], sel[f], ".", ms=4, color=colours[s], label=f"site {s}")
-            mean = (sel[f] + sel[f"{f}_true"]) / 2
-            ax_b.plot(mean, sel[f"{f}_error"], ".", ms=4, color=colours[s])
-        lo, hi = compared[[f, f"{f}_true"]].min().min(), compared[[f, f"{f}_true"]].max().max()
-        ax_s.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-        ax_s.set_xlabel(f"true {name}", fontsize=8)
-        ax_s.set_ylabel(f"measured {name}", fontsize=8)
-        diff = compared[f"{f}_error"]  # volume: percent of the true volume
-        bias, sd = diff.mean(), diff.std()
-        for y, style in ((bias, "-"), (bias - 1.96 * sd, "--"), (bias + 1.96 * sd, "--")):
-            ax_b.axhline(y, color="k", ls=style, lw=0.8)
-        ax_b.set_xlabel(f"mean of measured and true {name}", fontsize=8)
-        ax_b.set_ylabel("measured - true" + (" (%)" if f == "volume_mm3" else ""), fontsize=8)
-        ax_b.set_title(f"bias {bias:+.3g}, limits ±{1.96 * sd:.2g}", fontsize=8)
-    axes.flat[0].legend(fontsize=7)
-    for ax in axes.flat[2 * len(GEOMETRY_FEATURES) :]:
-        ax.axis("off")
-    fig.tight_layout()
+    fig = plot_agreement(compared, site_col)
 
 # %% [markdown]
 # The lateral width is the least precise feature: the sagittal series are cut in 3-4.4 mm
@@ -176,12 +151,7 @@ if compared is not None:
 
 # %%
 if compared is not None:
-    by_site = compared.groupby(site_col).agg(
-        discs=("series", "size"),
-        slice_mm=("SliceThickness", "mean"),
-        **{f"{f} |err|": (f"{f}_error", lambda e: e.abs().median()) for f in GEOMETRY_FEATURES},
-    )
-    by_site = by_site.sort_values("slice_mm")
+    by_site = val.errors_by_site(compared, site_col)
     save_table(by_site.round(3), "geometry_errors_by_site", build, index=True)
     display(by_site.round(2))
 
@@ -197,39 +167,8 @@ if compared is not None:
 
 # %%
 if compared is not None:
-    rows = []
-    for path in iso.mask_files(root, None):
-        mask = io.read_mask(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", iso.DiscWarning)
-            discs = iso.find_discs(mask)
-        if not mask.is_axis_aligned():
-            continue
-        rows += [
-            {
-                "series": io.series_name(path),
-                "ivd_label": d.ivd_label,
-                **geo.slice_pca_angles(mask, d),
-            }
-            for d in discs
-        ]
-    slice_angles = pd.DataFrame(rows).merge(
-        compared, on=["series", "ivd_label"], suffixes=("", "_3d")
-    )
-    angle_cols = ["sagittal_angle_deg", "coronal_angle_deg", "transverse_angle_deg"]
-    methods = pd.DataFrame(
-        {
-            "3-D PCA, median |error|": [compared[f"{a}_error"].abs().median() for a in angle_cols],
-            "3-D PCA, max |error|": [compared[f"{a}_error"].abs().max() for a in angle_cols],
-            "middle-slice 2-D PCA, median |error|": [
-                (slice_angles[a] - slice_angles[f"{a}_true"]).abs().median() for a in angle_cols
-            ],
-            "middle-slice 2-D PCA, max |error|": [
-                (slice_angles[a] - slice_angles[f"{a}_true"]).abs().max() for a in angle_cols
-            ],
-        },
-        index=angle_cols,
-    )
+    slice_angles = val.slice_pca_table(root)
+    methods = val.angle_methods(compared, slice_angles)
     save_table(methods.round(3), "geometry_angle_methods", build, index=True)
     display(methods.round(2))
 
@@ -247,21 +186,17 @@ if compared is not None:
 # step with an error naming it; none is silently cut.
 
 # %%
-store_file = BuildPaths(build, profile).disc_store("gt")
+store_file = paths.disc_store("gt")
 start = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", iso.DiscWarning)  # already reported above
-    iso.build_disc_store(
-        root,
-        store_file,
-        source="gt",
-        spacing_mm=cfg.disc_spacing_mm,
-        size=cfg.disc_cube_size,
-        progress=False,
-        modalities=("t1",),
+    st.build_disc_store(
+        root, store_file, spacing_mm=cfg.disc_spacing_mm, size=cfg.disc_cube_size, progress=False
     )
 store_seconds = time.perf_counter() - start
-store = iso.load_disc_store(store_file)
+store = st.load_disc_store(store_file)
+
+# %%
 display(
     Markdown(
         f"{len(store)} T1 discs isolated into {store.size}³ cubes at "
@@ -283,31 +218,13 @@ store.table.drop(columns=["mask_path"]).head(6).round(2)
 # measured on the original masks.
 
 # %%
-t1 = features[features["series"].str.endswith("_t1")] if is_phantom else features
+t1 = spider.t1_rows(features)
 spaces = {"original mask": t1.reset_index(drop=True)}
-spaces[f"cube {store.size}³ (profile)"] = geo.GeometryFeatures(space="cube").fit_transform(store)
-if (store.size, tuple(store.spacing_mm)) != (iso.PAPER_CUBE_SIZE, iso.PAPER_SPACING_MM):
-    rows = []
-    for path, group in store.table.groupby("mask_path", sort=False):
-        for disc in iso.isolate_discs(io.read_mask(path)):
-            rows.append(
-                {
-                    "series": group["series"].iloc[0],
-                    "ivd_label": disc.ivd_label,
-                    **geo.measure_cube(disc.cube, disc.spacing_mm),
-                }
-            )
-    spaces["cube 64³ (paper grid)"] = pd.DataFrame(rows)
+spaces[f"cube {store.size}³ (profile)"] = feat.GeometryFeatures(space="cube").fit_transform(store)
+if (store.size, tuple(store.spacing_mm)) != (published.CUBE_SIZE, PAPER_SPACING):
+    spaces[f"cube {published.CUBE_SIZE}³ (paper grid)"] = val.measure_on_grid(store.table)
 if is_phantom:
-    space_errors = pd.DataFrame(
-        {
-            name: geo.error_table(
-                geo.compare_with_truth(df, truth[truth["series"].isin(set(df["series"]))])
-            )["median_abs_error"]
-            for name, df in spaces.items()
-        }
-    )
-    space_errors["bound"] = pd.Series(geo.VALIDATION_BOUNDS)
+    space_errors = val.errors_by_space(spaces, truth)
     save_table(space_errors.round(4), "geometry_errors_by_space", build, index=True)
     display(Markdown("Median absolute error against truth (T1 discs; volume in %):"))
     display(space_errors.round(3))
@@ -320,44 +237,7 @@ if is_phantom:
 # package, on the original masks (with their anisotropic spacing) and on the cubes.
 
 # %%
-checks = []
-for path in iso.mask_files(root, ("t1",)):
-    mask = io.read_mask(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", iso.DiscWarning)
-        discs = iso.find_discs(mask)
-    for disc in discs:
-        ours = geo.measure_disc(mask, disc)
-        arr = np.zeros(mask.array.shape, np.uint8)
-        arr[disc.ijk[:, 2], disc.ijk[:, 1], disc.ijk[:, 0]] = 1
-        props = regionprops(arr, spacing=mask.spacing[::-1])[0]
-        ev = np.sort(props.inertia_tensor_eigvals)[::-1]
-        lengths = np.sqrt(
-            10 * np.array([ev[0] + ev[1] - ev[2], ev[0] - ev[1] + ev[2], -ev[0] + ev[1] + ev[2]])
-        )
-        checks.append(
-            {
-                "where": "original mask",
-                "volume": ours.features["volume_mm3"] / props.area - 1,
-                **{f"axis {k + 1}": ours.axis_lengths_mm[k] / lengths[k] - 1 for k in range(3)},
-            }
-        )
-for cube in store.cubes:
-    ours = geo.measure_cube_geometry(cube, store.spacing_mm)
-    props = regionprops(cube, spacing=store.spacing_mm)[0]
-    ev = np.sort(props.inertia_tensor_eigvals)[::-1]
-    lengths = np.sqrt(
-        10 * np.array([ev[0] + ev[1] - ev[2], ev[0] - ev[1] + ev[2], -ev[0] + ev[1] + ev[2]])
-    )
-    checks.append(
-        {
-            "where": "cube",
-            "volume": ours.features["volume_mm3"] / props.area - 1,
-            **{f"axis {k + 1}": ours.axis_lengths_mm[k] / lengths[k] - 1 for k in range(3)},
-        }
-    )
-check = pd.DataFrame(checks).groupby("where").agg(lambda x: np.abs(x).max())
-check.columns = [f"max |relative difference|, {c}" for c in check.columns]
+check = val.regionprops_check(root, store)
 save_table(check, "geometry_regionprops_check", build, index=True)
 assert (check.to_numpy() < 1e-6).all(), "disagreement with scikit-image"
 check.map(lambda x: f"{x:.1e}")
@@ -386,29 +266,11 @@ per_level.xs("mean", axis=1, level=1).round(1)
 # divides the volume to give the mean height.
 
 # %%
-series0 = store.table["series"].iloc[0]
-mask0 = io.read_mask(store.table["mask_path"].iloc[0])
-discs0 = {d.level: d for d in iso.isolate_discs(mask0)}
-disc0 = discs0.get("L4/L5", next(iter(discs0.values())))
-fig = geo.plot_disc_geometry(
-    disc0.cube,
-    disc0.spacing_mm,
-    title=f"series {series0}, disc {disc0.level} (64³ cube at "
-    f"{' x '.join(f'{s:g}' for s in disc0.spacing_mm)} mm)",
-)
-shown = pd.DataFrame(
-    {
-        "original mask": features.set_index(["series", "ivd_label"]).loc[
-            (series0, disc0.ivd_label), GEOMETRY_FEATURES
-        ],
-        "64³ cube (drawn)": pd.Series(geo.measure_cube(disc0.cube, disc0.spacing_mm)),
-    }
-)
-if is_phantom:
-    shown["truth"] = truth.set_index(["series", "ivd_label"]).loc[
-        (series0, disc0.ivd_label), GEOMETRY_FEATURES
-    ]
-shown.astype(float).round(2)
+disc0 = iso.isolate_level(read_mask(store.table["mask_path"].iloc[0]), "L4/L5")
+grid0 = " x ".join(f"{s:g}" for s in disc0.spacing_mm)
+title = f"series {disc0.series}, disc {disc0.level} ({disc0.size}³ cube at {grid0} mm)"
+fig = plot_disc_geometry(disc0.cube, disc0.spacing_mm, title=title)
+val.disc_summary(features, disc0, truth if is_phantom else None).round(2)
 
 # %% [markdown]
 # ## Joining the radiological gradings
@@ -421,8 +283,8 @@ shown.astype(float).round(2)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     gradings = spider.read_gradings(root / "radiological_gradings.csv")
-    mismatches = geo.grading_mismatches(t1, gradings)
-    joined = geo.join_gradings(t1, gradings)
+    mismatches = feat.grading_mismatches(t1, gradings)
+    joined = feat.join_gradings(t1, gradings)
 for w in caught:
     print("note:", w.message)
 save_table(mismatches, "geometry_grading_mismatches", build)

@@ -10,7 +10,7 @@ from disclatent.data import volume as io
 
 
 def spider_like_real_mask() -> io.Volume:
-    """A mask with the geometry of a real SPIDER T1 series (STUDY.md section 3).
+    """A mask with the geometry of a real SPIDER T1 series (``book/method.md``, *Data*).
 
     size (x, y, z) = 50 x 448 x 578, spacing 3.32 x 0.625 x 0.5 mm, identity direction;
     numpy order (z, y, x). Discs 201..205 stacked along z (superior-inferior).

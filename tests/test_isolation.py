@@ -12,10 +12,13 @@ from scipy import ndimage
 from test_geometry import CENTRE, box, ellipsoid, render
 
 from conftest import oblique_direction, small_mask
+from disclatent.conventions import PAPER_SPACING
 from disclatent.data import phantom as ph
 from disclatent.data.volume import DataError, Volume, read_mask, write_image
+from disclatent.discs import features as feat
 from disclatent.discs import geometry as g
 from disclatent.discs import isolation as iso
+from disclatent.discs import store as st
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -24,7 +27,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_paper_spacing_is_lr14_ap12_si15():
-    assert iso.PAPER_SPACING_MM == (1.5, 1.2, 1.4)  # (SI, AP, LR) numpy order
+    assert PAPER_SPACING == (1.5, 1.2, 1.4)  # (SI, AP, LR) numpy order
     # a box 44.8 mm left-right, 30 mm antero-posterior, 9 mm superior-inferior
     vol = render(box(22.4, 15.0, 4.5), CENTRE, np.eye(3), (0.5, 0.4, 0.3), half_extent_mm=24)
     (disc,) = iso.isolate_discs(vol)
@@ -124,11 +127,11 @@ def test_disc_that_does_not_fit_is_an_error(tmp_path):
     write_image(vol, path)
     out = tmp_path / "store.npz"
     with pytest.raises(iso.DiscDoesNotFitError):
-        iso.build_disc_store([path], out, size=24, progress=False)
+        st.build_disc_store([path], out, size=24, progress=False)
     assert not out.exists() and not list(tmp_path.glob(".store*"))  # nothing half-written
     with pytest.warns(iso.DiscWarning, match="does not fit"):
-        iso.build_disc_store([path], out, size=24, progress=False, skip_errors=True)
-    store = iso.load_disc_store(out)
+        st.build_disc_store([path], out, size=24, progress=False, skip_errors=True)
+    store = st.load_disc_store(out)
     assert len(store) == 0 and store.cubes.shape == (0, 24, 24, 24)
     assert store.skipped["ivd_label"].tolist() == [1]
 
@@ -158,12 +161,12 @@ def test_disc_touching_the_border_is_flagged(tmp_path):
         found = iso.find_discs(cut)
     assert [d.touches_border for d in found] == [True, False]
     with pytest.warns(iso.DiscTouchesBorderWarning):
-        table = g.measure_mask(cut)
+        table = feat.measure_mask(cut)
     assert table["touches_border"].tolist() == [True, False]
     path = write_image(cut, tmp_path / "masks" / "9_t1.mha")
     with pytest.warns(iso.DiscTouchesBorderWarning):
-        store = iso.load_disc_store(
-            iso.build_disc_store(
+        store = st.load_disc_store(
+            st.build_disc_store(
                 tmp_path, tmp_path / "s.npz", spacing_mm=(0.5, 0.5, 0.5), size=64, progress=False
             )
         )
@@ -190,16 +193,16 @@ def test_disc_store_roundtrip(phantom_dir, tmp_path):
     out = tmp_path / "stores" / "gt.npz"
     with warnings.catch_warnings():
         warnings.simplefilter("error", iso.DiscWarning)
-        path = iso.build_disc_store(
+        path = st.build_disc_store(
             phantom_dir, out, source="gt", spacing_mm=(3.0, 2.4, 2.8), size=32, progress=False
         )
     assert path == out and sorted(p.name for p in out.parent.iterdir()) == ["gt.npz"]
-    store = iso.load_disc_store(out)
+    store = st.load_disc_store(out)
     truth = pd.read_csv(phantom_dir / "phantom_truth.csv", dtype={"patient": str})
     t1 = truth[truth["series"].str.endswith("_t1")]  # modalities=("t1",) by default
     assert len(store) == len(t1) and store.cubes.shape == (len(t1), 32, 32, 32)
     assert store.cubes.dtype == np.uint8 and store.spacing_mm == (3.0, 2.4, 2.8)
-    assert list(store.table.columns) == iso.STORE_COLUMNS
+    assert list(store.table.columns) == st.STORE_COLUMNS
     assert store.table["patient"].map(type).eq(str).all()
     assert store.table["source"].eq("gt").all()
     assert (
@@ -222,21 +225,21 @@ def test_disc_store_roundtrip(phantom_dir, tmp_path):
     # compact: packed bits, compressed
     assert out.stat().st_size < 2000 * len(store)
     with pytest.raises(ValueError, match="source"):
-        iso.build_disc_store(phantom_dir, tmp_path / "x.npz", source="truth")
+        st.build_disc_store(phantom_dir, tmp_path / "x.npz", source="truth")
     with pytest.raises(DataError, match="not found"):
-        iso.load_disc_store(tmp_path / "missing.npz")
+        st.load_disc_store(tmp_path / "missing.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable disc store"):
-        iso.load_disc_store(tmp_path / "junk.npz")
+        st.load_disc_store(tmp_path / "junk.npz")
 
 
 def test_store_inputs_and_modalities(phantom_dir, tmp_path):
-    files = iso.mask_files(phantom_dir, modalities=None)
+    files = st.mask_files(phantom_dir, modalities=None)
     assert len(files) == 8
-    assert [f.name for f in iso.mask_files(phantom_dir / "masks", ("t2",))] == [
+    assert [f.name for f in st.mask_files(phantom_dir / "masks", ("t2",))] == [
         f"{i}_t2.mha" for i in range(1, 5)
     ]
-    out = iso.build_disc_store(
+    out = st.build_disc_store(
         files[:2],
         tmp_path / "p.npz",
         source="pred",
@@ -244,13 +247,13 @@ def test_store_inputs_and_modalities(phantom_dir, tmp_path):
         spacing_mm=(3.0, 2.4, 2.8),
         progress=False,
     )
-    store = iso.load_disc_store(out)
+    store = st.load_disc_store(out)
     assert set(store.table["series"]) == {"1_t1", "1_t2"}
     assert store.table["source"].eq("pred").all()
     with pytest.raises(DataError, match="not found"):
-        iso.mask_files(tmp_path / "nothing")
+        st.mask_files(tmp_path / "nothing")
     with pytest.raises(ValueError, match="binary"):
-        iso.write_disc_store(
+        st.write_disc_store(
             np.full((1, 4, 4, 4), 2, np.uint8),
             pd.DataFrame({"a": [1]}),
             tmp_path / "b.npz",

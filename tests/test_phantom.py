@@ -7,6 +7,7 @@ from disclatent.data import labels as lab
 from disclatent.data import phantom as ph
 from disclatent.data import spider
 from disclatent.data import volume as io
+from disclatent.data.phantom import anatomy, writer
 from disclatent.data.survey import inspect_path
 
 
@@ -30,6 +31,8 @@ def test_layout_and_columns(phantom_dir):
         "bulge_mm",
     ]:
         assert col in truth
+    assert set(ph.GENERATING_FACTORS) <= set(truth.columns)
+    assert ph.GENERATING_FACTORS[: len(GEOMETRY_FEATURES)] == GEOMETRY_FEATURES
     assert sorted(overview["institution"].unique()) == ["A", "B", "C", "D"]
 
 
@@ -103,12 +106,12 @@ def test_per_level_prevalence_resembles_spider():
                 "b": g["Disc bulging"],
                 "pf": g["Pfirrman grade"],
             }
-            for g in ph._gradings(spec, 11, i)
+            for g in writer._gradings(spec, 11, i)
         ]
     df = pd.DataFrame(rows).groupby("k").mean()
     for k in range(1, 6):
-        assert df.loc[k, "n"] == pytest.approx(ph.NARROWING_PREVALENCE[k - 1], abs=0.08)
-        assert df.loc[k, "b"] == pytest.approx(ph.BULGING_PREVALENCE[k - 1], abs=0.08)
+        assert df.loc[k, "n"] == pytest.approx(anatomy.NARROWING_PREVALENCE[k - 1], abs=0.08)
+        assert df.loc[k, "b"] == pytest.approx(anatomy.BULGING_PREVALENCE[k - 1], abs=0.08)
     assert df.loc[1, "pf"] > df.loc[5, "pf"] + 0.5
 
 
@@ -181,6 +184,29 @@ def test_angle_conventions(angles, expected):
 
 
 def test_sites_cover_the_cohort():
-    assert [ph._site_for(i, 4).name for i in range(4)] == ["A", "B", "C", "D"]
-    counts = pd.Series([ph._site_for(i, 40).name for i in range(40)]).value_counts()
+    assert [anatomy._site_for(i, 4).name for i in range(4)] == ["A", "B", "C", "D"]
+    counts = pd.Series([anatomy._site_for(i, 40).name for i in range(40)]).value_counts()
     assert counts.to_dict() == {"A": 12, "B": 10, "C": 10, "D": 8}
+
+
+def test_read_truth_types_and_has_truth(phantom_dir, tmp_path):
+    assert ph.has_truth(phantom_dir) and not ph.has_truth(tmp_path)
+    from_folder = ph.read_truth(phantom_dir)
+    from_file = ph.read_truth(phantom_dir / ph.TRUTH_FILE)
+    pd.testing.assert_frame_equal(from_folder, from_file)
+    assert from_folder["patient"].map(type).eq(str).all()
+    assert from_folder["series"].map(type).eq(str).all()
+    raw = pd.read_csv(phantom_dir / ph.TRUTH_FILE)
+    np.testing.assert_array_equal(from_folder["volume_mm3"], raw["volume_mm3"])
+    assert from_folder.loc[0, "patient"] == "1" and from_folder.loc[0, "series"] == "1_t1"
+
+
+def test_truth_centroid_is_the_centre_of_mass_of_the_solid():
+    """The truth's centroid columns: a wedge shifts the centre of mass anteriorly (v < 0)."""
+    flat = _flat_disc(notch_depth=0.0, notch_halfwidth=1e-6).truth(step_mm=0.02)
+    for axis in "xyz":
+        assert flat[f"centroid_{axis}_mm"] == pytest.approx(0.0, abs=1e-3)
+    wedged = _flat_disc(wedge=0.3, notch_depth=0.0, notch_halfwidth=1e-6).truth(step_mm=0.02)
+    # thickness h0 (1 - w v / a) over an ellipse of AP semi-axis a: mean v = -w a / 4
+    assert wedged["centroid_y_mm"] == pytest.approx(-0.3 * 16.0 / 4, rel=1e-3)  # v is +y
+    assert wedged["centroid_x_mm"] == pytest.approx(0.0, abs=1e-3)

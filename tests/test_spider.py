@@ -139,3 +139,42 @@ def test_phantom_reads_as_spider(phantom_dir, tmp_path):
     assert sorted(map(tuple, t[["series", "ivd_label"]].values.tolist())) == sorted(
         map(tuple, truth_t1[["series", "ivd_label"]].values.tolist())
     )
+
+
+def test_site_column_and_t1_rows(spider_dir):
+    overview = spider.read_overview(spider_dir / "overview.csv")
+    assert spider.site_column(overview) == "Manufacturer"
+    assert spider.site_column(overview.assign(institution="A")) == "institution"
+    t1 = spider.t1_rows(overview)
+    assert t1["series"].tolist() == ["1_t1", "2_t1"]
+    own = pd.DataFrame({"series": ["case_a", "case_b"]})  # not SPIDER names: kept whole
+    pd.testing.assert_frame_equal(spider.t1_rows(own), own)
+
+
+def test_acquisition_summary_per_site_and_modality(spider_dir):
+    from disclatent.data.survey import acquisition_summary, header_table
+
+    overview = spider.read_overview(spider_dir / "overview.csv")
+
+    def report(series, spacing, n_discs):
+        return {"series": series, "orientation": "LPS", "spacing_mm": spacing, "n_discs": n_discs}
+
+    reports = [
+        report("1_t1", [3.3, 0.6, 0.6], 6),
+        report("1_t2", [3.3, 0.6, 0.62], 5),
+        report("2_t1", [4.0, 0.5, 0.5], 7),
+        report("9_t1", [2.0, 0.5, 0.5], 3),  # not in overview.csv: no site, left out
+    ]
+    assert header_table(reports)["spacing k (mm)"].tolist() == [0.6, 0.62, 0.5, 0.5]
+    acq = acquisition_summary(reports, overview, "Manufacturer")
+    assert acq.index.tolist() == [("Philips", "t1"), ("SIEMENS", "t1"), ("SIEMENS", "t2")]
+    assert acq.loc[("SIEMENS", "t2")].to_dict() == {
+        "series": 1,
+        "orientation": "LPS",
+        "slice_mm": 3.3,
+        "ap_pixel_mm": 0.6,
+        "si_pixel_mm": 0.62,
+        "discs_min": 5,
+        "discs_max": 5,
+    }
+    assert acq.loc[("Philips", "t1"), "slice_mm"] == 4.0

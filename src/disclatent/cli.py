@@ -68,7 +68,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 def _cmd_geometry(args: argparse.Namespace) -> int:
     from disclatent.data.volume import atomic_path
-    from disclatent.discs.geometry import measure_masks
+    from disclatent.discs.features import measure_masks
     from disclatent.discs.isolation import parse_label_spec
 
     labels = parse_label_spec(args.labels) if args.labels else None

@@ -27,7 +27,7 @@ import pandas as pd
 from disclatent import autoencoder as ae
 from disclatent.analysis.prediction import disc_features
 from disclatent.conventions import latent_columns
-from disclatent.data import spider
+from disclatent.data import phantom, spider
 from disclatent.data.cohort import cohort_root
 from disclatent.discs import store as ds
 from disclatent.discs.features import load_geometry_table
@@ -110,8 +110,7 @@ class Study:
     def phantom_truth(self) -> pd.DataFrame | None:
         """The phantom's generating factors per disc (``phantom_truth.csv``); ``None`` for
         real data, which has no such truth."""
-        path = self.root / "phantom_truth.csv"
-        return pd.read_csv(path, dtype={"patient": str}) if path.exists() else None
+        return phantom.read_truth(self.root) if phantom.has_truth(self.root) else None
 
     def fold_autoencoder(self, fold_seed: int) -> ae.LatentFeatures:
         """An untrained k = ``latent_dim`` extractor of the profile's settings (AE in fold)."""

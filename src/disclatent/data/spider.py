@@ -185,6 +185,21 @@ def read_overview(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def site_column(table: pd.DataFrame) -> str:
+    """The column naming a series' imaging site: ``institution`` (the phantom's, and a
+    SPIDER copy that adds it), else the scanner's ``Manufacturer``."""
+    return "institution" if "institution" in table else "Manufacturer"
+
+
+def t1_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of T1 series (``<patient>_t1``, the paper's sagittal T1): one row per disc.
+
+    A table none of whose series is named the SPIDER way (a user's own masks) is kept whole.
+    """
+    t1 = table["series"].map(lambda s: parse_series(str(s))[1].lower() == "t1")
+    return table[t1] if t1.any() else table
+
+
 def read_gradings(path: str | os.PathLike) -> pd.DataFrame:
     """``radiological_gradings.csv`` in snake case, one row per (patient, ivd_label).
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from disclatent.data import labels as lab
 from disclatent.data.volume import DataError, image_suffix, list_images, read_mask, series_name
@@ -73,3 +74,49 @@ def format_report(reports: list[dict]) -> str:
         if not r["discs"]:
             lines.append("    (no disc labels 201-225 in this mask)")
     return "\n".join(lines)
+
+
+def header_table(reports: list[dict]) -> pd.DataFrame:
+    """One row per mask of :func:`inspect_path` results: series, orientation code, spacing
+    along the image axes i, j, k (mm) and number of discs."""
+    return pd.DataFrame(
+        [
+            {
+                "series": r["series"],
+                "orientation": r["orientation"],
+                "spacing i (mm)": r["spacing_mm"][0],
+                "spacing j (mm)": r["spacing_mm"][1],
+                "spacing k (mm)": r["spacing_mm"][2],
+                "discs": r["n_discs"],
+            }
+            for r in reports
+        ],
+        columns=[
+            "series",
+            "orientation",
+            "spacing i (mm)",
+            "spacing j (mm)",
+            "spacing k (mm)",
+            "discs",
+        ],
+    )
+
+
+def acquisition_summary(reports: list[dict], overview: pd.DataFrame, site_col: str) -> pd.DataFrame:
+    """Acquisition geometry per site and modality, read from the mask headers: number of
+    series, orientation code, mean spacings (sagittal series: i is the left-right slice
+    thickness, j and k the antero-posterior and superior-inferior pixel sizes) and the
+    range of the number of discs. ``overview``: :func:`disclatent.data.spider.read_overview`."""
+    table = header_table(reports).merge(
+        overview[["series", "modality", site_col]], on="series", how="left"
+    )
+    summary = table.groupby([site_col, "modality"]).agg(
+        series=("series", "count"),
+        orientation=("orientation", "first"),
+        slice_mm=("spacing i (mm)", "mean"),
+        ap_pixel_mm=("spacing j (mm)", "mean"),
+        si_pixel_mm=("spacing k (mm)", "mean"),
+        discs_min=("discs", "min"),
+        discs_max=("discs", "max"),
+    )
+    return summary.round(3)

@@ -232,9 +232,12 @@ def read_image(path: str | os.PathLike) -> Volume:
 
 def _read_nifti(path: Path) -> Volume:
     import nibabel as nib
+    from nibabel.spatialimages import SpatialImage
 
     try:
         img = nib.load(str(path))
+        if not isinstance(img, SpatialImage):
+            raise TypeError(f"not a spatial image but {type(img).__name__}")
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises several types for corrupt files
         raise DataError(f"{path}: cannot read NIfTI image: {exc}") from exc

@@ -44,41 +44,25 @@ the slice-wise transverse angle is off by up to 20 degrees and more).
 
 The thick slices of sagittal series (3-4.4 mm left-right) limit the lateral width most:
 each lateral edge is known to within half a slice.
+
+Method: ``book/method.md``, *Geometry*. This module measures one disc (or cube);
+:mod:`disclatent.discs.features` measures cohorts into the geometry table, and
+:mod:`disclatent.discs.validation` checks the measurements against the phantom's truth.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 
-from disclatent.conventions import GEOMETRY_FEATURES as FEATURES
-from disclatent.conventions import ID_COLUMNS
-from disclatent.conventions import PAPER_SPACING as PAPER_SPACING_MM
-from disclatent.data import labels as lab
-from disclatent.data.volume import DataError, Volume, read_mask, series_name
-from disclatent.discs.isolation import (
-    MIN_VOXELS,
-    DiscStore,
-    DiscVoxels,
-    DiscWarning,
-    EmptyDiscError,
-    find_discs,
-    load_disc_store,
-    mask_files,
-)
+from disclatent.conventions import GEOMETRY_FEATURES, PAPER_SPACING
+from disclatent.data.volume import DataError, Volume
+from disclatent.discs.isolation import MIN_VOXELS, DiscVoxels, EmptyDiscError, voxel_centres_mm
 
-COLUMNS = ID_COLUMNS + FEATURES
 DEFAULT_STEP_MM = 0.25
-
-
-class GradingMismatchWarning(DiscWarning):
-    """Discs without gradings, or gradings without a disc in the masks."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,8 +229,6 @@ def slice_pca_angles(mask: Volume, disc: DiscVoxels) -> dict[str, float]:
     :func:`angles_from_frame`. Only for axis-aligned headers (the slices must be scanner
     planes). The features of this module use the 3-D PCA instead (see the module docstring).
     """
-    from disclatent.discs.isolation import voxel_centres_mm
-
     if not mask.is_axis_aligned():
         raise DataError(f"{mask.where}: slice-wise angles need an axis-aligned header")
     pts = voxel_centres_mm(mask, disc.ijk)
@@ -296,7 +278,7 @@ def _cube_grid(cube: np.ndarray, spacing_mm: Sequence[float]) -> tuple[_Grid, np
 
 def measure_cube_geometry(
     cube: np.ndarray,
-    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    spacing_mm: Sequence[float] = PAPER_SPACING,
     step_mm: float = DEFAULT_STEP_MM,
 ) -> DiscGeometry:
     """:func:`measure_cube` with everything it measured (frame, centroid, edge points).
@@ -309,11 +291,11 @@ def measure_cube_geometry(
 
 def measure_cube(
     cube: np.ndarray,
-    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    spacing_mm: Sequence[float] = PAPER_SPACING,
     step_mm: float = DEFAULT_STEP_MM,
     allow_empty: bool = False,
 ) -> dict[str, float]:
-    """The features (:data:`FEATURES`) of one binary cube in canonical orientation.
+    """The features (:data:`~disclatent.conventions.GEOMETRY_FEATURES`) of one binary cube in canonical orientation.
 
     ``cube[si, ap, lr]`` with index growing to superior, posterior, left (as written by
     :mod:`disclatent.discs.isolation`); ``spacing_mm`` in the same order. Float cubes (decoder
@@ -324,439 +306,16 @@ def measure_cube(
         return dict(measure_cube_geometry(cube, spacing_mm, step_mm).features)
     except EmptyDiscError:
         if allow_empty:
-            return dict.fromkeys(FEATURES, float("nan"))
+            return dict.fromkeys(GEOMETRY_FEATURES, float("nan"))
         raise
 
 
 def measure_cubes(
     cubes: np.ndarray,
-    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
+    spacing_mm: Sequence[float] = PAPER_SPACING,
     step_mm: float = DEFAULT_STEP_MM,
     allow_empty: bool = False,
 ) -> pd.DataFrame:
     """:func:`measure_cube` for a stack ``(n, S, S, S)``; one row per cube."""
     rows = [measure_cube(c, spacing_mm, step_mm, allow_empty) for c in cubes]
-    return pd.DataFrame(rows, columns=FEATURES)
-
-
-# ---------------------------------------------------------------------------------------
-# Masks, folders, stores
-# ---------------------------------------------------------------------------------------
-def _as_mask(mask: Volume | str | os.PathLike, label_offset: int) -> Volume:
-    if isinstance(mask, Volume):
-        return mask
-    return read_mask(mask, allow_unknown_labels=label_offset != lab.DISC_LABEL_OFFSET)
-
-
-def measure_mask(
-    mask: Volume | str | os.PathLike,
-    labels: Iterable[int] | Mapping[int, int] | None = None,
-    *,
-    label_offset: int = lab.DISC_LABEL_OFFSET,
-    step_mm: float = DEFAULT_STEP_MM,
-    discs: list[DiscVoxels] | None = None,
-) -> pd.DataFrame:
-    """Every disc of one mask, measured in the mask's own physical space.
-
-    Columns: :data:`COLUMNS` plus ``touches_border`` (the disc reaches the edge of the image
-    volume, so it may be cut). ``labels``/``label_offset`` as in
-    :func:`disclatent.discs.isolation.find_discs`.
-    """
-    from disclatent.data.spider import parse_series
-
-    vol = _as_mask(mask, label_offset)
-    if discs is None:
-        discs = find_discs(vol, labels, label_offset)
-    series = series_name(vol.path) if vol.path is not None else ""
-    patient = parse_series(series)[0] if series else ""
-    rows = []
-    for disc in discs:
-        geo = measure_disc(vol, disc, step_mm)
-        rows.append(
-            {
-                "series": series,
-                "patient": patient,
-                "ivd_label": disc.ivd_label,
-                "level": disc.level,
-                **geo.features,
-                "touches_border": disc.touches_border,
-            }
-        )
-    return pd.DataFrame(rows, columns=COLUMNS + ["touches_border"])
-
-
-def measure_masks(
-    masks: str | os.PathLike | Sequence[str | os.PathLike],
-    labels: Iterable[int] | Mapping[int, int] | None = None,
-    *,
-    label_offset: int = lab.DISC_LABEL_OFFSET,
-    modalities: Sequence[str] | None = ("t1",),
-    progress: bool = True,
-    step_mm: float = DEFAULT_STEP_MM,
-) -> pd.DataFrame:
-    """:func:`measure_mask` for a SPIDER folder, a folder of masks, a file or a list."""
-    from tqdm.auto import tqdm
-
-    files = mask_files(masks, modalities)
-    tables = [
-        measure_mask(f, labels, label_offset=label_offset, step_mm=step_mm)
-        for f in tqdm(
-            files, desc="measuring discs", unit="mask", disable=not progress or len(files) < 2
-        )
-    ]
-    tables = [t for t in tables if len(t)]
-    return (
-        pd.concat(tables, ignore_index=True)
-        if tables
-        else pd.DataFrame(columns=COLUMNS + ["touches_border"])
-    )
-
-
-class GeometryFeatures(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: discs -> geometric feature table (mm, degrees).
-
-    ``transform`` accepts a :class:`~disclatent.discs.isolation.DiscStore` (or the path of one),
-    a disc table with a ``mask_path`` column (rows with ``ivd_label``; as in the store's
-    table), or an array of cubes ``(n, S, S, S)``.
-
-    * ``space="cube"`` measures the isolated cubes (what the autoencoder sees and decodes);
-      ``space="mask"`` re-reads each disc's source mask and measures it in its original
-      physical space (more accurate: no resampling).
-    * ``ids=True`` returns :data:`COLUMNS` (identity columns first, when known); ``ids=False``
-      only the numeric :data:`FEATURES`, for use inside a pipeline.
-
-    It has nothing to learn: ``fit`` only records the output feature names.
-    """
-
-    def __init__(
-        self,
-        space: str = "cube",
-        ids: bool = True,
-        spacing_mm: Sequence[float] | None = None,
-        step_mm: float = DEFAULT_STEP_MM,
-        label_offset: int = lab.DISC_LABEL_OFFSET,
-        allow_empty: bool = False,
-    ):
-        self.space = space
-        self.ids = ids
-        self.spacing_mm = spacing_mm
-        self.step_mm = step_mm
-        self.label_offset = label_offset
-        self.allow_empty = allow_empty
-
-    def fit(self, X=None, y=None):  # noqa: N803 (scikit-learn's names)
-        if self.space not in ("cube", "mask"):
-            raise ValueError(f"space must be 'cube' or 'mask', got {self.space!r}")
-        self.feature_names_out_ = np.array(FEATURES, dtype=object)
-        return self
-
-    def get_feature_names_out(self, input_features=None):
-        return np.array(FEATURES, dtype=object)
-
-    def transform(self, X):  # noqa: N803
-        if not hasattr(self, "feature_names_out_"):
-            self.fit()
-        if isinstance(X, str | os.PathLike):
-            X = load_disc_store(X)
-        if isinstance(X, DiscStore):
-            table = X.table.reset_index(drop=True)
-            if self.space == "cube":
-                spacing = self.spacing_mm or X.spacing_mm
-                feats = measure_cubes(X.cubes, spacing, self.step_mm, self.allow_empty)
-            else:
-                feats = self._from_masks(table)
-        elif isinstance(X, pd.DataFrame):
-            table = X.reset_index(drop=True)
-            if self.space == "cube":
-                raise ValueError(
-                    "a disc table holds no cubes: use space='mask' (it needs a "
-                    "mask_path column) or pass the DiscStore"
-                )
-            feats = self._from_masks(table)
-        else:
-            cubes = np.asarray(X)
-            if cubes.ndim == 3:
-                cubes = cubes[None]
-            if cubes.ndim != 4:
-                raise ValueError(f"expected cubes (n, S, S, S), got shape {cubes.shape}")
-            table = pd.DataFrame(index=range(len(cubes)))
-            feats = measure_cubes(
-                cubes, self.spacing_mm or PAPER_SPACING_MM, self.step_mm, self.allow_empty
-            )
-        if not self.ids:
-            return feats
-        ids = [c for c in ID_COLUMNS if c in table]
-        return pd.concat([table[ids], feats], axis=1)
-
-    def _from_masks(self, table: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in ("mask_path", "ivd_label") if c not in table]
-        if missing:
-            raise ValueError(f"disc table lacks column(s) {missing} needed for space='mask'")
-        out = pd.DataFrame(index=table.index, columns=FEATURES, dtype=float)
-        for path, rows in table.groupby("mask_path", sort=False):
-            vol = _as_mask(path, self.label_offset)
-            wanted = {int(k) + self.label_offset: int(k) for k in rows["ivd_label"].unique()}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DiscWarning)  # reported when isolated
-                found = {d.ivd_label: d for d in find_discs(vol, wanted, self.label_offset)}
-            for idx, k in rows["ivd_label"].items():
-                if int(k) not in found:
-                    if self.allow_empty:
-                        continue
-                    raise EmptyDiscError(f"{path}: disc {lab.level_name(int(k))} not found")
-                geo = measure_disc(vol, found[int(k)], self.step_mm)
-                out.loc[idx, FEATURES] = [geo.features[f] for f in FEATURES]
-        return out.astype(float)
-
-
-# ---------------------------------------------------------------------------------------
-# Joining the radiological gradings
-# ---------------------------------------------------------------------------------------
-def grading_mismatches(features: pd.DataFrame, gradings: pd.DataFrame) -> pd.DataFrame:
-    """Discs measured but not graded, and graded discs absent from the masks.
-
-    ``gradings`` as read by :func:`disclatent.data.spider.read_gradings`. Only patients that have
-    at least one measured series are compared (a patient with no mask is not a mismatch of
-    its discs). Columns: ``patient, ivd_label, level, problem``.
-    """
-    f = features[["patient", "ivd_label"]].astype({"patient": str, "ivd_label": int})
-    g = gradings[["patient", "ivd_label"]].astype({"patient": str, "ivd_label": int})
-    g = g[g["patient"].isin(set(f["patient"]))]
-    keys_f = set(map(tuple, f.drop_duplicates().to_numpy()))
-    keys_g = set(map(tuple, g.drop_duplicates().to_numpy()))
-    rows = [(p, k, "in mask, not graded") for p, k in sorted(keys_f - keys_g)]
-    rows += [(p, k, "graded, not in mask") for p, k in sorted(keys_g - keys_f)]
-    out = pd.DataFrame(rows, columns=["patient", "ivd_label", "problem"])
-    out.insert(2, "level", out["ivd_label"].map(lab.level_name))
-    return out
-
-
-def join_gradings(
-    features: pd.DataFrame, gradings: pd.DataFrame | str | os.PathLike, how: str = "inner"
-) -> pd.DataFrame:
-    """Join gradings to measured discs on (patient, IVD label), never on position.
-
-    Mismatches in either direction are reported with a :class:`GradingMismatchWarning` that
-    lists them; ``how="inner"`` (default) keeps only discs that have both, ``"left"`` keeps
-    every measured disc (gradings NaN where missing).
-    """
-    from disclatent.data.spider import read_gradings
-
-    if not isinstance(gradings, pd.DataFrame):
-        gradings = read_gradings(gradings)
-    if how not in ("inner", "left"):
-        raise ValueError(f"how must be 'inner' or 'left', got {how!r}")
-    bad = grading_mismatches(features, gradings)
-    for problem, rows in bad.groupby("problem"):
-        shown = ", ".join(
-            f"patient {p} {lv}"
-            for p, lv in rows[["patient", "level"]].head(8).itertuples(index=False)
-        )
-        more = f" and {len(rows) - 8} more" if len(rows) > 8 else ""
-        action = (
-            ("dropped" if how == "inner" else "kept without gradings")
-            if problem.startswith("in mask")
-            else "ignored"
-        )
-        warnings.warn(
-            f"{len(rows)} disc(s) {problem} ({action}): {shown}{more}",
-            GradingMismatchWarning,
-            stacklevel=2,
-        )
-    left = features.astype({"patient": str})
-    right = gradings.drop(columns=[c for c in ("level",) if c in gradings and c in left])
-    return left.merge(
-        right.astype({"patient": str}), on=["patient", "ivd_label"], how=how, validate="many_to_one"
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# Validation against the phantom's truth
-# ---------------------------------------------------------------------------------------
-VALIDATION_BOUNDS = {  # median absolute error allowed (issue 3); volume in percent
-    "height_mm": 0.5,
-    "ap_width_mm": 1.0,
-    "lateral_width_mm": 2.5,
-    "sagittal_angle_deg": 2.0,
-    "coronal_angle_deg": 3.0,
-    "transverse_angle_deg": 3.0,
-    "volume_mm3": 2.0,
-}
-
-
-def compare_with_truth(
-    measured: pd.DataFrame, truth: pd.DataFrame | str | os.PathLike
-) -> pd.DataFrame:
-    """Measured and true features side by side, one row per disc (joined on series, IVD label).
-
-    Adds ``<feature>_true`` and ``<feature>_error`` (measured - true; for volume in percent
-    of the true volume). Discs missing on either side are an error.
-    """
-    if not isinstance(truth, pd.DataFrame):
-        truth = pd.read_csv(truth, dtype={"patient": str, "series": str})
-    t = truth[["series", "ivd_label", *FEATURES]].rename(columns={f: f"{f}_true" for f in FEATURES})
-    merged = measured.merge(t, on=["series", "ivd_label"], how="outer", indicator=True)
-    if (merged["_merge"] != "both").any():
-        odd = merged.loc[merged["_merge"] != "both", ["series", "ivd_label", "_merge"]]
-        raise DataError(f"measured discs and truth do not match: {odd.head(8).to_dict('records')}")
-    merged = merged.drop(columns="_merge")
-    for f in FEATURES:
-        err = merged[f] - merged[f"{f}_true"]
-        merged[f"{f}_error"] = 100 * err / merged[f"{f}_true"] if f == "volume_mm3" else err
-    return merged
-
-
-def error_table(compared: pd.DataFrame) -> pd.DataFrame:
-    """Per feature: bias, median and maximum absolute error, the bound and whether it is met."""
-    rows = []
-    for f in FEATURES:
-        e = compared[f"{f}_error"].astype(float)
-        unit = "%" if f == "volume_mm3" else ("deg" if f.endswith("deg") else "mm")
-        rows.append(
-            {
-                "feature": f,
-                "unit": unit,
-                "n": int(e.notna().sum()),
-                "bias": e.mean(),
-                "median_abs_error": e.abs().median(),
-                "p90_abs_error": e.abs().quantile(0.9),
-                "max_abs_error": e.abs().max(),
-                "bound": VALIDATION_BOUNDS[f],
-                "within_bound": bool(e.abs().median() <= VALIDATION_BOUNDS[f]),
-            }
-        )
-    return pd.DataFrame(rows).set_index("feature")
-
-
-# ---------------------------------------------------------------------------------------
-# A figure in the spirit of the paper's Fig. 3
-# ---------------------------------------------------------------------------------------
-def plot_disc_geometry(
-    cube: np.ndarray,
-    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-    title: str = "",
-    step_mm: float = DEFAULT_STEP_MM,
-):
-    """Middle sagittal, coronal and transverse slices of one cube, with the measurements.
-
-    Drawn at physical aspect ratio, as radiologists read them (sagittal: anterior left;
-    coronal: patient's right on the left; transverse: anterior up): the AP and lateral widths
-    (edge to edge through the centroid), the height (mean thickness, drawn along the normal
-    through the centroid) and the three principal axes (half the equivalent-ellipsoid
-    lengths). Returns the figure.
-    """
-    import matplotlib.pyplot as plt
-
-    geo = measure_cube_geometry(cube, spacing_mm, step_mm)
-    cube = np.asarray(cube) != 0
-    sp_xyz = np.asarray(spacing_mm, float)[::-1]  # world axis w (x=LR, y=AP, z=SI) spacing
-    c = geo.centroid_mm  # mm from the centre of voxel cube[0, 0, 0], LPS axes
-    ci, cj, ck = np.clip(np.rint(c / sp_xyz).astype(int), 0, np.array(cube.shape[::-1]) - 1)
-    u, v, n = geo.frame.T
-    f = geo.features
-    height_seg = np.array([c - 0.5 * f["height_mm"] * n, c + 0.5 * f["height_mm"] * n])
-    lat = (geo.lateral_segment_mm, f"lateral width {f['lateral_width_mm']:.1f} mm", "C3")
-    ap = (geo.ap_segment_mm, f"AP width {f['ap_width_mm']:.1f} mm", "C4")
-    hgt = (height_seg, f"height {f['height_mm']:.1f} mm", "C5")
-    # (image rows x cols, horizontal world axis, vertical world axis, segments, angle, labels)
-    views = [
-        (
-            cube[:, :, ci],
-            1,
-            2,
-            [ap, hgt],
-            "sagittal",
-            "anterior → posterior (mm)",
-            "inferior → superior (mm)",
-        ),
-        (
-            cube[:, cj, :],
-            0,
-            2,
-            [lat, hgt],
-            "coronal",
-            "right → left (mm)",
-            "inferior → superior (mm)",
-        ),
-        (
-            cube[ck, :, :],
-            0,
-            1,
-            [lat],
-            "transverse",
-            "right → left (mm)",
-            "posterior → anterior (mm)",
-        ),
-    ]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
-    half = 0.5 * geo.axis_lengths_mm[0] + 6
-    for ax, (img, hx, vy, segments, plane, xlabel, ylabel) in zip(axes[:3], views, strict=True):
-        sh, sv = sp_xyz[hx], sp_xyz[vy]
-        ax.imshow(
-            img,
-            cmap="Greys",
-            vmin=0,
-            vmax=2.5,
-            origin="lower",
-            interpolation="nearest",
-            extent=(-0.5 * sh, (img.shape[1] - 0.5) * sh, -0.5 * sv, (img.shape[0] - 0.5) * sv),
-        )
-        for points, label, colour in segments:
-            ax.plot(points[:, hx], points[:, vy], "-", color=colour, lw=2.2, label=label)
-        for vec, length, colour, name in (
-            (u, geo.axis_lengths_mm[0], "C0", "lateral axis u"),
-            (v, geo.axis_lengths_mm[1], "C1", "AP axis v"),
-            (n, geo.axis_lengths_mm[2], "C2", "normal n"),
-        ):
-            tip = c + 0.5 * length * vec
-            ax.annotate(
-                "",
-                xy=(tip[hx], tip[vy]),
-                xytext=(c[hx], c[vy]),
-                arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.4},
-            )
-            ax.plot([], [], color=colour, label=name)
-        ax.plot(c[hx], c[vy], "k+", ms=8)
-        ax.set_xlim(c[hx] - half, c[hx] + half)
-        ax.set_ylim(c[vy] - half, c[vy] + half)
-        if plane == "transverse":
-            ax.invert_yaxis()  # anterior up
-        ax.set_aspect("equal")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(
-            f"middle {plane} slice: {plane} angle {f[f'{plane}_angle_deg']:.1f}°", fontsize=9
-        )
-        ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
-    # the disc in its own frame: the mid-plane section (its footprint), u across, v up
-    ax = axes[3]
-    a, b = geo.extra["section_u_mm"], geo.extra["section_v_mm"]
-    ax.imshow(
-        geo.extra["section"].T,
-        cmap="Greys",
-        vmin=0,
-        vmax=2.5,
-        origin="lower",
-        interpolation="nearest",
-        extent=(a[0] - step_mm / 2, a[-1] + step_mm / 2, b[0] - step_mm / 2, b[-1] + step_mm / 2),
-    )
-    for points, label, colour in (lat, ap):
-        local = (points - c) @ geo.frame
-        ax.plot(local[:, 0], local[:, 1], "-", color=colour, lw=2.2, label=label)
-    ax.plot(0, 0, "k+", ms=8)
-    ax.set_xlim(-half, half)
-    ax.set_ylim(-half, half)
-    ax.invert_yaxis()  # anterior up, as the transverse slice
-    ax.set_aspect("equal")
-    ax.set_xlabel("lateral axis u: right → left (mm)")
-    ax.set_ylabel("AP axis v: posterior → anterior (mm)")
-    ax.set_title(
-        f"mid-plane section (disc frame): {geo.section_area_mm2:.0f} mm²;\n"
-        f"height = volume / area = {f['height_mm']:.2f} mm",
-        fontsize=9,
-    )
-    ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return pd.DataFrame(rows, columns=GEOMETRY_FEATURES)

@@ -12,12 +12,12 @@ file's header says, so numpy axes are always::
 
     cube[si, ap, lr]   index growing towards Superior, Posterior, Left
 
-(the same as :func:`disclatent.data.volume.to_canonical` gives, and as ``SimpleITK`` returns an image
-with identity direction). ``spacing_mm`` is given **in this numpy order, (SI, AP, LR)**.
-The paper resamples to "1.4 x 1.2 x 1.5 mm"; read in SPIDER's image-axis order (x = left-right,
-y = anterior-posterior, z = superior-inferior) that is LR 1.4 mm, AP 1.2 mm, SI 1.5 mm, hence
-the default ``spacing_mm=(1.5, 1.2, 1.4)``. A 64-voxel cube then spans 96 mm (SI) x 76.8 mm
-(AP) x 89.6 mm (LR).
+(the same as :func:`disclatent.data.volume.to_canonical` gives, and as ``SimpleITK`` returns
+an image with identity direction). ``spacing_mm`` is given **in this numpy order, (SI, AP,
+LR)**. The paper's grid is reported in SPIDER's image-axis order (x = left-right, y =
+anterior-posterior, z = superior-inferior); :data:`disclatent.conventions.PAPER_SPACING` holds
+it in this order and is the default, with the paper's cube edge
+:data:`disclatent.published.CUBE_SIZE`.
 
 Anatomical directions come from the header's direction cosines, never from array position:
 the disc voxels are mapped to LPS millimetres and the cube is a world-space resampling, so a
@@ -29,67 +29,38 @@ anatomical axis.
 Explicit choices on bad input
 -----------------------------
 * A disc that does not fit in the cube raises :class:`DiscDoesNotFitError` (never silent
-  truncation). :func:`build_disc_store` can instead skip such discs with ``skip_errors=True``;
-  it then warns and lists them in the store's ``skipped`` table.
+  truncation). :func:`disclatent.discs.store.build_disc_store` can instead skip such discs
+  with ``skip_errors=True``; it then warns and lists them in the store's ``skipped`` table.
 * A disc with fewer than ``MIN_VOXELS`` voxels cannot be measured: :class:`EmptyDiscError`
   from the measuring functions; when a whole mask is processed it is skipped with an
   :class:`EmptyDiscWarning`. A mask in which no voxel carries any of the disc label values
   (wrong ``labels``/``label_offset``?) is also reported with an :class:`EmptyDiscWarning`.
   ``labels`` says which values are discs; a disc absent from one mask is not an error here
-  (:func:`disclatent.discs.geometry.join_gradings` reports graded discs missing from the masks).
+  (:func:`disclatent.discs.features.join_gradings` reports graded discs missing from the masks).
 * A disc touching the border of the image volume is probably cut by the field of view: it is
   kept, reported with a :class:`DiscTouchesBorderWarning` and flagged in the
   ``touches_border`` column.
+
+Method: ``book/method.md``, *Geometry* (isolating a disc); the cohort's cubes in one file:
+:mod:`disclatent.discs.store`.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 
 from disclatent import published
 from disclatent.conventions import PAPER_SPACING
 from disclatent.data import labels as lab
-from disclatent.data.volume import (
-    DataError,
-    Volume,
-    atomic_path,
-    list_images,
-    read_mask,
-    series_name,
-)
-from disclatent.paths import SOURCES
+from disclatent.data.volume import DataError, Volume, series_name
 
-PAPER_SPACING_MM = PAPER_SPACING  # (SI, AP, LR), the published grid
-PAPER_CUBE_SIZE = published.CUBE_SIZE
 MIN_VOXELS = 8
-STORE_VERSION = 1
-
-
-STORE_COLUMNS = [
-    "patient",
-    "series",
-    "ivd_label",
-    "level",
-    "source",
-    "spacing_si_mm",
-    "spacing_ap_mm",
-    "spacing_lr_mm",
-    "centre_x_mm",
-    "centre_y_mm",
-    "centre_z_mm",
-    "n_voxels",
-    "volume_mm3",
-    "touches_border",
-    "mask_path",
-]
 
 
 class DiscDoesNotFitError(DataError):
@@ -335,7 +306,9 @@ def cube_origin(centre_mm: np.ndarray, size: int, spacing_mm: Sequence[float]) -
     return np.asarray(centre_mm, float) - (size - 1) / 2.0 * sp_xyz
 
 
-def _check_spacing(spacing_mm: Sequence[float], size: int) -> tuple[float, float, float]:
+def check_spacing(spacing_mm: Sequence[float], size: int) -> tuple[float, float, float]:
+    """``spacing_mm`` as three positive floats (SI, AP, LR); ``ValueError`` for a bad spacing
+    or a cube ``size`` that is not an integer of at least 4."""
     sp = tuple(float(s) for s in spacing_mm)
     if len(sp) != 3 or min(sp) <= 0:
         raise ValueError(
@@ -343,14 +316,14 @@ def _check_spacing(spacing_mm: Sequence[float], size: int) -> tuple[float, float
         )
     if int(size) != size or size < 4:
         raise ValueError(f"cube size must be an integer >= 4, got {size}")
-    return sp  # type: ignore[return-value]
+    return sp
 
 
 def isolate_disc(
     mask: Volume,
     disc: DiscVoxels,
-    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-    size: int = PAPER_CUBE_SIZE,
+    spacing_mm: Sequence[float] = PAPER_SPACING,
+    size: int = published.CUBE_SIZE,
 ) -> IsolatedDisc:
     """Resample one disc (nearest neighbour) into a cube centred on its centre of mass.
 
@@ -358,7 +331,7 @@ def isolate_disc(
     this is fast; the block is computed without clipping to the cube, so a disc that does
     not fit raises :class:`DiscDoesNotFitError` instead of being truncated.
     """
-    spacing_mm = _check_spacing(spacing_mm, size)
+    spacing_mm = check_spacing(spacing_mm, size)
     sp_xyz = np.asarray(spacing_mm)[::-1]
     centres = voxel_centres_mm(mask, disc.ijk)
     centre = centres.mean(axis=0)
@@ -429,8 +402,8 @@ def isolate_disc(
 
 def isolate_discs(
     mask: Volume,
-    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-    size: int = PAPER_CUBE_SIZE,
+    spacing_mm: Sequence[float] = PAPER_SPACING,
+    size: int = published.CUBE_SIZE,
     labels: Iterable[int] | Mapping[int, int] | None = None,
     *,
     label_offset: int = lab.DISC_LABEL_OFFSET,
@@ -438,8 +411,8 @@ def isolate_discs(
 ) -> list[IsolatedDisc]:
     """Every disc of ``mask`` as an :class:`IsolatedDisc` (ordered by IVD label).
 
-    ``spacing_mm`` and the cube are in canonical numpy order (SI, AP, LR): the default
-    (1.5, 1.2, 1.4) is the paper's 1.4 x 1.2 x 1.5 mm read as (LR, AP, SI). ``labels``:
+    ``spacing_mm`` and the cube are in canonical numpy order (SI, AP, LR); the default is the
+    paper's grid (:data:`~disclatent.conventions.PAPER_SPACING`). ``labels``:
     ``None`` for every SPIDER disc label present, else mask values (IVD label
     ``value - label_offset``) or a ``{value: ivd_label}`` mapping. ``discs`` lets a caller
     reuse the result of :func:`find_discs`.
@@ -449,285 +422,15 @@ def isolate_discs(
     return [isolate_disc(mask, d, spacing_mm, size) for d in discs]
 
 
-# ---------------------------------------------------------------------------------------
-# A cohort's discs in one file
-# ---------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class DiscStore:
-    """Cubes ``(n, S, S, S)`` uint8 in (SI, AP, LR) order and their table (same row order)."""
-
-    cubes: np.ndarray
-    table: pd.DataFrame
-    spacing_mm: tuple[float, float, float]
-    size: int
-    skipped: pd.DataFrame
-    path: Path | None = None
-
-    def __len__(self) -> int:
-        return int(self.cubes.shape[0])
-
-
-def mask_files(
-    masks: str | os.PathLike | Sequence[str | os.PathLike],
-    modalities: Sequence[str] | None = ("t1",),
-) -> list[Path]:
-    """Mask files from a SPIDER folder (its ``masks/``), a folder of masks, one file or a list.
-
-    ``modalities`` filters SPIDER-named series (``<patient>_t1`` ...) when a folder is given;
-    files whose names do not follow SPIDER's pattern are always kept. ``None``: all.
-    """
-    from disclatent.data.spider import parse_series
-
-    if isinstance(masks, str | os.PathLike):
-        path = Path(masks)
-        if path.is_dir():
-            folder = path / "masks" if (path / "masks").is_dir() else path
-            files = list_images(folder)
-            if modalities is not None:
-                wanted = {m.lower() for m in modalities}
-                files = [
-                    f for f in files if parse_series(series_name(f))[1].lower() in wanted | {""}
-                ]
-            if not files:
-                raise DataError(
-                    f"{folder}: no mask files (.mha, .nii.gz, ...)"
-                    + (f" of modality {', '.join(modalities)}" if modalities else "")
-                )
-            return files
-        if not path.exists():
-            raise DataError(f"{path}: mask file or folder not found")
-        return [path]
-    files = [Path(p) for p in masks]
-    if not files:
-        raise ValueError("empty list of mask files")
-    return files
-
-
-def _progress(items: Sequence, enabled: bool, desc: str):
-    if not enabled or len(items) < 2:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="mask")
-
-
-def build_disc_store(
-    masks: str | os.PathLike | Sequence[str | os.PathLike],
-    out_path: str | os.PathLike,
-    source: str = "gt",
-    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-    size: int = PAPER_CUBE_SIZE,
-    progress: bool = True,
-    *,
-    labels: Iterable[int] | Mapping[int, int] | None = None,
-    label_offset: int = lab.DISC_LABEL_OFFSET,
-    modalities: Sequence[str] | None = ("t1",),
-    skip_errors: bool = False,
-) -> Path:
-    """Isolate every disc of ``masks`` and write them to one compressed ``.npz`` (atomically).
-
-    The file holds the cubes bit-packed, the table (:data:`STORE_COLUMNS`, one row per cube)
-    and the settings; read it with :func:`load_disc_store`. ``source`` is ``"gt"`` for
-    reference masks and ``"pred"`` for segmentations. With ``skip_errors`` a disc that does
-    not fit or cannot be read is left out with a warning (listed in ``DiscStore.skipped``);
-    otherwise the first such error is raised.
-    """
-    from disclatent.data.spider import parse_series
-
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    spacing_mm = _check_spacing(spacing_mm, size)
-    files = mask_files(masks, modalities)
-    cubes: list[np.ndarray] = []
-    rows: list[dict] = []
-    skipped: list[dict] = []
-    for path in _progress(files, progress, "isolating discs"):
-        series = series_name(path)
-        patient = parse_series(series)[0]
-        try:
-            mask = read_mask(path, allow_unknown_labels=label_offset != lab.DISC_LABEL_OFFSET)
-            found = find_discs(mask, labels, label_offset)
-        except DataError as exc:
-            if not skip_errors:
-                raise
-            warnings.warn(f"skipped: {exc}", DiscWarning, stacklevel=2)
-            skipped.append({"series": series, "ivd_label": np.nan, "reason": str(exc)})
-            continue
-        for disc in found:
-            try:
-                iso = isolate_disc(mask, disc, spacing_mm, size)
-            except DataError as exc:
-                if not skip_errors:
-                    raise
-                warnings.warn(f"skipped: {exc}", DiscWarning, stacklevel=2)
-                skipped.append({"series": series, "ivd_label": disc.ivd_label, "reason": str(exc)})
-                continue
-            cubes.append(iso.cube)
-            rows.append(
-                {
-                    "patient": patient,
-                    "series": series,
-                    "ivd_label": iso.ivd_label,
-                    "level": iso.level,
-                    "source": source,
-                    "spacing_si_mm": spacing_mm[0],
-                    "spacing_ap_mm": spacing_mm[1],
-                    "spacing_lr_mm": spacing_mm[2],
-                    "centre_x_mm": iso.centre_mm[0],
-                    "centre_y_mm": iso.centre_mm[1],
-                    "centre_z_mm": iso.centre_mm[2],
-                    "n_voxels": iso.n_voxels,
-                    "volume_mm3": iso.volume_mm3,
-                    "touches_border": iso.touches_border,
-                    "mask_path": str(path),
-                }
-            )
-    table = pd.DataFrame(rows, columns=STORE_COLUMNS)
-    stack = np.stack(cubes) if cubes else np.zeros((0, size, size, size), np.uint8)
-    return write_disc_store(
-        stack,
-        table,
-        out_path,
-        spacing_mm,
-        pd.DataFrame(skipped, columns=["series", "ivd_label", "reason"]),
-    )
-
-
-def write_disc_store(
-    cubes: np.ndarray,
-    table: pd.DataFrame,
-    out_path: str | os.PathLike,
-    spacing_mm: Sequence[float],
-    skipped: pd.DataFrame | None = None,
-) -> Path:
-    """Write cubes ``(n, S, S, S)`` and their table to a compressed ``.npz`` atomically."""
-    out_path = Path(out_path)
-    if out_path.suffix != ".npz":
-        raise ValueError(f"{out_path}: a disc store is an .npz file")
-    cubes = np.asarray(cubes)
-    if cubes.ndim != 4 or len(set(cubes.shape[1:])) != 1:
-        raise ValueError(f"cubes must have shape (n, S, S, S), got {cubes.shape}")
-    if len(table) != len(cubes):
-        raise ValueError(f"table has {len(table)} rows for {len(cubes)} cubes")
-    if cubes.dtype != bool and not ((cubes == 0) | (cubes == 1)).all():
-        raise ValueError("cubes must be binary (0/1)")
-    skipped = (
-        skipped if skipped is not None else pd.DataFrame(columns=["series", "ivd_label", "reason"])
-    )
-    meta = {
-        "version": STORE_VERSION,
-        "size": int(cubes.shape[1]) if cubes.ndim == 4 else 0,
-        "n": int(len(cubes)),
-        "spacing_mm": [float(s) for s in spacing_mm],
-        "axes": "SI,AP,LR (index grows to superior, posterior, left)",
-    }
-    import json
-
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                cubes=np.packbits(cubes.astype(bool), axis=None),
-                table=np.array(table.reset_index(drop=True).to_json(orient="split")),
-                skipped=np.array(skipped.to_json(orient="split")),
-                meta=np.array(json.dumps(meta)),
-            )
-    return out_path
-
-
-def cached_disc_store(
-    masks: str | os.PathLike | Sequence[str | os.PathLike],
-    out_path: str | os.PathLike,
-    source: str = "gt",
-    spacing_mm: Sequence[float] = PAPER_SPACING_MM,
-    size: int = PAPER_CUBE_SIZE,
-    progress: bool = False,
-    modalities: Sequence[str] | None = ("t1",),
-) -> DiscStore:
-    """:func:`build_disc_store` (skipping discs that do not fit, with a warning), reused while
-    the mask files (paths, sizes, modification times) and the cube settings are unchanged.
-
-    The key sits beside the store in ``<out_path>.key``; a changed mask, a new segmentation
-    or another grid rebuilds the store.
-    """
-    import hashlib
-    import json
-
-    from disclatent.data.volume import write_text_atomic
-
-    files = mask_files(masks, modalities)
-    key = hashlib.sha256(
-        json.dumps(
-            {
-                "files": [
-                    [str(Path(f).resolve()), Path(f).stat().st_mtime_ns, Path(f).stat().st_size]
-                    for f in files
-                ],
-                "source": source,
-                "size": int(size),
-                "spacing": [float(s) for s in spacing_mm],
-            }
-        ).encode()
-    ).hexdigest()[:16]
-    path = Path(out_path)
-    stamp = path.with_suffix(".key")
-    if path.exists() and stamp.exists() and stamp.read_text() == key:
-        return load_disc_store(path)
-    stamp.unlink(missing_ok=True)
-    build_disc_store(
-        files,
-        path,
-        source=source,
-        spacing_mm=spacing_mm,
-        size=size,
-        progress=progress,
-        modalities=None,
-        skip_errors=True,
-    )
-    write_text_atomic(key, stamp)
-    return load_disc_store(path)
-
-
-def load_disc_store(path: str | os.PathLike) -> DiscStore:
-    """Read a file written by :func:`build_disc_store`."""
-    import io as _io
-    import json
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: disc store not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            packed = z["cubes"]
-            table = pd.read_json(
-                _io.StringIO(str(z["table"])),
-                orient="split",
-                dtype={"patient": str, "series": str, "mask_path": str},
-            )
-            skipped = pd.read_json(_io.StringIO(str(z["skipped"])), orient="split")
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable disc store: {exc}") from exc
-    if meta.get("version") != STORE_VERSION:
-        raise DataError(
-            f"{path}: disc store version {meta.get('version')}, expected "
-            f"{STORE_VERSION}; rebuild it"
-        )
-    n, s = meta["n"], meta["size"]
-    cubes = (
-        np.unpackbits(packed, count=n * s**3).reshape(n, s, s, s)
-        if n
-        else np.zeros((0, s, s, s), np.uint8)
-    )
-    if "patient" in table:
-        table["patient"] = table["patient"].astype(str)
-    if len(table) != n:
-        raise DataError(f"{path}: table has {len(table)} rows for {n} cubes")
-    return DiscStore(
-        cubes=cubes,
-        table=table,
-        spacing_mm=tuple(meta["spacing_mm"]),
-        size=s,
-        skipped=skipped,
-        path=path,
-    )
+def isolate_level(
+    mask: Volume,
+    level: str,
+    spacing_mm: Sequence[float] = PAPER_SPACING,
+    size: int = published.CUBE_SIZE,
+) -> IsolatedDisc:
+    """The disc of ``mask`` at spinal ``level`` (e.g. ``"L4/L5"``) as an :class:`IsolatedDisc`;
+    the mask's lowest disc when it has none at that level."""
+    discs = {d.level: d for d in find_discs(mask)}
+    if not discs:
+        raise EmptyDiscError(f"{mask.where}: no disc to isolate")
+    return isolate_disc(mask, discs.get(level, next(iter(discs.values()))), spacing_mm, size)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from disclatent.conventions import PAPER_SPACING, Spacing
+from disclatent.data import phantom
 from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import (
     DataError,
@@ -181,10 +182,9 @@ def _write_cohort_tables(folder: SpiderFolder, chosen: pd.DataFrame, out_root: P
             grad[grad["Patient"].astype(str).isin(patients)],
             out_root / "radiological_gradings.csv",
         )
-    truth = folder.root / "phantom_truth.csv"
-    if truth.exists():
-        t = pd.read_csv(truth, dtype={"patient": str})
-        _write_csv(t[t["series"].isin(series)], out_root / "phantom_truth.csv")
+    if phantom.has_truth(folder.root):
+        t = phantom.read_truth(folder.root)
+        _write_csv(t[t["series"].isin(series)], out_root / phantom.TRUTH_FILE)
 
 
 def write_pred_cohort(

@@ -1,0 +1,316 @@
+"""The phantom's anatomy: per-level calibration, imaging sites, and each disc's analytic solid.
+
+See :mod:`disclatent.data.phantom` for the disc solid and the definitions of its true
+geometry; calibration follows healthy adult lumbar discs and SPIDER's grading prevalence
+(``book/method.md``, *Data*).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import norm
+
+from disclatent.conventions import GEOMETRY_FEATURES
+from disclatent.data import labels as lab
+
+# ---------------------------------------------------------------------------------------
+# Per-level calibration (index = IVD label - 1: L5/S1, L4/L5, L3/L4, L2/L3, L1/L2, T12/L1,
+# T11/T12). Sizes of healthy adult discs, disc tissue only (``book/method.md``, *Data*).
+# ---------------------------------------------------------------------------------------
+AP_DEPTH_MM = np.array([31.5, 33.0, 32.5, 31.0, 30.0, 29.0, 28.0])
+LATERAL_WIDTH_MM = np.array([44.0, 45.0, 44.0, 42.5, 41.0, 39.0, 37.0])
+HEIGHT_MM = np.array([5.7, 6.6, 6.4, 5.9, 5.4, 4.9, 4.5])
+SAGITTAL_DEG = np.array([-30.0, -16.0, -5.0, 3.0, 8.0, 11.0, 12.0])
+WEDGE = np.array([0.34, 0.24, 0.14, 0.08, 0.04, 0.02, 0.0])
+VERTEBRA_HEIGHT_MM = np.array([27.0, 27.5, 27.5, 27.0, 26.5, 25.0, 24.0])  # vertebra above
+# SPIDER's per-level prevalence (``book/method.md``, *Data*); T11/T12 extrapolated
+NARROWING_PREVALENCE = np.array([0.58, 0.59, 0.45, 0.36, 0.23, 0.13, 0.10])
+BULGING_PREVALENCE = np.array([0.69, 0.75, 0.69, 0.60, 0.38, 0.17, 0.12])
+PFIRRMANN_MEAN = np.array([3.4, 3.3, 3.0, 2.8, 2.6, 2.3, 2.2])
+GRADER_NOISE = 0.7  # sd of the grader's error on the unit-variance severity scale
+
+#: the factors each disc is generated from, as columns of ``phantom_truth.csv``: its true
+#: geometry, endplate shape and pathology (what a latent code may be compared with)
+GENERATING_FACTORS = [*GEOMETRY_FEATURES, "wedge", "convexity", "narrowing_factor", "bulge_mm"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """An imaging site: scanner, sequence geometry and image quality."""
+
+    name: str
+    manufacturer: str
+    field_strength: float
+    slice_thickness_mm: float  # left-right spacing of the sagittal slices
+    inplane_mm: tuple[float, float]  # (anterior-posterior, superior-inferior) pixel spacing
+    noise: float  # Rician noise sd relative to the signal scale
+    bias: float  # amplitude of the smooth multiplicative bias field
+    gamma: float  # contrast curve
+    gain: float  # signal scale (stored as int16)
+    share: float  # fraction of patients
+
+
+SITES: tuple[Site, ...] = (
+    Site("A", "SIEMENS", 1.5, 3.3, (0.625, 0.625), 0.035, 0.12, 1.0, 900.0, 0.30),
+    Site("B", "SIEMENS", 3.0, 4.0, (0.75, 0.70), 0.025, 0.25, 0.85, 1400.0, 0.25),
+    Site("C", "Philips Medical Systems", 1.5, 3.6, (0.55, 0.55), 0.045, 0.18, 1.15, 700.0, 0.25),
+    Site("D", "Philips Medical Systems", 3.0, 4.4, (0.85, 0.80), 0.030, 0.30, 0.95, 1800.0, 0.20),
+)
+
+
+@dataclass
+class DiscSpec:
+    """One disc's generating parameters (mm, degrees) and pathology."""
+
+    patient: str
+    ivd_label: int
+    center: np.ndarray  # LPS mm
+    rotation: np.ndarray  # columns: u (left), v (posterior), w (superior) in LPS
+    sagittal_deg: float
+    coronal_deg: float
+    transverse_deg: float
+    a_lat: float
+    a_ant: float
+    a_post: float
+    notch_halfwidth: float
+    notch_depth: float
+    convexity: float
+    wedge: float
+    h0: float  # central thickness before convexity/wedge
+    narrowing_factor: float
+    bulge_mm: float
+    narrowing_severity: float
+    bulge_severity: float
+    pfirrmann: int
+    # healthy footprint, used for the vertebral rim
+    rim_a_lat: float = 0.0
+    rim_a_ant: float = 0.0
+    rim_a_post: float = 0.0
+
+    @property
+    def level(self) -> str:
+        return lab.level_name(self.ivd_label)
+
+    @property
+    def notch_offset(self) -> float:
+        return 0.6 * self.notch_halfwidth
+
+    # -- the analytic solid ------------------------------------------------------------
+    def footprint(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        a_v = np.where(v < 0, self.a_ant, self.a_post)
+        inside = (u / self.a_lat) ** 2 + (v / a_v) ** 2 <= 1.0
+        c = self.a_post + self.notch_offset
+        notch = (u / self.notch_halfwidth) ** 2 + (
+            (v - c) / (self.notch_offset + self.notch_depth)
+        ) ** 2 < 1.0
+        return inside & ~notch
+
+    def thickness(self, u: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
+        a_v = np.where(v < 0, self.a_ant, self.a_post)
+        r2 = np.minimum((u / self.a_lat) ** 2 + (v / a_v) ** 2, 1.0)
+        a_mean = 0.5 * (self.a_ant + self.a_post)
+        return self.h0 * (1.0 - self.convexity * r2) * (1.0 - self.wedge * v / a_mean)
+
+    def contains(self, local: np.ndarray) -> np.ndarray:
+        u, v, w = local[..., 0], local[..., 1], local[..., 2]
+        return self.footprint(u, v) & (np.abs(w) <= 0.5 * self.thickness(u, v))
+
+    def half_extent(self) -> np.ndarray:
+        return np.array([self.a_lat, max(self.a_ant, self.a_post), self.h0 * 1.5]) + 1.0
+
+    # -- truth ---------------------------------------------------------------------------
+    def truth(self, step_mm: float = 0.05) -> dict[str, float]:
+        """Exact-by-quadrature geometry of the solid (midpoint rule on a fine grid): the
+        features of :data:`~disclatent.conventions.GEOMETRY_FEATURES`, the footprint area and
+        the centroid ``centroid_{x,y,z}_mm`` (LPS millimetres)."""
+        us = np.arange(-self.a_lat, self.a_lat, step_mm) + step_mm / 2
+        vs = np.arange(-self.a_ant, self.a_post, step_mm) + step_mm / 2
+        uu, vv = np.meshgrid(us, vs, indexing="ij")
+        inside = self.footprint(uu, vv)
+        t = self.thickness(uu, vv)
+        area = inside.sum() * step_mm**2
+        volume = (t * inside).sum() * step_mm**2
+        angles = plane_angles(self.rotation)
+        weight = t * inside
+        centroid_local = np.array([(uu * weight).sum(), (vv * weight).sum(), 0.0]) / weight.sum()
+        centroid = self.center + self.rotation @ centroid_local
+        return {
+            "height_mm": volume / area,
+            "ap_width_mm": self.a_ant + self.a_post - self.notch_depth,
+            "lateral_width_mm": 2.0 * self.a_lat,
+            **angles,
+            "volume_mm3": volume,
+            "footprint_area_mm2": area,
+            **{f"centroid_{a}_mm": float(c) for a, c in zip("xyz", centroid, strict=True)},
+        }
+
+
+def rotation_matrix(sagittal_deg: float, coronal_deg: float, transverse_deg: float) -> np.ndarray:
+    """Disc frame (columns u, v, w) in LPS for the three tilts (see module docstring)."""
+    a, b, g = np.deg2rad([sagittal_deg, coronal_deg, transverse_deg])
+
+    def rx(t: float) -> np.ndarray:
+        c, s = math.cos(t), math.sin(t)
+        return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+    def ry(t: float) -> np.ndarray:
+        c, s = math.cos(t), math.sin(t)
+        return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+    def rz(t: float) -> np.ndarray:
+        c, s = math.cos(t), math.sin(t)
+        return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+    return rz(g) @ ry(-b) @ rx(-a)
+
+
+def plane_angles(rotation: np.ndarray) -> dict[str, float]:
+    """Disc tilt in the sagittal, coronal and transverse scanner planes (degrees).
+
+    Sagittal and coronal: the line where the disc's mid-plane cuts that plane. Transverse:
+    the disc's lateral axis projected on the plane. Signs as in the module docstring.
+    """
+    n = rotation[:, 2]
+    ex, ey, ez = np.eye(3)
+
+    def angle(d: np.ndarray, ref: np.ndarray, up: np.ndarray) -> float:
+        if np.dot(d, ref) < 0:
+            d = -d
+        return float(np.degrees(np.arctan2(np.dot(d, up), np.dot(d, ref))))
+
+    return {
+        # sagittal plane (y-z): the line lies along ex x n; reference anterior = -y
+        "sagittal_angle_deg": angle(np.cross(ex, n), -ey, ez),
+        # coronal plane (x-z): line along ey x n; reference left = +x, up = +z
+        "coronal_angle_deg": angle(np.cross(ey, n), ex, ez),
+        # transverse plane (x-y): a transverse slice shows the whole footprint, whose long
+        # axis is the lateral axis u projected on x-y; reference left = +x, "up" = posterior
+        "transverse_angle_deg": angle(rotation[:, 0] * np.array([1.0, 1.0, 0.0]), ex, ey),
+    }
+
+
+@dataclass
+class PatientSpec:
+    patient: str
+    site: Site
+    sex: str
+    discs: list[DiscSpec]
+    canal_points: np.ndarray  # (n, 3) LPS centre line of the spinal canal
+    vertebra_height: list[float] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------
+# Anatomy
+# ---------------------------------------------------------------------------------------
+def _site_for(index: int, n_patients: int) -> Site:
+    """Deterministic site assignment with the sites' shares (every site used if n >= 4)."""
+    shares = np.array([s.share for s in SITES])
+    bounds = np.cumsum(shares) * n_patients
+    position = index + 0.5
+    return SITES[int(np.searchsorted(bounds, position))]
+
+
+def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
+    """Anatomy and pathology of patient number ``index + 1``; depends on (seed, index) only."""
+    rng = np.random.default_rng([seed, index, 1])
+    patient = str(index + 1)
+    site = _site_for(index, n_patients)
+    n_discs = int(rng.choice([5, 6, 7], p=[0.3, 0.5, 0.2]))
+    sex = str(rng.choice(["F", "M"]))
+    size = float(np.clip(rng.normal(1.0, 0.06) * (1.04 if sex == "M" else 0.97), 0.85, 1.15))
+    height_scale = float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.15))
+    lordosis = float(np.clip(rng.normal(1.0, 0.18), 0.5, 1.5))
+    pose = rng.normal(0.0, 4.0)  # pelvic tilt on the table, degrees
+    scoliosis = rng.normal(0.0, 1.5)
+    axial = rng.normal(0.0, 1.5)
+    degeneration = rng.normal()
+    s_grader = math.sqrt(1 + GRADER_NOISE**2)
+
+    discs: list[DiscSpec] = []
+    for k in range(1, n_discs + 1):
+        i = k - 1
+        # severities: unit variance, level-dependent mean so that graded prevalence matches
+        mu_n = s_grader * norm.ppf(NARROWING_PREVALENCE[i])
+        mu_b = s_grader * norm.ppf(BULGING_PREVALENCE[i])
+        e_disc = rng.normal()
+        sev_n = mu_n + 0.55 * degeneration + 0.835 * e_disc
+        sev_b = mu_b + 0.45 * degeneration + 0.45 * e_disc + 0.77 * rng.normal()
+        narrowing = 1.0 - 0.32 * norm.cdf(1.4 * (sev_n - 0.3))
+        bulge = 3.5 * norm.cdf(1.6 * (sev_b - 0.4))
+        grade = int(
+            np.clip(
+                np.rint(PFIRRMANN_MEAN[i] + 0.55 * sev_n - 0.55 * mu_n + 0.5 * rng.normal()), 1, 5
+            )
+        )
+
+        a_lat0 = 0.5 * LATERAL_WIDTH_MM[i] * size * rng.normal(1.0, 0.04)
+        ap = AP_DEPTH_MM[i] * size * rng.normal(1.0, 0.04)
+        ant_frac = rng.uniform(0.50, 0.56)
+        a_ant0, a_post0 = ap * ant_frac, ap * (1 - ant_frac)
+        notch_depth0 = ap * rng.uniform(0.07, 0.14)
+        notch_hw = a_lat0 * rng.uniform(0.28, 0.40)
+        # bulge: mostly posterior, some lateral and anterior
+        a_lat = a_lat0 + 0.35 * bulge
+        a_ant = a_ant0 + 0.25 * bulge
+        a_post = a_post0 + notch_depth0 + bulge  # notch is cut back out below
+        convexity = rng.uniform(0.12, 0.32)
+        wedge = float(np.clip(WEDGE[i] + rng.normal(0, 0.04), -0.05, 0.45))
+        target_h = HEIGHT_MM[i] * height_scale * rng.normal(1.0, 0.07) * narrowing
+        sag = lordosis * SAGITTAL_DEG[i] + pose + rng.normal(0, 2.0)
+        cor = scoliosis + rng.normal(0, 2.0)
+        tra = axial + rng.normal(0, 2.0)
+        spec = DiscSpec(
+            patient=patient,
+            ivd_label=k,
+            center=np.zeros(3),
+            rotation=rotation_matrix(sag, cor, tra),
+            sagittal_deg=sag,
+            coronal_deg=cor,
+            transverse_deg=tra,
+            a_lat=a_lat,
+            a_ant=a_ant,
+            a_post=a_post,
+            notch_halfwidth=notch_hw,
+            notch_depth=notch_depth0,
+            convexity=convexity,
+            wedge=wedge,
+            h0=1.0,
+            narrowing_factor=narrowing,
+            bulge_mm=bulge,
+            narrowing_severity=sev_n,
+            bulge_severity=sev_b,
+            pfirrmann=grade,
+            rim_a_lat=a_lat0 + 0.8,
+            rim_a_ant=a_ant0 + 0.8,
+            rim_a_post=a_post0 + notch_depth0 + 0.8,
+        )
+        # scale h0 so that the mean thickness equals the target height
+        spec.h0 = target_h / spec.truth(step_mm=0.25)["height_mm"]
+        discs.append(spec)
+
+    # stack the discs upward from L5/S1 along the lordotic curve
+    x0 = rng.normal(0.0, 3.0)
+    center = np.array([x0, rng.normal(-10.0, 4.0), rng.normal(-120.0, 6.0)])
+    vert_heights = []
+    for j, d in enumerate(discs):
+        if j == 0:
+            d.center = center
+            continue
+        below = discs[j - 1]
+        hv = VERTEBRA_HEIGHT_MM[j - 1] * size * rng.normal(1.0, 0.03)
+        vert_heights.append(hv)
+        axis = below.rotation[:, 2] + d.rotation[:, 2]
+        axis /= np.linalg.norm(axis)
+        t_below = below.thickness(0.0, 0.0) / 2
+        t_here = d.thickness(0.0, 0.0) / 2
+        d.center = (
+            below.center + below.rotation[:, 2] * t_below + axis * hv + d.rotation[:, 2] * t_here
+        )
+    vert_heights.append(VERTEBRA_HEIGHT_MM[len(discs) - 1] * size)  # vertebra above the top disc
+
+    # spinal canal centre line: behind the vertebral rim, following the discs
+    canal = np.array([d.center + d.rotation[:, 1] * (d.rim_a_post + 3.0 + 7.0) for d in discs])
+    return PatientSpec(patient, site, sex, discs, canal, vert_heights)

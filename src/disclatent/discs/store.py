@@ -1,0 +1,327 @@
+"""The disc store: a cohort's isolated discs in one compressed ``.npz`` file.
+
+:func:`build_disc_store` isolates every disc of a set of masks
+(:func:`disclatent.discs.isolation.isolate_disc`) and writes the cubes bit-packed with one
+table row per cube (:data:`STORE_COLUMNS`); :func:`load_disc_store` reads it back as a
+:class:`DiscStore`, and :func:`cached_disc_store` rebuilds it only when the masks or the grid
+change. Method: ``book/method.md``, *Geometry* (isolating a disc).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from disclatent import published
+from disclatent.conventions import PAPER_SPACING
+from disclatent.data import labels as lab
+from disclatent.data.spider import parse_series
+from disclatent.data.volume import (
+    DataError,
+    atomic_path,
+    list_images,
+    read_mask,
+    series_name,
+    write_text_atomic,
+)
+from disclatent.discs.isolation import DiscWarning, check_spacing, find_discs, isolate_disc
+from disclatent.paths import SOURCES
+
+STORE_VERSION = 1
+
+STORE_COLUMNS = [
+    "patient",
+    "series",
+    "ivd_label",
+    "level",
+    "source",
+    "spacing_si_mm",
+    "spacing_ap_mm",
+    "spacing_lr_mm",
+    "centre_x_mm",
+    "centre_y_mm",
+    "centre_z_mm",
+    "n_voxels",
+    "volume_mm3",
+    "touches_border",
+    "mask_path",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# A cohort's discs in one file
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class DiscStore:
+    """Cubes ``(n, S, S, S)`` uint8 in (SI, AP, LR) order and their table (same row order)."""
+
+    cubes: np.ndarray
+    table: pd.DataFrame
+    spacing_mm: tuple[float, float, float]
+    size: int
+    skipped: pd.DataFrame
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return int(self.cubes.shape[0])
+
+
+def mask_files(
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
+    modalities: Sequence[str] | None = ("t1",),
+) -> list[Path]:
+    """Mask files from a SPIDER folder (its ``masks/``), a folder of masks, one file or a list.
+
+    ``modalities`` filters SPIDER-named series (``<patient>_t1`` ...) when a folder is given;
+    files whose names do not follow SPIDER's pattern are always kept. ``None``: all.
+    """
+    if isinstance(masks, str | os.PathLike):
+        path = Path(masks)
+        if path.is_dir():
+            folder = path / "masks" if (path / "masks").is_dir() else path
+            files = list_images(folder)
+            if modalities is not None:
+                wanted = {m.lower() for m in modalities}
+                files = [
+                    f for f in files if parse_series(series_name(f))[1].lower() in wanted | {""}
+                ]
+            if not files:
+                raise DataError(
+                    f"{folder}: no mask files (.mha, .nii.gz, ...)"
+                    + (f" of modality {', '.join(modalities)}" if modalities else "")
+                )
+            return files
+        if not path.exists():
+            raise DataError(f"{path}: mask file or folder not found")
+        return [path]
+    files = [Path(p) for p in masks]
+    if not files:
+        raise ValueError("empty list of mask files")
+    return files
+
+
+def _progress(items: Sequence, enabled: bool, desc: str):
+    if not enabled or len(items) < 2:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="mask")
+
+
+def build_disc_store(
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    source: str = "gt",
+    spacing_mm: Sequence[float] = PAPER_SPACING,
+    size: int = published.CUBE_SIZE,
+    progress: bool = True,
+    *,
+    labels: Iterable[int] | Mapping[int, int] | None = None,
+    label_offset: int = lab.DISC_LABEL_OFFSET,
+    modalities: Sequence[str] | None = ("t1",),
+    skip_errors: bool = False,
+) -> Path:
+    """Isolate every disc of ``masks`` and write them to one compressed ``.npz`` (atomically).
+
+    The file holds the cubes bit-packed, the table (:data:`STORE_COLUMNS`, one row per cube)
+    and the settings; read it with :func:`load_disc_store`. ``source`` is ``"gt"`` for
+    reference masks and ``"pred"`` for segmentations. With ``skip_errors`` a disc that does
+    not fit or cannot be read is left out with a warning (listed in ``DiscStore.skipped``);
+    otherwise the first such error is raised.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    spacing_mm = check_spacing(spacing_mm, size)
+    files = mask_files(masks, modalities)
+    cubes: list[np.ndarray] = []
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    for path in _progress(files, progress, "isolating discs"):
+        series = series_name(path)
+        patient = parse_series(series)[0]
+        try:
+            mask = read_mask(path, allow_unknown_labels=label_offset != lab.DISC_LABEL_OFFSET)
+            found = find_discs(mask, labels, label_offset)
+        except DataError as exc:
+            if not skip_errors:
+                raise
+            warnings.warn(f"skipped: {exc}", DiscWarning, stacklevel=2)
+            skipped.append({"series": series, "ivd_label": np.nan, "reason": str(exc)})
+            continue
+        for disc in found:
+            try:
+                iso = isolate_disc(mask, disc, spacing_mm, size)
+            except DataError as exc:
+                if not skip_errors:
+                    raise
+                warnings.warn(f"skipped: {exc}", DiscWarning, stacklevel=2)
+                skipped.append({"series": series, "ivd_label": disc.ivd_label, "reason": str(exc)})
+                continue
+            cubes.append(iso.cube)
+            rows.append(
+                {
+                    "patient": patient,
+                    "series": series,
+                    "ivd_label": iso.ivd_label,
+                    "level": iso.level,
+                    "source": source,
+                    "spacing_si_mm": spacing_mm[0],
+                    "spacing_ap_mm": spacing_mm[1],
+                    "spacing_lr_mm": spacing_mm[2],
+                    "centre_x_mm": iso.centre_mm[0],
+                    "centre_y_mm": iso.centre_mm[1],
+                    "centre_z_mm": iso.centre_mm[2],
+                    "n_voxels": iso.n_voxels,
+                    "volume_mm3": iso.volume_mm3,
+                    "touches_border": iso.touches_border,
+                    "mask_path": str(path),
+                }
+            )
+    table = pd.DataFrame(rows, columns=STORE_COLUMNS)
+    stack = np.stack(cubes) if cubes else np.zeros((0, size, size, size), np.uint8)
+    return write_disc_store(
+        stack,
+        table,
+        out_path,
+        spacing_mm,
+        pd.DataFrame(skipped, columns=["series", "ivd_label", "reason"]),
+    )
+
+
+def write_disc_store(
+    cubes: np.ndarray,
+    table: pd.DataFrame,
+    out_path: str | os.PathLike,
+    spacing_mm: Sequence[float],
+    skipped: pd.DataFrame | None = None,
+) -> Path:
+    """Write cubes ``(n, S, S, S)`` and their table to a compressed ``.npz`` atomically."""
+    out_path = Path(out_path)
+    if out_path.suffix != ".npz":
+        raise ValueError(f"{out_path}: a disc store is an .npz file")
+    cubes = np.asarray(cubes)
+    if cubes.ndim != 4 or len(set(cubes.shape[1:])) != 1:
+        raise ValueError(f"cubes must have shape (n, S, S, S), got {cubes.shape}")
+    if len(table) != len(cubes):
+        raise ValueError(f"table has {len(table)} rows for {len(cubes)} cubes")
+    if cubes.dtype != bool and not ((cubes == 0) | (cubes == 1)).all():
+        raise ValueError("cubes must be binary (0/1)")
+    skipped = (
+        skipped if skipped is not None else pd.DataFrame(columns=["series", "ivd_label", "reason"])
+    )
+    meta = {
+        "version": STORE_VERSION,
+        "size": int(cubes.shape[1]) if cubes.ndim == 4 else 0,
+        "n": int(len(cubes)),
+        "spacing_mm": [float(s) for s in spacing_mm],
+        "axes": "SI,AP,LR (index grows to superior, posterior, left)",
+    }
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                cubes=np.packbits(cubes.astype(bool), axis=None),
+                table=np.array(table.reset_index(drop=True).to_json(orient="split")),
+                skipped=np.array(skipped.to_json(orient="split")),
+                meta=np.array(json.dumps(meta)),
+            )
+    return out_path
+
+
+def cached_disc_store(
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    source: str = "gt",
+    spacing_mm: Sequence[float] = PAPER_SPACING,
+    size: int = published.CUBE_SIZE,
+    progress: bool = False,
+    modalities: Sequence[str] | None = ("t1",),
+) -> DiscStore:
+    """:func:`build_disc_store` (skipping discs that do not fit, with a warning), reused while
+    the mask files (paths, sizes, modification times) and the cube settings are unchanged.
+
+    The key sits beside the store in ``<out_path>.key``; a changed mask, a new segmentation
+    or another grid rebuilds the store.
+    """
+    files = mask_files(masks, modalities)
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "files": [
+                    [str(Path(f).resolve()), Path(f).stat().st_mtime_ns, Path(f).stat().st_size]
+                    for f in files
+                ],
+                "source": source,
+                "size": int(size),
+                "spacing": [float(s) for s in spacing_mm],
+            }
+        ).encode()
+    ).hexdigest()[:16]
+    path = Path(out_path)
+    stamp = path.with_suffix(".key")
+    if path.exists() and stamp.exists() and stamp.read_text() == key:
+        return load_disc_store(path)
+    stamp.unlink(missing_ok=True)
+    build_disc_store(
+        files,
+        path,
+        source=source,
+        spacing_mm=spacing_mm,
+        size=size,
+        progress=progress,
+        modalities=None,
+        skip_errors=True,
+    )
+    write_text_atomic(key, stamp)
+    return load_disc_store(path)
+
+
+def load_disc_store(path: str | os.PathLike) -> DiscStore:
+    """Read a file written by :func:`build_disc_store`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: disc store not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            packed = z["cubes"]
+            table = pd.read_json(
+                io.StringIO(str(z["table"])),
+                orient="split",
+                dtype={"patient": str, "series": str, "mask_path": str},
+            )
+            skipped = pd.read_json(io.StringIO(str(z["skipped"])), orient="split")
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable disc store: {exc}") from exc
+    if meta.get("version") != STORE_VERSION:
+        raise DataError(
+            f"{path}: disc store version {meta.get('version')}, expected "
+            f"{STORE_VERSION}; rebuild it"
+        )
+    n, s = meta["n"], meta["size"]
+    cubes = (
+        np.unpackbits(packed, count=n * s**3).reshape(n, s, s, s)
+        if n
+        else np.zeros((0, s, s, s), np.uint8)
+    )
+    if "patient" in table:
+        table["patient"] = table["patient"].astype(str)
+    if len(table) != n:
+        raise DataError(f"{path}: table has {len(table)} rows for {n} cubes")
+    return DiscStore(
+        cubes=cubes,
+        table=table,
+        spacing_mm=tuple(meta["spacing_mm"]),
+        size=s,
+        skipped=skipped,
+        path=path,
+    )
