@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from disclatent import published
+from disclatent.conventions import PAPER_SPACING, Spacing
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -31,10 +34,10 @@ class Profile:
     # environment variable DISCLATENT_CPU_THREADS overrides every profile.
     cpu_threads: int = 2
     # disc isolation (disclatent.discs.isolation): cube edge in voxels and spacing in the cube's
-    # numpy order (SI, AP, LR); the paper's 64^3 at LR 1.4 x AP 1.2 x SI 1.5 mm. Every
+    # numpy order (SI, AP, LR); the paper's cube and grid (disclatent.published). Every
     # profile covers the same ~96 x 77 x 90 mm around the disc.
-    disc_cube_size: int = 64
-    disc_spacing_mm: tuple[float, float, float] = (1.5, 1.2, 1.4)
+    disc_cube_size: int = published.CUBE_SIZE
+    disc_spacing_mm: Spacing = PAPER_SPACING
     # segmentation (disclatent.segmentation.config); defaults = the `default` profile (2-core CPU):
     # the model whose masks feed later chapters, the models compared under one budget, patch
     # in numpy order (SI, AP, LR) on the 1.5 x 1.2 x 1.4 mm grid, batch, epochs (iterations
@@ -75,7 +78,7 @@ class Profile:
     ae_schedule: str = "onecycle"
     ae_loss: str = "dice_bce"
     ae_freeze_bn_epoch: int = 10
-    ae_latent_dims: tuple[int, ...] = (64, 8, 4, 3)
+    ae_latent_dims: tuple[int, ...] = tuple(int(k) for k in published.AUTOENCODER_SWEEP.latent_dim)
     ae_heldout_fraction: float = 0.2
     ae_channels_last: bool = False
 
@@ -87,7 +90,7 @@ PROFILES: dict[str, Profile] = {
         n_patients=8,
         cpu_threads=1,
         disc_cube_size=32,
-        disc_spacing_mm=(3.0, 2.4, 2.8),
+        disc_spacing_mm=Spacing(si=3.0, ap=2.4, lr=2.8),
         seg_models=("UNet", "SegResNet"),
         seg_batch=2,
         seg_max_epochs=2,
@@ -107,7 +110,7 @@ PROFILES: dict[str, Profile] = {
         "a 2-core laptop CPU, about 20 minutes",
         n_patients=36,
         disc_cube_size=48,
-        disc_spacing_mm=(2.0, 1.6, 1.9),
+        disc_spacing_mm=Spacing(si=2.0, ap=1.6, lr=1.9),
     ),
     "paper": Profile(
         "paper",
@@ -125,9 +128,9 @@ PROFILES: dict[str, Profile] = {
         pred_repeats=10,
         pred_boot=2000,
         pred_fold_repeats=2,
-        ae_size=64,
+        ae_size=published.CUBE_SIZE,
         ae_channels=(32, 64, 128, 256, 512),
-        ae_max_epochs=1000,
+        ae_max_epochs=published.AUTOENCODER_MAX_EPOCHS,
         ae_schedule="constant",
         ae_loss="bce",
         ae_freeze_bn_epoch=0,
