@@ -38,7 +38,7 @@ from IPython.display import Markdown, display
 
 from disclatent.data.cohort import cohort_root
 from disclatent.data.spider import disc_table
-from disclatent.paths import BuildPaths
+from disclatent.paths import BuildPaths, Table
 from disclatent.profiles import get_profile
 from disclatent.report import segmentation_plots as plots
 from disclatent.report.tables import save_table
@@ -148,7 +148,7 @@ evals = {
 }
 train_seconds = {name: r["seconds"] for name, r in runs.items()}
 supp1 = evaluation.supplementary_table_1(evals, train_seconds, f"phantom, site {test_site}")
-save_table(supp1, "supplementary_table_1_segmentation", paths.root)
+save_table(supp1, Table.SEGMENTATION, paths.root)
 evaluation.for_display(supp1)
 
 # %%

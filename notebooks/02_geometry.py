@@ -68,7 +68,7 @@ from disclatent.discs import features as feat
 from disclatent.discs import isolation as iso
 from disclatent.discs import store as st
 from disclatent.discs import validation as val
-from disclatent.paths import BuildPaths
+from disclatent.paths import BuildPaths, Table
 from disclatent.profiles import get_profile
 from disclatent.report.geometry_plots import plot_agreement, plot_disc_geometry
 from disclatent.report.plots import level_boxplots
@@ -99,7 +99,7 @@ features, notes = feat.measure_cohort(root)
 measure_seconds = time.perf_counter() - start
 for note in notes:
     print(note)
-save_table(features, feat.GEOMETRY_TABLE, build)
+save_table(features, Table.GEOMETRY, build)
 site_col = spider.site_column(features)
 
 # %%
@@ -126,7 +126,7 @@ if is_phantom:
     truth = phantom.read_truth(root)
     compared = val.compare_with_truth(features, truth)
     errors = val.error_table(compared)
-    save_table(errors.round(4), "geometry_errors_vs_truth", build, index=True)
+    save_table(errors.round(4), Table.GEOMETRY_ERRORS, build, index=True)
     failed = errors.index[~errors["within_bound"]].tolist()
     assert not failed, f"median absolute error above its bound for {failed}"
     display(errors.round(3))

@@ -43,7 +43,7 @@ from IPython.display import Markdown, display
 from disclatent import autoencoder as ae
 from disclatent.discs.isolation import DiscWarning
 from disclatent.discs.store import load_disc_store
-from disclatent.paths import BuildPaths
+from disclatent.paths import BuildPaths, Table
 from disclatent.profiles import get_profile
 from disclatent.report import autoencoder_plots as ae_plots
 from disclatent.report.tables import save_table
@@ -123,7 +123,7 @@ results, models, pcas = ae.sweep(
     device=device,
     split=ae.split_table(discs.table, held_idx),
 )
-save_table(results, "autoencoder_sweep_raw", paths.root)
+save_table(results, Table.AUTOENCODER_SWEEP, paths.root)
 table = ae.sweep_table(results)
 
 # %% [markdown]

@@ -44,6 +44,7 @@ from IPython.display import Markdown, display
 from disclatent import published
 from disclatent.analysis import prediction as pr
 from disclatent.analysis.study import load_study
+from disclatent.paths import Table
 from disclatent.report.plots import forest_plot
 from disclatent.report.tables import save_table
 
@@ -78,7 +79,7 @@ pr.cohort_counts(tables)
 
 # %%
 main, results = pr.prediction_grid(tables, LATENT_DIM, **settings)
-save_table(main, "prediction_results", build)
+save_table(main, Table.PREDICTION, build)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
 paper_gt = published.PREDICTION[published.PREDICTION.source == "gt"]
 for ax, metric in zip(axes, ("auc", "f1"), strict=True):
@@ -162,7 +163,7 @@ if in_fold is None:
 leakage = pr.leakage_table(
     tables["gt"], main[main.source == "gt"], LATENT_DIM, in_fold=in_fold, **settings
 )
-save_table(leakage, "leakage_protocols", build)
+save_table(leakage, Table.LEAKAGE, build)
 leakage.round(3)
 
 # %% [markdown]

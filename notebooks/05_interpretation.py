@@ -39,6 +39,7 @@ from disclatent import published
 from disclatent.analysis import interpretation as it
 from disclatent.analysis.study import load_study
 from disclatent.conventions import FEATURE_LABELS, GEOMETRY_FEATURES
+from disclatent.paths import Table
 from disclatent.report import interpretation_plots as iplt
 from disclatent.report.plots import level_boxplots
 from disclatent.report.tables import save_table
@@ -100,8 +101,8 @@ slopes.round(2)
 lat, geom = table[latent_cols], table[GEOMETRY_FEATURES]
 r, p, q = it.correlation_matrix(lat, geom)
 rl, _, ql = it.correlation_matrix(lat, lat)
-save_table(correlation_table(lat, geom), "latent_geometry_correlation", build)
-save_table(correlation_table(lat, lat), "latent_latent_correlation", build)
+save_table(correlation_table(lat, geom), Table.LATENT_GEOMETRY, build)
+save_table(correlation_table(lat, lat), Table.LATENT_LATENT, build)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
 iplt.correlation_heatmap(r, q, axes[0], "latent vs geometric features", FEATURE_LABELS)
 iplt.correlation_heatmap(rl, ql, axes[1], "latent vs latent")

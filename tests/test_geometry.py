@@ -408,14 +408,14 @@ def test_measure_cohort_adds_acquisition_columns(phantom_dir, phantom_measured):
 def test_geometry_table_round_trip_equals_the_transformer(phantom_dir, tmp_path):
     """The table 02_geometry writes, read back, holds what GeometryFeatures(space="mask")
     measures on the store's T1 discs, to the last bit (CSV round trip of float64)."""
-    from disclatent.paths import BuildPaths, MissingOutputError
+    from disclatent.paths import BuildPaths, MissingOutputError, Table
     from disclatent.report.tables import save_table
 
     paths = BuildPaths(tmp_path / "build", "quick")
     with pytest.raises(MissingOutputError, match="02_geometry"):
         feat.load_geometry_table(paths)
     table, _ = feat.measure_cohort(phantom_dir)
-    save_table(table, feat.GEOMETRY_TABLE, paths.root)
+    save_table(table, Table.GEOMETRY, paths.root)
     loaded = feat.load_geometry_table(paths)
     assert loaded["patient"].map(type).eq(str).all() and loaded["series"].map(type).eq(str).all()
     assert loaded["ivd_label"].dtype == np.int64 and loaded["touches_border"].dtype == bool

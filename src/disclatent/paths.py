@@ -25,6 +25,20 @@ DEFAULT_BUILD_DIR = "_build"
 SOURCES = ("gt", "pred")
 
 
+class Table:
+    """Names of the tables that a later step reads back (``<build>/tables/<name>.csv``): the
+    chapter that writes one and the code that reads it both use these constants."""
+
+    SEGMENTATION = "supplementary_table_1_segmentation"  # 01_segmentation
+    GEOMETRY = "geometry_features"  # 02_geometry: every disc, measured in its mask
+    GEOMETRY_ERRORS = "geometry_errors_vs_truth"  # 02_geometry (phantom only)
+    AUTOENCODER_SWEEP = "autoencoder_sweep_raw"  # 03_autoencoder
+    PREDICTION = "prediction_results"  # 04_prediction
+    LEAKAGE = "leakage_protocols"  # 04_prediction
+    LATENT_GEOMETRY = "latent_geometry_correlation"  # 05_interpretation
+    LATENT_LATENT = "latent_latent_correlation"  # 05_interpretation
+
+
 class MissingOutputError(FileNotFoundError):
     """An output of an earlier chapter is missing; the message names the chapter to run."""
 

@@ -27,12 +27,11 @@ from disclatent.data.volume import Volume, read_mask, series_name
 from disclatent.discs.geometry import DEFAULT_STEP_MM, measure_cubes, measure_disc
 from disclatent.discs.isolation import DiscVoxels, DiscWarning, EmptyDiscError, find_discs
 from disclatent.discs.store import DiscStore, load_disc_store, mask_files
-from disclatent.paths import BuildPaths
+from disclatent.paths import BuildPaths, Table
 
 #: columns of a measured disc table: who the disc is, then its features
 COLUMNS = ID_COLUMNS + GEOMETRY_FEATURES
 #: the geometry table of the cohort (every series), written by the chapter 02_geometry
-GEOMETRY_TABLE = "geometry_features"
 _TABLE_DTYPES = {
     "series": str,
     "patient": str,
@@ -304,5 +303,5 @@ def load_geometry_table(build_paths: BuildPaths) -> pd.DataFrame:
     ``ivd_label`` an integer. Missing: :class:`~disclatent.paths.MissingOutputError` naming the
     chapter to run.
     """
-    path = build_paths.require(build_paths.table(GEOMETRY_TABLE), "02_geometry")
+    path = build_paths.require(build_paths.table(Table.GEOMETRY), "02_geometry")
     return pd.read_csv(path, dtype=_TABLE_DTYPES)

@@ -22,6 +22,7 @@ from disclatent.analysis.interpretation import max_off_diagonal
 from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data.spider import GRADING_TARGETS
 from disclatent.formatting import format_number
+from disclatent.paths import Table
 
 
 def _reported(row: pd.Series | None, column: str) -> float:
@@ -135,7 +136,7 @@ Numbers = dict[str, float | str | None]
 
 def _segmentation(t: Path) -> Numbers:
     """The best of our segmentation models (by test Dice) of Supplementary Table 1."""
-    seg = _read(t, "supplementary_table_1_segmentation")
+    seg = _read(t, Table.SEGMENTATION)
     if seg is None:
         return dict.fromkeys(_SEGMENTATION_KEYS)
     ours = seg[~seg["model"].astype(str).str.contains(r"paper|abstract")]
@@ -155,7 +156,7 @@ def _segmentation(t: Path) -> Numbers:
 
 def _autoencoder(t: Path) -> Numbers:
     """The k = 4 row of the bottleneck sweep (epochs: to converge, else run)."""
-    sweep = _read(t, "autoencoder_sweep_raw")
+    sweep = _read(t, Table.AUTOENCODER_SWEEP)
     row = sweep[sweep["latent_dim"] == 4] if sweep is not None else None
     if row is None or not len(row):
         return dict.fromkeys(_AUTOENCODER_KEYS)
@@ -181,14 +182,14 @@ def _first(df: pd.DataFrame | None, column: str, **where: str) -> float | None:
 
 
 def _geometry(t: Path) -> Numbers:
-    geo = _read(t, "geometry_errors_vs_truth")
+    geo = _read(t, Table.GEOMETRY_ERRORS)
     return {f"geo_err_{f}": _first(geo, "median_abs_error", feature=f) for f in GEOMETRY_FEATURES}
 
 
 def _prediction(t: Path) -> Numbers:
     """Grouped-fold AUC and F1 from ground-truth masks, and the latent AUC for narrowing
     under each protocol."""
-    pred, leak = _read(t, "prediction_results"), _read(t, "leakage_protocols")
+    pred, leak = _read(t, Table.PREDICTION), _read(t, Table.LEAKAGE)
     out: Numbers = {}
     for target in GRADING_TARGETS:
         for fs, short in _FEATURE_SETS.items():
@@ -206,12 +207,12 @@ def _prediction(t: Path) -> Numbers:
 def _interpretation(t: Path) -> Numbers:
     """The strongest latent-geometry |r| (and its pair), the largest latent-latent |r|."""
     out: Numbers = dict.fromkeys(["interp_max_abs_r", "interp_max_pair", "latent_latent_max_r"])
-    corr = _read(t, "latent_geometry_correlation")
+    corr = _read(t, Table.LATENT_GEOMETRY)
     if corr is not None:
         flat = _correlation_r(corr).abs().stack()
         lat, feat = flat.idxmax()
         out.update(interp_max_abs_r=_f(flat.max()), interp_max_pair=f"{lat} and {feat}")
-    ll = _read(t, "latent_latent_correlation")
+    ll = _read(t, Table.LATENT_LATENT)
     if ll is not None:
         out["latent_latent_max_r"] = _f(max_off_diagonal(_correlation_r(ll)))
     return out
