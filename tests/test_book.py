@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from disclatent.report import book
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -220,3 +222,27 @@ def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
         "Real data: there is no generating truth"
         in (html / "notebooks" / "02_geometry.html").read_text()
     )
+
+
+def test_code_is_folded_except_the_parameters():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# prose"),
+        nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("profile = 'x'", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("y = 2", metadata={"tags": ["remove-input"]}),
+    ]
+    book.fold_code(nb)
+    tags = [c.metadata.get("tags") for c in nb.cells]
+    assert tags == [
+        None,
+        ["parameters"],
+        ["injected-parameters", "hide-cell"],
+        ["hide-input"],
+        ["remove-input"],
+    ]
+    book.fold_code(nb)  # idempotent
+    assert [c.metadata.get("tags") for c in nb.cells] == tags

@@ -64,6 +64,32 @@ def _kernel_name() -> str:
     return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
 
 
+#: tags a chapter's author may set on a cell to choose its display; left as they are
+DISPLAY_TAGS = {
+    "hide-input",
+    "hide-output",
+    "hide-cell",
+    "remove-input",
+    "remove-output",
+    "remove-cell",
+}
+
+
+def fold_code(nb) -> None:
+    """Fold the code on the rendered page so that it reads as a paper: every code cell's input
+    behind a "Show code" toggle (``hide-input``), papermill's copy of the parameters folded
+    whole (``hide-cell``); the ``parameters`` cell, which says what the run used, stays open,
+    and a cell whose author chose a display tag keeps it."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.metadata.get("tags", []))
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "hide-cell"]
+        elif not ({"parameters", "injected-parameters"} | DISPLAY_TAGS) & set(tags):
+            cell.metadata["tags"] = [*tags, "hide-input"]
+
+
 def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path) -> float:
     """Convert a jupytext source to ipynb, execute it with papermill, write it atomically."""
     import jupytext
@@ -89,10 +115,7 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path) ->
         seconds = time.perf_counter() - start
         done = nbformat.read(tmp_out, as_version=4)
         done.metadata.setdefault("disclatent", {})["seconds"] = round(seconds, 1)
-        for cell in done.cells:  # papermill's copy of the parameters: folded on the page
-            tags = cell.metadata.get("tags", [])
-            if "injected-parameters" in tags and "hide-cell" not in tags:
-                cell.metadata["tags"] = [*tags, "hide-cell"]
+        fold_code(done)
         nbformat.write(done, tmp_out)
         os.replace(tmp_out, output)
     finally:
