@@ -36,7 +36,7 @@ def t_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, fl
 
 
 def bootstrap_mean_ci(
-    values: Sequence[float],
+    values: Sequence[float] | np.ndarray,
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,

@@ -36,7 +36,7 @@ def iou_summary(ious: np.ndarray) -> dict[str, float]:
     """``{"mean", "lo", "hi"}``: mean IoU and its bootstrap 95 % CI (NaN without discs)."""
     if len(ious) == 0:
         return {"mean": math.nan, "lo": math.nan, "hi": math.nan}
-    _, lo, hi = bootstrap_mean_ci(np.asarray(ious, float).tolist())
+    _, lo, hi = bootstrap_mean_ci(np.asarray(ious, float))
     return {"mean": float(np.mean(ious)), "lo": lo, "hi": hi}
 
 

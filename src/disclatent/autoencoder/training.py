@@ -322,7 +322,7 @@ class DiscAE:
         cfg, history = self.config, run.state.history
         self.history = pd.DataFrame(history)
         ious = self.iou(run.cubes)
-        _, lo, hi = bootstrap_mean_ci(ious.tolist())
+        _, lo, hi = bootstrap_mean_ci(ious)
         first = next((r["epoch"] for r in history if r["train_iou"] >= cfg.target_iou), None)
         self.metrics = {
             "latent_dim": cfg.latent_dim,
