@@ -282,7 +282,7 @@ val.disc_summary(features, disc0, truth if is_phantom else None).round(2)
 # %%
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    gradings = spider.read_gradings(root / "radiological_gradings.csv")
+    gradings = spider.read_gradings(spider.SpiderFolder(root).gradings_csv)
     mismatches = feat.grading_mismatches(t1, gradings)
     joined = feat.join_gradings(t1, gradings)
 for w in caught:
