@@ -49,7 +49,7 @@ from disclatent.report.plots import forest_plot
 from disclatent.report.tables import save_table
 
 # %%
-study = load_study(profile, data_dir, build_dir, seed)  # gradings, 02's discs, 03's k=4 AE
+study = load_study(profile, data_dir, build_dir)  # gradings, 02's discs, 03's k=4 AE
 cfg, build, gt, LATENT_DIM = study.profile, study.build, study.gt, study.latent_dim
 settings = dict(n_repeats=cfg.pred_repeats, n_boot=cfg.pred_boot, seed=seed)
 display(

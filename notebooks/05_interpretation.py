@@ -26,7 +26,6 @@
 profile = "default"  # quick | default | paper
 data_dir = ""  # a SPIDER folder; empty: the phantom cohort
 build_dir = "_build"  # where every output goes (relative to the project root)
-seed = 0
 
 # %%
 import warnings
@@ -46,7 +45,7 @@ from disclatent.report.tables import save_table
 from disclatent.stats import correlation_table
 
 # %%
-study = load_study(profile, data_dir, build_dir, seed)  # the autoencoder chapter's k=4 AE
+study = load_study(profile, data_dir, build_dir)  # the autoencoder chapter's k=4 AE
 build, gt, model, LATENT_DIM = study.build, study.gt, study.model, study.latent_dim
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # grading mismatches are reported in the prediction chapter

@@ -23,7 +23,6 @@
 profile = "default"  # quick | default | paper
 data_dir = ""  # a SPIDER folder; empty: the phantom cohort
 build_dir = "_build"  # where every output goes (relative to the project root)
-seed = 0
 
 # %% tags=["hide-input"]
 import pandas as pd

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from disclatent import autoencoder as ae
+from disclatent import published
 from disclatent.analysis.prediction import disc_features
 from disclatent.conventions import latent_columns
 from disclatent.data import phantom, spider
@@ -32,10 +33,10 @@ from disclatent.data.cohort import cohort_root
 from disclatent.discs import store as ds
 from disclatent.discs.features import load_geometry_table
 from disclatent.discs.geometry import measure_cubes
-from disclatent.paths import BuildPaths
+from disclatent.paths import DEFAULT_BUILD_DIR, BuildPaths
 from disclatent.profiles import Profile, get_profile
 
-LATENT_DIM = 4  # the paper's bottleneck for prediction and interpretation
+LATENT_DIM = published.CHOSEN_LATENT_DIM  # the bottleneck of prediction and interpretation
 
 
 @dataclass
@@ -50,7 +51,6 @@ class Study:
     geometry: pd.DataFrame  # every disc's geometric features (02_geometry)
     model: ae.DiscAE  # the sweep's k = latent_dim autoencoder (03_autoencoder)
     latent_dim: int = LATENT_DIM
-    seed: int = 0
 
     @property
     def build(self) -> Path:
@@ -78,8 +78,10 @@ class Study:
         """One row per graded disc: geometry (mm, degrees), ``latent_0..`` and the gradings.
 
         Ground-truth discs take their geometry from the geometry chapter's table; discs of
-        predicted masks are measured in their masks. The latent codes are the model's
-        (cubes cropped to its size as in training, :func:`disclatent.autoencoder.fit_cubes`).
+        predicted masks are measured in their masks. The latent codes are the model's; a
+        store cube larger than the model's is cropped about its centre (a disc that does not
+        fit loses voxels, with a :class:`~disclatent.autoencoder.CropWarning`, rather than
+        being dropped as the autoencoder chapter drops it from training).
         """
         sources = set(store.table["source"]) if "source" in store.table else set()
         geometry = self.geometry if sources == {"gt"} else None
@@ -122,8 +124,7 @@ class Study:
 def load_study(
     profile: str = "default",
     data_dir: str | os.PathLike = "",
-    build_dir: str | os.PathLike = "_build",
-    seed: int = 0,
+    build_dir: str | os.PathLike = DEFAULT_BUILD_DIR,
     latent_dim: int = LATENT_DIM,
 ) -> Study:
     """Prepare a :class:`Study` from the outputs of chapters 02 and 03.
@@ -141,4 +142,4 @@ def load_study(
     gt = ds.load_disc_store(paths.require(paths.disc_store("gt"), "02_geometry"))
     geometry = load_geometry_table(paths)
     model = ae.DiscAE.load(paths.require(paths.autoencoder(latent_dim), "03_autoencoder"))
-    return Study(cfg, root, paths, gradings, gt, geometry, model, latent_dim, seed)
+    return Study(cfg, root, paths, gradings, gt, geometry, model, latent_dim)

@@ -148,9 +148,8 @@ def cross_validate(
         splits = fold_splits(labels, patients, n_splits, seed + r, grouped)
         for f, (train, test) in enumerate(splits):
             fold_seed = seed + 1000 * r + f
-            model = (
-                clone(estimator) if isinstance(estimator, BaseEstimator) else estimator(fold_seed)
-            )
+            per_fold = callable(estimator) and not isinstance(estimator, BaseEstimator)
+            model = estimator(fold_seed) if per_fold else clone(estimator)
             model.fit(X.iloc[train], labels[train])
             p = model.predict_proba(X.iloc[test])[:, 1]
             oof[r, test] = p

@@ -36,7 +36,7 @@ from disclatent.data.volume import atomic_path
 from disclatent.formatting import format_ci
 
 #: the bottleneck the later chapters use, when the sweep has it
-MAIN_LATENT_DIM = 4
+MAIN_LATENT_DIM = published.CHOSEN_LATENT_DIM
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def sweep(
 
 
 def main_latent_dim(latent_dims: Iterable[int]) -> int:
-    """The bottleneck the chapter discusses: 4 (the paper's) if swept, else the last one."""
+    """The bottleneck the chapter discusses: the paper's choice if swept, else the last one."""
     ks = [int(k) for k in latent_dims]
     return MAIN_LATENT_DIM if MAIN_LATENT_DIM in ks else ks[-1]
 
@@ -168,7 +168,7 @@ def _paper_sweep_cells(latent_dim: int) -> tuple[str, str]:
     if p is None:
         return "-", "-"
     if not p["converged"]:
-        return p["note"], f"no convergence in {published.AUTOENCODER_MAX_EPOCHS}"
+        return p["note"], f"no convergence in {published.AUTOENCODER_EPOCH_BUDGET}"
     return _fmt_ci(p["iou"], p["iou_lo"], p["iou_hi"]), str(int(p["epochs"]))
 
 

@@ -29,7 +29,7 @@ class AEConfig:
     size: int = published.CUBE_SIZE  # cube edge (voxels); divisible by 2 ** len(channels)
     spacing_mm: tuple[float, float, float] = PAPER_SPACING  # cube spacing, (SI, AP, LR)
     channels: tuple[int, ...] = (32, 64, 128, 256, 512)
-    max_epochs: int = published.AUTOENCODER_MAX_EPOCHS
+    max_epochs: int = published.AUTOENCODER_EPOCH_BUDGET
     batch_size: int = 4
     lr: float = 1e-3
     schedule: str = "constant"  # "constant" (the paper) | "onecycle" | "cosine"

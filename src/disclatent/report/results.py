@@ -45,8 +45,8 @@ def _paper_auc(target: str, features: str) -> float:
 PAPER: dict[str, float | int | str] = {
     "seg_dsc": _number(published.SEGMENTATION["DSC"]),
     "seg_iou": _number(published.SEGMENTATION["IoU"]),
-    "ae_k4_iou": _reported(published.sweep_row(4), "iou"),
-    "ae_k4_epochs": int(_reported(published.sweep_row(4), "epochs")),
+    "ae_k4_iou": _reported(published.sweep_row(published.CHOSEN_LATENT_DIM), "iou"),
+    "ae_k4_epochs": int(_reported(published.sweep_row(published.CHOSEN_LATENT_DIM), "epochs")),
     "pred_gt_narrowing_latent_auc": _paper_auc("disc_narrowing", "latent"),
     "pred_gt_narrowing_geometric_auc": _paper_auc("disc_narrowing", "geometric"),
     "pred_gt_narrowing_combined_auc": _paper_auc("disc_narrowing", "geometric + latent"),
@@ -157,7 +157,7 @@ def _segmentation(t: Path) -> Numbers:
 def _autoencoder(t: Path) -> Numbers:
     """The k = 4 row of the bottleneck sweep (epochs: to converge, else run)."""
     sweep = _read(t, Table.AUTOENCODER_SWEEP)
-    row = sweep[sweep["latent_dim"] == 4] if sweep is not None else None
+    row = sweep[sweep["latent_dim"] == published.CHOSEN_LATENT_DIM] if sweep is not None else None
     if row is None or not len(row):
         return dict.fromkeys(_AUTOENCODER_KEYS)
     r = row.iloc[0]
