@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from disclatent.data.volume import DataError
+from disclatent.data.volume import DataError, write_csv_atomic
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -67,7 +67,6 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def _cmd_geometry(args: argparse.Namespace) -> int:
-    from disclatent.data.volume import atomic_path
     from disclatent.discs.features import measure_masks
     from disclatent.discs.isolation import parse_label_spec
 
@@ -82,8 +81,7 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         step_mm=args.step_mm,
     )
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+    write_csv_atomic(table, args.out, float_format="%.6g")
     if not args.quiet:
         print(
             f"measured {len(table)} discs of {table['series'].nunique()} masks in "

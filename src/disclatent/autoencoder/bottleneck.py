@@ -32,7 +32,7 @@ from disclatent.autoencoder.cubes import fit_cubes
 from disclatent.autoencoder.network import build_model, count_parameters
 from disclatent.autoencoder.objective import iou_summary
 from disclatent.autoencoder.training import DiscAE
-from disclatent.data.volume import atomic_path
+from disclatent.data.volume import write_csv_atomic
 from disclatent.formatting import format_ci
 
 #: the bottleneck the later chapters use, when the sweep has it
@@ -69,10 +69,7 @@ def split_table(table: pd.DataFrame, heldout: np.ndarray) -> pd.DataFrame:
 def write_split(split: pd.DataFrame, folder: str | os.PathLike) -> Path:
     """Write a :func:`split_table` to ``<folder>/discs.csv`` (atomically)."""
     path = Path(folder) / SPLIT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        split.to_csv(tmp, index=False, lineterminator="\n")
-    return path
+    return write_csv_atomic(split, path)
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from disclatent.autoencoder.config import AEConfig
-from disclatent.data.volume import atomic_path, write_text_atomic
+from disclatent.data.volume import atomic_path, write_csv_atomic, write_text_atomic
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -190,8 +190,7 @@ def write_model_folder(
         json.dumps(finite_json(metrics), indent=2, allow_nan=False) + "\n", out / METRICS_FILE
     )
     if not history.empty:
-        with atomic_path(out / HISTORY_FILE) as tmp:
-            history.to_csv(tmp, index=False, lineterminator="\n")
+        write_csv_atomic(history, out / HISTORY_FILE)
     return out
 
 

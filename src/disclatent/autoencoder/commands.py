@@ -26,7 +26,7 @@ from disclatent.autoencoder.objective import iou_per_disc
 from disclatent.autoencoder.training import DiscAE
 from disclatent.conventions import Spacing
 from disclatent.data.labels import DISC_LABEL_OFFSET
-from disclatent.data.volume import Volume, atomic_path, write_image
+from disclatent.data.volume import Volume, write_csv_atomic, write_image
 
 
 def _modalities(text: str) -> tuple[str, ...] | None:
@@ -99,8 +99,7 @@ def cli_encode(args: argparse.Namespace) -> int:
     for j in range(z.shape[1]):
         table[f"latent_{j}"] = z[:, j]
     table["reconstruction_iou"] = iou
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+    write_csv_atomic(table, args.out, float_format="%.6g")
     if not args.quiet:
         print(
             f"encoded {len(table)} discs (k={ae.config.latent_dim}, mean reconstruction IoU "

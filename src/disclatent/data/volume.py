@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import SimpleITK as sitk
 
 from disclatent.data import labels as lab
@@ -86,6 +87,18 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomic(text: str, target: str | os.PathLike) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+    return Path(target)
+
+
+def write_csv_atomic(
+    df: pd.DataFrame,
+    target: str | os.PathLike,
+    index: bool = False,
+    float_format: str | None = None,
+) -> Path:
+    """Write ``df`` as CSV (``\\n`` line ends) to ``target`` atomically; returns the path."""
+    with atomic_path(target) as tmp:
+        df.to_csv(tmp, index=index, float_format=float_format, lineterminator="\n")
     return Path(target)
 
 

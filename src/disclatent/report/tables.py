@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from disclatent.data.volume import atomic_path
+from disclatent.data.volume import write_csv_atomic
 from disclatent.paths import BuildPaths
 
 
@@ -15,7 +15,4 @@ def save_table(
     df: pd.DataFrame, name: str, build_dir: str | os.PathLike, index: bool = False
 ) -> Path:
     """Write ``df`` to ``<build_dir>/tables/<name>.csv`` atomically; returns the path."""
-    path = BuildPaths(Path(build_dir)).table(name)
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=index, lineterminator="\n")
-    return path
+    return write_csv_atomic(df, BuildPaths(Path(build_dir)).table(name), index=index)

@@ -25,12 +25,12 @@ from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import (
     DataError,
     Volume,
-    atomic_path,
     image_suffix,
     list_images,
     read_image,
     read_mask,
     series_name,
+    write_csv_atomic,
     write_image,
     write_text_atomic,
 )
@@ -161,11 +161,6 @@ def predict_images(
     return pd.DataFrame(rows)
 
 
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n")
-
-
 def _write_cohort_tables(folder: SpiderFolder, chosen: pd.DataFrame, out_root: Path) -> None:
     """``overview.csv``, gradings and the phantom's truth, restricted to ``chosen``."""
     series, patients = set(chosen["series"]), set(chosen["patient"])
@@ -175,16 +170,16 @@ def _write_cohort_tables(folder: SpiderFolder, chosen: pd.DataFrame, out_root: P
         .astype(str)
         .map(lambda s: series_name(s) if image_suffix(s) else s)
     )
-    _write_csv(overview[names.isin(series)], out_root / "overview.csv")
+    write_csv_atomic(overview[names.isin(series)], out_root / "overview.csv")
     if folder.gradings_csv.exists():
         grad = pd.read_csv(folder.gradings_csv)
-        _write_csv(
+        write_csv_atomic(
             grad[grad["Patient"].astype(str).isin(patients)],
             out_root / "radiological_gradings.csv",
         )
     if phantom.has_truth(folder.root):
         t = phantom.read_truth(folder.root)
-        _write_csv(t[t["series"].isin(series)], out_root / phantom.TRUTH_FILE)
+        write_csv_atomic(t[t["series"].isin(series)], out_root / phantom.TRUTH_FILE)
 
 
 def write_pred_cohort(

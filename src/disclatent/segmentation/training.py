@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from disclatent.data.spider import SpiderFolder
-from disclatent.data.volume import DataError, atomic_path, write_text_atomic
+from disclatent.data.volume import DataError, atomic_path, write_csv_atomic, write_text_atomic
 from disclatent.segmentation.config import SEG_VERSION, SegConfig
 from disclatent.segmentation.data import Case, load_case, make_batch, make_split, site_table
 from disclatent.segmentation.network import (
@@ -245,8 +245,7 @@ def _start_model_dir(
     """Clear the finished-run marker; write ``split.csv`` and ``config.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "train.json").unlink(missing_ok=True)
-    with atomic_path(out_dir / "split.csv") as tmp:
-        split.to_csv(tmp, index=False, lineterminator="\n")
+    write_csv_atomic(split, out_dir / "split.csv")
     saved = {
         "version": SEG_VERSION,
         "config": cfg.to_json(),
@@ -309,8 +308,7 @@ def train(
         fit, train_cases, val_cases, iters, out_dir, clock, log
     )
     seconds = clock.elapsed()
-    with atomic_path(out_dir / "history.csv") as tmp:
-        pd.DataFrame(history).to_csv(tmp, index=False, lineterminator="\n")
+    write_csv_atomic(pd.DataFrame(history), out_dir / "history.csv")
     result = {
         "status": "complete",
         "model": cfg.model,

@@ -17,7 +17,12 @@ from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data import labels as lab
 from disclatent.data.phantom.anatomy import GRADER_NOISE, SITES, PatientSpec, make_patient
 from disclatent.data.phantom.raster import rasterise, series_grid, synthesise_image
-from disclatent.data.volume import Volume, atomic_path, write_image, write_text_atomic
+from disclatent.data.volume import (
+    Volume,
+    write_csv_atomic,
+    write_image,
+    write_text_atomic,
+)
 
 PHANTOM_VERSION = 1
 #: the phantom's generating truth, one row per disc of every series
@@ -123,11 +128,6 @@ def _gradings(spec: PatientSpec, seed: int, index: int) -> list[dict]:
     return rows
 
 
-def _fmt_csv(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
-
-
 def write_phantom(
     out: str | os.PathLike,
     n_patients: int = 40,
@@ -170,9 +170,9 @@ def write_phantom(
         quirk = gradings.iloc[[0]].copy()
         quirk["IVD label"] = 0
         gradings = pd.concat([gradings.iloc[:1], quirk, gradings.iloc[1:]], ignore_index=True)
-    _fmt_csv(overview, out / "overview.csv")
-    _fmt_csv(gradings, out / "radiological_gradings.csv")
-    _fmt_csv(truth, out / TRUTH_FILE)
+    write_csv_atomic(overview, out / "overview.csv", float_format="%.6g")
+    write_csv_atomic(gradings, out / "radiological_gradings.csv", float_format="%.6g")
+    write_csv_atomic(truth, out / TRUTH_FILE, float_format="%.6g")
     manifest = {
         "generator": "disclatent.data.phantom",
         "version": PHANTOM_VERSION,
