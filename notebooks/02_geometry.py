@@ -160,7 +160,7 @@ if compared is not None:
 #
 # The paper takes each angle from a 2-D PCA of the disc pixels in one middle slice. Done
 # literally on the acquisition's middle sagittal, coronal and transverse slices
-# (`geometry.slice_pca_angles`), the sagittal and coronal angles come out close to the
+# (`disclatent.discs.geometry.slice_pca_angles`), the sagittal and coronal angles come out close to the
 # truth, but less precise than from all voxels; the transverse angle fails: the transverse
 # slice through a tilted disc is a strip whose long axis is where the disc's mid-plane cuts
 # that slice, not the disc's lateral axis.

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from disclatent.conventions import latent_columns
 from disclatent.data.phantom import GENERATING_FACTORS
 from disclatent.stats import correlation_table
 
@@ -67,7 +68,7 @@ def latent_sweep(
     masks = decoded.reshape((k, n_steps) + decoded.shape[1:])
     table = pd.DataFrame(
         {
-            "feature": np.repeat([f"latent_{j}" for j in range(k)], n_steps),
+            "feature": np.repeat(latent_columns(k), n_steps),
             "step": np.tile(np.arange(n_steps), k),
             "fraction": np.tile(np.linspace(0, 1, n_steps), k),
             "value": values.reshape(-1),

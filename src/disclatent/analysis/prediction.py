@@ -42,7 +42,7 @@ from disclatent.analysis.validation import (
     f1_positive,
     fold_splits,
 )
-from disclatent.conventions import GEOMETRY_FEATURES, ID_COLUMNS
+from disclatent.conventions import GEOMETRY_FEATURES, ID_COLUMNS, latent_columns
 from disclatent.data.spider import GRADING_TARGETS
 from disclatent.formatting import format_ci, format_number
 
@@ -134,8 +134,8 @@ def disc_features(
         latent = np.asarray(latent, float)
         if len(latent) != len(table):
             raise ValueError(f"{len(latent)} latent vectors for {len(table)} discs")
-        for i in range(latent.shape[1]):
-            table[f"latent_{i}"] = latent[:, i]
+        for i, col in enumerate(latent_columns(latent.shape[1])):
+            table[col] = latent[:, i]
     return join_gradings(table, gradings, how="inner").reset_index(drop=True)
 
 

@@ -24,7 +24,7 @@ from disclatent.autoencoder.cubes import load_discs
 from disclatent.autoencoder.evaluation import train_or_load
 from disclatent.autoencoder.objective import iou_per_disc
 from disclatent.autoencoder.training import DiscAE
-from disclatent.conventions import Spacing
+from disclatent.conventions import Spacing, latent_columns
 from disclatent.data.labels import DISC_LABEL_OFFSET
 from disclatent.data.volume import Volume, write_csv_atomic, write_image
 
@@ -96,8 +96,8 @@ def cli_encode(args: argparse.Namespace) -> int:
     for c in ("centre_x_mm", "centre_y_mm", "centre_z_mm"):
         if c in discs.table:
             table[c] = discs.table[c].to_numpy()
-    for j in range(z.shape[1]):
-        table[f"latent_{j}"] = z[:, j]
+    for j, col in enumerate(latent_columns(z.shape[1])):
+        table[col] = z[:, j]
     table["reconstruction_iou"] = iou
     write_csv_atomic(table, args.out, float_format="%.6g")
     if not args.quiet:
@@ -126,7 +126,7 @@ def cli_decode(args: argparse.Namespace) -> int:
     """
     ae = DiscAE.load(args.model)
     table = pd.read_csv(args.latent, dtype={"patient": str, "series": str})
-    cols = [f"latent_{j}" for j in range(ae.config.latent_dim)]
+    cols = latent_columns(ae.config.latent_dim)
     missing = [c for c in cols if c not in table]
     if missing:
         raise ValueError(

@@ -15,6 +15,7 @@ from disclatent.autoencoder import training
 from disclatent.autoencoder.config import AEConfig
 from disclatent.autoencoder.cubes import fit_cubes
 from disclatent.autoencoder.training import DiscAE
+from disclatent.conventions import latent_columns
 
 
 class LatentFeatures(BaseEstimator, TransformerMixin):
@@ -65,4 +66,4 @@ class LatentFeatures(BaseEstimator, TransformerMixin):
         return self.model_.encode(fit_cubes(X, self.model_.config.size))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return np.array([f"latent_{i}" for i in range(self.n_features_out_)], dtype=object)
+        return np.array(latent_columns(self.n_features_out_), dtype=object)

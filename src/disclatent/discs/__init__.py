@@ -5,8 +5,6 @@
 * :mod:`~disclatent.discs.store`: a cohort's isolated discs in one ``.npz`` file
 * :mod:`~disclatent.discs.geometry`: height, widths, angles and volume in mm and degrees
 * :mod:`~disclatent.discs.features`: every disc of a cohort measured, joined to its gradings
-* :mod:`~disclatent.discs.validation`: the measurements against the phantom's truth, the
-  paper's slice-wise angles and scikit-image
 * :mod:`~disclatent.discs.validation`: the measurements checked against the phantom's truth,
   the paper's slice method and scikit-image
 

@@ -22,7 +22,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from disclatent.conventions import GEOMETRY_FEATURES, ID_COLUMNS, PAPER_SPACING
 from disclatent.data import labels as lab
-from disclatent.data.spider import parse_series, read_gradings, read_overview, site_column
+from disclatent.data.spider import (
+    SpiderFolder,
+    parse_series,
+    read_gradings,
+    read_overview,
+    site_column,
+)
 from disclatent.data.volume import Volume, read_mask, series_name
 from disclatent.discs.geometry import DEFAULT_STEP_MM, measure_cubes, measure_disc
 from disclatent.discs.isolation import DiscVoxels, DiscWarning, EmptyDiscError, find_discs
@@ -286,7 +292,7 @@ def measure_cohort(
     :class:`~disclatent.discs.isolation.DiscWarning` (and other warnings) raised on the way, as
     ``"note (<kind>): <message>"``; a disc is never dropped silently.
     """
-    overview = read_overview(Path(root) / "overview.csv")
+    overview = read_overview(SpiderFolder(Path(root)).overview_csv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DiscWarning)
         table = measure_masks(root, modalities=modalities, progress=False)

@@ -49,8 +49,6 @@ from disclatent.data.volume import (
 )
 from disclatent.formatting import natural_key
 
-PAPER_TEST_FRACTION = published.TEST_FRACTION
-
 
 # ---------------------------------------------------------------------------------------
 # Resampling
@@ -187,7 +185,7 @@ def site_table(root: str | Path, modalities: tuple[str, ...] | None = ("t1",)) -
     return out.sort_values("series", key=lambda c: c.map(natural_key)).reset_index(drop=True)
 
 
-def choose_test_site(sites: pd.DataFrame, target_fraction: float = PAPER_TEST_FRACTION) -> str:
+def choose_test_site(sites: pd.DataFrame, target_fraction: float = published.TEST_FRACTION) -> str:
     """The site whose share of patients is closest to ``target_fraction`` (the paper held
     out 20 %); ties go to the last site name in sorted order."""
     per = sites.groupby("site")["patient"].nunique()
