@@ -8,7 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from disclatent.data.labels import DISC_LABEL_OFFSET
+from disclatent.data.spider import parse_modalities
 from disclatent.data.volume import DataError, write_csv_atomic
+from disclatent.paths import DEFAULT_BUILD_DIR, BuildPaths
+from disclatent.profiles import PROFILES
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -71,7 +75,7 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     from disclatent.discs.isolation import parse_label_spec
 
     labels = parse_label_spec(args.labels) if args.labels else None
-    modalities = None if args.modalities == "all" else tuple(args.modalities.split(","))
+    modalities = parse_modalities(args.modalities)
     start = time.perf_counter()
     table = measure_masks(
         args.masks,
@@ -179,9 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("book", help="execute the notebooks (cached) and build the HTML book")
-    p.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
+    p.add_argument("--profile", default="default", choices=list(PROFILES))
     p.add_argument("--data", default="", help="a SPIDER folder (default: the phantom)")
-    p.add_argument("--build-dir", default="_build")
+    p.add_argument("--build-dir", default=DEFAULT_BUILD_DIR)
     p.add_argument("--no-html", action="store_true", help="execute notebooks only")
     p.add_argument("--force", action="store_true", help="re-execute every notebook")
     p.set_defaults(func=_cmd_book)
@@ -191,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the rendered book's images and tables; "
         "screenshot each page with headless Chromium",
     )
-    p.add_argument("--html", default="_build/html")
+    p.add_argument("--html", default=str(BuildPaths(Path(DEFAULT_BUILD_DIR)).html))
     p.add_argument("--screenshots", default="", help="folder for PNG screenshots")
     p.set_defaults(func=_cmd_check_pages)
 
@@ -211,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--label-offset",
         type=int,
-        default=200,
-        help="IVD label = value - offset, 1 = L5/S1 (SPIDER: 200)",
+        default=DISC_LABEL_OFFSET,
+        help=f"IVD label = value - offset, 1 = L5/S1 (SPIDER: {DISC_LABEL_OFFSET})",
     )
     p.add_argument(
         "--modalities",
@@ -240,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=MODEL_NAMES,
         help="network (default: the profile's; SwinUNETR is SwinUNETR-V2)",
     )
-    t.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
+    t.add_argument("--profile", default="default", choices=list(PROFILES))
     t.add_argument("--test-site", default=None, help="site held out (default: auto)")
     t.add_argument("--max-epochs", type=int, default=None, help="override the profile's")
     t.add_argument("--iters-per-epoch", type=int, default=None, help="override the profile's")
@@ -272,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--latent-dim", type=int, required=True, help="bottleneck size k")
     t.add_argument("--out", required=True, help="model folder (weights, metrics.json, history)")
-    t.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
+    t.add_argument("--profile", default="default", choices=list(PROFILES))
     t.add_argument("--max-epochs", type=int, default=None, help="override the profile's")
     t.add_argument(
         "--heldout-fraction",

@@ -26,11 +26,8 @@ from disclatent.autoencoder.objective import iou_per_disc
 from disclatent.autoencoder.training import DiscAE
 from disclatent.conventions import Spacing, latent_columns
 from disclatent.data.labels import DISC_LABEL_OFFSET
+from disclatent.data.spider import parse_modalities
 from disclatent.data.volume import Volume, write_csv_atomic, write_image
-
-
-def _modalities(text: str) -> tuple[str, ...] | None:
-    return None if text == "all" else tuple(text.split(","))
 
 
 def _train_summary(ae: DiscAE, seconds: float, out: Path) -> str:
@@ -62,7 +59,7 @@ def cli_train(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    modalities = _modalities(args.modalities)
+    modalities = parse_modalities(args.modalities)
     discs = load_discs(args.masks, cfg, out / "discs.npz", modalities, progress=not args.quiet)
     frac = prof.ae_heldout_fraction if args.heldout_fraction is None else args.heldout_fraction
     tr, ho = patient_split(discs.table["patient"], frac, seed=cfg.seed)
@@ -88,7 +85,7 @@ def cli_encode(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ae = DiscAE.load(args.model)
-    modalities = _modalities(args.modalities)
+    modalities = parse_modalities(args.modalities)
     discs = load_discs(args.masks, ae.config, None, modalities, progress=not args.quiet)
     z = ae.encode(discs.cubes)
     iou = iou_per_disc(ae.decode(z), discs.cubes)

@@ -79,6 +79,11 @@ MODALITIES = ("t1", "t2", "t2_SPACE")
 _SERIES_RE = re.compile(r"^(?P<patient>.+?)_(?P<modality>t1|t2|t2_SPACE)$", re.IGNORECASE)
 
 
+def parse_modalities(text: str) -> tuple[str, ...] | None:
+    """A command line's ``--modalities``: ``"t1,t2"`` -> ``("t1", "t2")``; ``"all"`` -> ``None``."""
+    return None if text == "all" else tuple(text.split(","))
+
+
 def parse_series(name: str) -> tuple[str, str]:
     """Split a SPIDER series name into (patient, modality): "12_t2_SPACE" -> ("12", "t2_SPACE").
 

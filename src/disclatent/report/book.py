@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import disclatent
-from disclatent.paths import BuildPaths, project_root, resolve_build_dir
+from disclatent.paths import DEFAULT_BUILD_DIR, BuildPaths, project_root, resolve_build_dir
 from disclatent.report.vendor import fetch_vendor_assets
 
 KERNEL_NAME = "disclatent"
@@ -210,7 +210,7 @@ def build_html(build_dir: Path) -> Path:
 def build_book(
     profile: str = "default",
     data: str = "",
-    build_dir: Path = Path("_build"),
+    build_dir: Path = Path(DEFAULT_BUILD_DIR),
     html: bool = True,
     force: bool = False,
 ) -> None:
