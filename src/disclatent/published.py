@@ -8,6 +8,8 @@ package types a published figure: chapters, tables and the results page read the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 # --- the method's settings ---------------------------------------------------------------
@@ -24,6 +26,23 @@ XGB_SETTINGS = {"max_depth": 3, "n_estimators": 200, "learning_rate": 0.1}
 #: wall time and hardware of the whole published pipeline
 PIPELINE_HOURS = 2.0
 PIPELINE_GPU = "one RTX A5000"
+
+
+@dataclass(frozen=True)
+class Training:
+    """A training run as reported: batch, Adam's learning rate, epoch budget and early
+    stopping after ``patience`` epochs without a better validation score (0: none)."""
+
+    batch_size: int
+    lr: float
+    max_epochs: int
+    patience: int = 0
+
+
+#: the training budget of the autoencoder in epochs (k = 3 did not converge within it)
+AUTOENCODER_EPOCH_BUDGET = 1000
+SEGMENTATION_TRAINING = Training(batch_size=4, lr=1e-3, max_epochs=200, patience=15)
+AUTOENCODER_TRAINING = Training(batch_size=4, lr=1e-3, max_epochs=AUTOENCODER_EPOCH_BUDGET)
 
 # --- step 1: segmentation (Supplementary Table 1; test site) ----------------------------
 SEGMENTATION = {
@@ -49,8 +68,6 @@ AUTOENCODER_SWEEP = pd.DataFrame(
 )
 #: the bottleneck the paper chose for prediction and interpretation
 CHOSEN_LATENT_DIM = 4
-#: the training budget in epochs (k = 3 did not converge within it)
-AUTOENCODER_EPOCH_BUDGET = 1000
 
 # --- step 4: prediction (paper Tables 1 and 2: narrowing; abstract: bulging) --------------
 PREDICTION = pd.DataFrame(

@@ -30,8 +30,8 @@ class AEConfig:
     spacing_mm: tuple[float, float, float] = PAPER_SPACING  # cube spacing, (SI, AP, LR)
     channels: tuple[int, ...] = (32, 64, 128, 256, 512)
     max_epochs: int = published.AUTOENCODER_EPOCH_BUDGET
-    batch_size: int = 4
-    lr: float = 1e-3
+    batch_size: int = published.AUTOENCODER_TRAINING.batch_size
+    lr: float = published.AUTOENCODER_TRAINING.lr
     schedule: str = "constant"  # "constant" (the paper) | "onecycle" | "cosine"
     loss: str = "bce"  # "bce" (the paper) | "dice_bce" (soft Dice + bce_weight x BCE)
     bce_weight: float = 1.0

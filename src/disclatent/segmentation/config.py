@@ -14,11 +14,20 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from disclatent import published
 from disclatent.conventions import PAPER_SPACING, Spacing
 from disclatent.profiles import Profile, cpu_threads, get_profile
 
 MODEL_NAMES = ("UNet", "SegResNet", "SwinUNETR")
 SEG_VERSION = 2  # bump when training changes meaning, to invalidate cached models
+
+
+# the files of one trained model's folder
+MODEL_FILE = "model.safetensors"  # the weights with the best validation IoU
+CONFIG_FILE = "config.json"  # SegConfig, version and data digest
+SPLIT_FILE = "split.csv"  # every series' role: train, validation or test
+HISTORY_FILE = "history.csv"  # one row per epoch
+DONE_FILE = "train.json"  # written last: the run finished (status, best epoch, time)
 
 
 @dataclass(frozen=True)
@@ -27,12 +36,12 @@ class SegConfig:
 
     model: str = "UNet"
     patch: tuple[int, int, int] = (64, 64, 32)  # numpy order (SI, AP, LR) on the network grid
-    batch_size: int = 4
-    lr: float = 1e-3
+    batch_size: int = published.SEGMENTATION_TRAINING.batch_size
+    lr: float = published.SEGMENTATION_TRAINING.lr
     max_epochs: int = 40
     iters_per_epoch: int = 0  # 0: one pass, ceil(n_train * patches_per_volume / batch_size)
     patches_per_volume: int = 4
-    patience: int = 15
+    patience: int = published.SEGMENTATION_TRAINING.patience
     # optional wall-clock budget (CPU profiles), checked before every training iteration;
     # when reached, the epoch is cut short, validated, and training stops
     max_minutes: float | None = None

@@ -34,7 +34,7 @@ from disclatent.data.volume import (
     write_image,
     write_text_atomic,
 )
-from disclatent.segmentation.config import SegConfig
+from disclatent.segmentation.config import CONFIG_FILE, MODEL_FILE, SegConfig
 from disclatent.segmentation.data import (
     Case,
     normalise_intensity,
@@ -49,6 +49,7 @@ from disclatent.segmentation.network import (
     sigmoid,
     sliding_logits,
 )
+from disclatent.segmentation.training import read_split
 
 if TYPE_CHECKING:
     import torch
@@ -72,14 +73,14 @@ class Segmenter:
 
         self.model_dir = Path(model_dir)
         try:
-            saved = json.loads((self.model_dir / "config.json").read_text())
+            saved = json.loads((self.model_dir / CONFIG_FILE).read_text())
         except OSError as exc:
             raise DataError(
-                f"{self.model_dir / 'config.json'}: not a trained model folder "
+                f"{self.model_dir / CONFIG_FILE}: not a trained model folder "
                 "(run `segment train` first)"
             ) from exc
         self.cfg = SegConfig.from_json(saved["config"])
-        weights = self.model_dir / "model.safetensors"
+        weights = self.model_dir / MODEL_FILE
         if not weights.exists():
             raise DataError(f"{weights}: model weights not found")
         self.device = resolve_device(device or self.cfg.device)
@@ -200,7 +201,7 @@ def write_pred_cohort(
     Images are not copied: they stay in ``data_root``.
     """
     model_dir, data_root, out_root = Path(model_dir), Path(data_root), Path(out_root)
-    split = pd.read_csv(model_dir / "split.csv", dtype={"patient": str})
+    split = read_split([model_dir])
     chosen = split[split["role"].isin(roles)]
     folder = SpiderFolder(data_root)
     table = predict_images(
@@ -212,7 +213,7 @@ def write_pred_cohort(
         segmenter=segmenter,
     )
     _write_cohort_tables(folder, chosen, out_root)
-    cfg = json.loads((model_dir / "config.json").read_text())["config"]
+    cfg = json.loads((model_dir / CONFIG_FILE).read_text())["config"]
     manifest = {
         "source": "pred",
         "model": cfg["model"],

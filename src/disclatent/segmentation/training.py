@@ -36,7 +36,15 @@ import pandas as pd
 
 from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import DataError, atomic_path, write_csv_atomic, write_text_atomic
-from disclatent.segmentation.config import SEG_VERSION, SegConfig
+from disclatent.segmentation.config import (
+    CONFIG_FILE,
+    DONE_FILE,
+    HISTORY_FILE,
+    MODEL_FILE,
+    SEG_VERSION,
+    SPLIT_FILE,
+    SegConfig,
+)
 from disclatent.segmentation.data import Case, load_case, make_batch, make_split, site_table
 from disclatent.segmentation.network import (
     build_model,
@@ -81,11 +89,11 @@ def is_trained(model_dir: str | Path, cfg: SegConfig | None = None, data_digest:
     """True when ``model_dir`` holds a finished run with this config and data."""
     model_dir = Path(model_dir)
     try:
-        saved = json.loads((model_dir / "config.json").read_text())
-        done = json.loads((model_dir / "train.json").read_text())
+        saved = json.loads((model_dir / CONFIG_FILE).read_text())
+        done = json.loads((model_dir / DONE_FILE).read_text())
     except (OSError, ValueError):
         return False
-    if not (model_dir / "model.safetensors").exists() or done.get("status") != "complete":
+    if not (model_dir / MODEL_FILE).exists() or done.get("status") != "complete":
         return False
     if cfg is not None:
         wanted = json.loads(json.dumps(cfg.to_json()))
@@ -208,7 +216,7 @@ def _fit(
         improved = val_iou > best_iou
         if improved:
             best_iou, best_epoch, wait = val_iou, epoch, 0
-            fit.save(out_dir / "model.safetensors")
+            fit.save(out_dir / MODEL_FILE)
         else:
             wait += 1
         history.append(
@@ -244,15 +252,15 @@ def _start_model_dir(
 ) -> None:
     """Clear the finished-run marker; write ``split.csv`` and ``config.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train.json").unlink(missing_ok=True)
-    write_csv_atomic(split, out_dir / "split.csv")
+    (out_dir / DONE_FILE).unlink(missing_ok=True)
+    write_csv_atomic(split, out_dir / SPLIT_FILE)
     saved = {
         "version": SEG_VERSION,
         "config": cfg.to_json(),
         "data_root": str(data_root.resolve()),
         "data_digest": digest,
     }
-    write_text_atomic(json.dumps(saved, indent=2) + "\n", out_dir / "config.json")
+    write_text_atomic(json.dumps(saved, indent=2) + "\n", out_dir / CONFIG_FILE)
 
 
 def _load_cases(data_root: Path, split: pd.DataFrame, role: str, cfg: SegConfig) -> list[Case]:
@@ -287,7 +295,7 @@ def train(
     digest = _data_digest(data_root, split)
     if reuse and is_trained(out_dir, cfg, digest):
         log(f"{cfg.model}: reusing the trained model in {out_dir}")
-        return json.loads((out_dir / "train.json").read_text())
+        return json.loads((out_dir / DONE_FILE).read_text())
     _start_model_dir(out_dir, cfg, data_root, split, digest)
 
     clock = _Clock(cfg.max_minutes)
@@ -308,7 +316,7 @@ def train(
         fit, train_cases, val_cases, iters, out_dir, clock, log
     )
     seconds = clock.elapsed()
-    write_csv_atomic(pd.DataFrame(history), out_dir / "history.csv")
+    write_csv_atomic(pd.DataFrame(history), out_dir / HISTORY_FILE)
     result = {
         "status": "complete",
         "model": cfg.model,
@@ -327,7 +335,7 @@ def train(
         "n_val_series": len(val_cases),
         "parameters": fit.parameters,
     }
-    write_text_atomic(json.dumps(result, indent=2) + "\n", out_dir / "train.json")
+    write_text_atomic(json.dumps(result, indent=2) + "\n", out_dir / DONE_FILE)
     log(f"{cfg.model}: {stop}; best epoch {best_epoch} (val IoU {best_iou:.4f}); {seconds:.0f} s")
     return result
 
@@ -338,7 +346,7 @@ def train(
 def read_split(model_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """The split of the first model folder, checked to be every folder's split (series and
     roles): models compared must have seen the same training, validation and test series."""
-    splits = [pd.read_csv(Path(d) / "split.csv", dtype={"patient": str}) for d in model_dirs]
+    splits = [pd.read_csv(Path(d) / SPLIT_FILE, dtype={"patient": str}) for d in model_dirs]
     if not splits:
         raise ValueError("no model folder given")
     for d, other in zip(model_dirs, splits, strict=True):
@@ -349,7 +357,7 @@ def read_split(model_dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 def read_history(model_dir: str | Path) -> pd.DataFrame:
     """``history.csv`` of a model folder: one row per epoch."""
-    return pd.read_csv(Path(model_dir) / "history.csv")
+    return pd.read_csv(Path(model_dir) / HISTORY_FILE)
 
 
 def training_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
