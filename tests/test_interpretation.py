@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from disclatent.analysis import interpretation as it
-from disclatent.discs.isolation import central_slices
+from disclatent.discs.isolation import central_slices, slice_aspects
 
 
 def test_sweep_holds_the_others_at_their_mean():
@@ -80,8 +80,19 @@ def test_central_slices_orientation():
     assert slices["sagittal"].shape == (8, 10)  # SI x AP
     assert slices["coronal"].shape == (8, 12)  # SI x LR
     assert slices["transverse"].shape == (10, 12)  # AP x LR
+    # each slice passes through the middle of its own axis, also for a non-cubic volume
+    marked = np.zeros((8, 10, 12))
+    marked[4, 5, 6] = 1
+    assert all(s.sum() == 1 for s in central_slices(marked).values())
     with pytest.raises(ValueError):
         it.sweep_codes(np.zeros((1, 4)))
+
+
+def test_slice_aspects_follow_the_spacing():
+    aspects = slice_aspects((2.0, 1.6, 1.9))  # SI, AP, LR in mm
+    assert aspects == pytest.approx(
+        {"sagittal": 1.25, "coronal": 2.0 / 1.9, "transverse": 1.6 / 1.9}
+    )
 
 
 def test_max_off_diagonal_ignores_the_diagonal():

@@ -252,6 +252,13 @@ def central_slices(cube: np.ndarray) -> dict[str, np.ndarray]:
     return {"sagittal": cube[:, :, lr], "coronal": cube[:, a, :], "transverse": cube[s, :, :]}
 
 
+def slice_aspects(spacing_mm: Sequence[float]) -> dict[str, float]:
+    """Pixel aspect (height / width, for ``imshow(aspect=...)``) of each slice of
+    :func:`central_slices` for a cube of ``spacing_mm`` (SI, AP, LR)."""
+    sp_si, sp_ap, sp_lr = spacing_mm
+    return {"sagittal": sp_si / sp_ap, "coronal": sp_si / sp_lr, "transverse": sp_ap / sp_lr}
+
+
 def voxel_centres_mm(mask: Volume, ijk: np.ndarray) -> np.ndarray:
     """LPS world millimetres of index coordinates ``(n, 3)`` of ``mask``."""
     m = mask.direction * np.asarray(mask.spacing)[None, :]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from disclatent.analysis.interpretation import stars
-from disclatent.discs.isolation import central_slices
+from disclatent.discs.isolation import central_slices, slice_aspects
 
 
 def correlation_heatmap(
@@ -66,8 +66,7 @@ def plot_sweep(
 ) -> plt.Figure:
     """The paper's Fig. 5B: one row per (latent feature, plane), one column per sweep step."""
     k, n_steps = masks.shape[:2]
-    sp_si, sp_ap, sp_lr = spacing_mm
-    extents = {"sagittal": sp_si / sp_ap, "coronal": sp_si / sp_lr, "transverse": sp_ap / sp_lr}
+    extents = slice_aspects(spacing_mm)
     fig, axes = plt.subplots(
         k * len(planes), n_steps, figsize=(1.5 * n_steps, 1.35 * k * len(planes)), squeeze=False
     )

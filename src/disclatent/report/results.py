@@ -22,7 +22,7 @@ from disclatent.analysis.interpretation import max_off_diagonal
 from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data.spider import GRADING_TARGETS
 from disclatent.formatting import format_number
-from disclatent.paths import Table
+from disclatent.paths import Table, table_slug
 
 
 def _reported(row: pd.Series | None, column: str) -> float:
@@ -100,7 +100,7 @@ def headline_texts(
 
 
 def _read(tables: Path, name: str) -> pd.DataFrame | None:
-    path = tables / f"{name}.csv"
+    path = tables / f"{table_slug(name)}.csv"  # as BuildPaths.table names it
     return pd.read_csv(path) if path.exists() else None
 
 

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from disclatent.discs.isolation import central_slices
+from disclatent.discs.isolation import central_slices, slice_aspects
 from disclatent.formatting import natural_key
 
 
@@ -31,8 +31,7 @@ def _draw_decoded(
     features: dict[str, float] | None,
 ) -> None:
     fig.clear()
-    sp_si, sp_ap, sp_lr = spacing_mm
-    aspect = {"sagittal": sp_si / sp_ap, "coronal": sp_si / sp_lr, "transverse": sp_ap / sp_lr}
+    aspect = slice_aspects(spacing_mm)
     axes = fig.subplots(1, 3)
     for ax, (plane, sl) in zip(axes, central_slices(cube).items(), strict=True):
         ax.imshow(
