@@ -32,6 +32,41 @@ def mid_sagittal_index(mask: Volume) -> int:
     return int(np.argmax(per_slice))
 
 
+def sagittal_extent(volume: Volume) -> tuple[float, float, float, float]:
+    """``imshow`` extent (mm) of a canonical sagittal slice: AP across, SI up."""
+    canon = to_canonical(volume)
+    sp_ap, sp_si = canon.spacing[1], canon.spacing[2]
+    n_si, n_ap = canon.array.shape[0], canon.array.shape[1]
+    return (0, n_ap * sp_ap, 0, n_si * sp_si)
+
+
+def draw_sagittal_image(
+    ax: plt.Axes, image: Volume, lr_index: int, extent: tuple[float, float, float, float]
+) -> None:
+    """The image's sagittal slice ``lr_index`` in grey, contrast from its 1st-99.5th
+    percentiles."""
+    img = to_canonical(image).array[:, :, lr_index].astype(float)
+    lo, hi = np.percentile(img, [1, 99.5])
+    ax.imshow(
+        img,
+        cmap="gray",
+        origin="lower",
+        extent=extent,
+        vmin=lo,
+        vmax=hi,
+        interpolation="nearest",
+    )
+
+
+def label_sagittal_axes(ax: plt.Axes, title: str | None = None) -> None:
+    """Millimetre axes of a sagittal view (anterior left, superior up), equal aspect."""
+    ax.set_xlabel("anterior → posterior (mm)")
+    ax.set_ylabel("inferior → superior (mm)")
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
 def show_sagittal(
     ax: plt.Axes,
     image: Volume | None,
@@ -45,22 +80,9 @@ def show_sagittal(
         raise ValueError("need an image or a mask")
     if lr_index is None:
         lr_index = mid_sagittal_index(mask) if mask is not None else ref.array.shape[2] // 2
-    canon = to_canonical(ref)
-    sp_ap, sp_si = canon.spacing[1], canon.spacing[2]
-    n_si, n_ap = canon.array.shape[0], canon.array.shape[1]
-    extent = (0, n_ap * sp_ap, 0, n_si * sp_si)
+    extent = sagittal_extent(ref)
     if image is not None:
-        img = to_canonical(image).array[:, :, lr_index].astype(float)
-        lo, hi = np.percentile(img, [1, 99.5])
-        ax.imshow(
-            img,
-            cmap="gray",
-            origin="lower",
-            extent=extent,
-            vmin=lo,
-            vmax=hi,
-            interpolation="nearest",
-        )
+        draw_sagittal_image(ax, image, lr_index, extent)
     if mask is not None:
         m = to_canonical(mask).array[:, :, lr_index]
         colors = level_colors()
@@ -87,11 +109,7 @@ def show_sagittal(
                 vmax=2,
                 interpolation="nearest",
             )
-    ax.set_xlabel("anterior → posterior (mm)")
-    ax.set_ylabel("inferior → superior (mm)")
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title, fontsize=9)
+    label_sagittal_axes(ax, title)
 
 
 def level_boxplots(

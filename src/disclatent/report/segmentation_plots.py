@@ -10,14 +10,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import Volume, read_mask, read_pair, to_canonical
-from disclatent.report.plots import mid_sagittal_index
+from disclatent.report.plots import (
+    draw_sagittal_image,
+    label_sagittal_axes,
+    mid_sagittal_index,
+    sagittal_extent,
+)
 from disclatent.segmentation.data import disc_foreground
 
 
@@ -45,19 +49,12 @@ def show_contours(
 ) -> None:
     """Mid-sagittal slice (anterior left, superior up) with the true disc outlines (solid,
     green) and the predicted ones (dashed, orange)."""
-    canon = to_canonical(image)
     reference = truth if truth is not None else pred
     if reference is None:
         raise ValueError("show_contours needs a true or a predicted mask")
     lr = mid_sagittal_index(reference)
-    sp_ap, sp_si = canon.spacing[1], canon.spacing[2]
-    n_si, n_ap = canon.array.shape[0], canon.array.shape[1]
-    extent = (0, n_ap * sp_ap, 0, n_si * sp_si)
-    img = canon.array[:, :, lr].astype(float)
-    lo, hi = np.percentile(img, [1, 99.5])
-    ax.imshow(
-        img, cmap="gray", origin="lower", extent=extent, vmin=lo, vmax=hi, interpolation="nearest"
-    )
+    extent = sagittal_extent(image)
+    draw_sagittal_image(ax, image, lr, extent)
     for vol, color, style in ((truth, "limegreen", "solid"), (pred, "orange", "dashed")):
         if vol is None:
             continue
@@ -72,11 +69,7 @@ def show_contours(
                 linewidths=1.1,
                 linestyles=style,
             )
-    ax.set_xlabel("anterior → posterior (mm)")
-    ax.set_ylabel("inferior → superior (mm)")
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title, fontsize=9)
+    label_sagittal_axes(ax, title)
 
 
 def example_slices(
