@@ -32,7 +32,7 @@ from disclatent.data.spider import (
 from disclatent.data.volume import Volume, read_mask, series_name
 from disclatent.discs.geometry import DEFAULT_STEP_MM, measure_cubes, measure_disc
 from disclatent.discs.isolation import DiscVoxels, DiscWarning, EmptyDiscError, find_discs
-from disclatent.discs.store import DiscStore, load_disc_store, mask_files
+from disclatent.discs.store import DiscStore, load_disc_store, mask_files, progress_over
 from disclatent.paths import BuildPaths, Table
 
 #: columns of a measured disc table: who the disc is, then its features
@@ -105,14 +105,10 @@ def measure_masks(
     step_mm: float = DEFAULT_STEP_MM,
 ) -> pd.DataFrame:
     """:func:`measure_mask` for a SPIDER folder, a folder of masks, a file or a list."""
-    from tqdm.auto import tqdm
-
     files = mask_files(masks, modalities)
     tables = [
         measure_mask(f, labels, label_offset=label_offset, step_mm=step_mm)
-        for f in tqdm(
-            files, desc="measuring discs", unit="mask", disable=not progress or len(files) < 2
-        )
+        for f in progress_over(files, progress, "measuring discs")
     ]
     tables = [t for t in tables if len(t)]
     return (

@@ -109,7 +109,8 @@ def mask_files(
     return files
 
 
-def _progress(items: Sequence, enabled: bool, desc: str):
+def progress_over(items: Sequence, enabled: bool, desc: str):
+    """``items`` behind a progress bar (one step per mask) when enabled and more than one."""
     if not enabled or len(items) < 2:
         return items
     from tqdm.auto import tqdm
@@ -145,7 +146,7 @@ def build_disc_store(
     cubes: list[np.ndarray] = []
     rows: list[dict] = []
     skipped: list[dict] = []
-    for path in _progress(files, progress, "isolating discs"):
+    for path in progress_over(files, progress, "isolating discs"):
         series = series_name(path)
         patient = parse_series(series)[0]
         try:
