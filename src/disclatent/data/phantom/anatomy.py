@@ -30,6 +30,16 @@ VERTEBRA_HEIGHT_MM = np.array([27.0, 27.5, 27.5, 27.0, 26.5, 25.0, 24.0])  # ver
 NARROWING_PREVALENCE = np.array([0.58, 0.59, 0.45, 0.36, 0.23, 0.13, 0.10])
 BULGING_PREVALENCE = np.array([0.69, 0.75, 0.69, 0.60, 0.38, 0.17, 0.12])
 PFIRRMANN_MEAN = np.array([3.4, 3.3, 3.0, 2.8, 2.6, 2.3, 2.2])
+# irregularity of real outlines (``book/method.md``, *Data*): the footprint's radius deviates
+# by harmonics 2..OUTLINE_HARMONICS+1 (sd OUTLINE_SD / sqrt(m - 1) each, relative; their
+# absolute sum at most OUTLINE_MAX, so that a disc grows by at most that share), the
+# endplates by BUMPS plane waves of BUMP_WAVELENGTH_MM (sd BUMP_SD each, relative thickness)
+OUTLINE_HARMONICS = 7
+OUTLINE_SD = 0.035
+OUTLINE_MAX = 0.10
+BUMPS = 8
+BUMP_WAVELENGTH_MM = (6.0, 16.0)
+BUMP_SD = 0.07
 GRADER_NOISE = 0.7  # sd of the grader's error on the unit-variance severity scale
 
 #: the factors each disc is generated from, as columns of ``phantom_truth.csv``: its true
@@ -89,19 +99,44 @@ class DiscSpec:
     rim_a_lat: float = 0.0
     rim_a_ant: float = 0.0
     rim_a_post: float = 0.0
+    # irregularity (see :func:`irregularity`): relative radial deviation of the footprint's
+    # outline, Fourier coefficients (cos, sin) of harmonics 2, 3, ...; and endplate bumps,
+    # plane waves of the thickness, rows (k_u, k_v cycles/mm, phase rad, relative amplitude)
+    outline: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    bumps: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
     @property
     def level(self) -> str:
         return lab.level_name(self.ivd_label)
 
     @property
+    def irregular(self) -> bool:
+        """Whether the outline or the endplates deviate from the analytic solid."""
+        return bool(len(self.outline) or len(self.bumps))
+
+    @property
+    def outline_growth(self) -> float:
+        """The outline's largest relative radius (1 for the ellipses)."""
+        return 1.0 + float(np.abs(self.outline).sum())
+
+    @property
     def notch_offset(self) -> float:
         return 0.6 * self.notch_halfwidth
 
     # -- the analytic solid ------------------------------------------------------------
+    def outline_scale(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Relative radius of the outline in the direction of ``(u, v)`` (1: the ellipses)."""
+        a_v = np.where(v < 0, self.a_ant, self.a_post)
+        theta = np.arctan2(v / a_v, u / self.a_lat)
+        scale = np.ones(np.shape(theta))
+        for m, (c, s) in enumerate(self.outline, start=2):
+            scale = scale + c * np.cos(m * theta) + s * np.sin(m * theta)
+        return scale
+
     def footprint(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         a_v = np.where(v < 0, self.a_ant, self.a_post)
-        inside = (u / self.a_lat) ** 2 + (v / a_v) ** 2 <= 1.0
+        r2 = (u / self.a_lat) ** 2 + (v / a_v) ** 2
+        inside = r2 <= self.outline_scale(u, v) ** 2 if len(self.outline) else r2 <= 1.0
         c = self.a_post + self.notch_offset
         notch = (u / self.notch_halfwidth) ** 2 + (
             (v - c) / (self.notch_offset + self.notch_depth)
@@ -112,22 +147,38 @@ class DiscSpec:
         a_v = np.where(v < 0, self.a_ant, self.a_post)
         r2 = np.minimum((u / self.a_lat) ** 2 + (v / a_v) ** 2, 1.0)
         a_mean = 0.5 * (self.a_ant + self.a_post)
-        return self.h0 * (1.0 - self.convexity * r2) * (1.0 - self.wedge * v / a_mean)
+        t = self.h0 * (1.0 - self.convexity * r2) * (1.0 - self.wedge * v / a_mean)
+        for ku, kv, phase, amp in self.bumps:
+            t = t * (1.0 + amp * np.cos(2 * np.pi * (ku * u + kv * v) + phase))
+        return t
 
     def contains(self, local: np.ndarray) -> np.ndarray:
         u, v, w = local[..., 0], local[..., 1], local[..., 2]
         return self.footprint(u, v) & (np.abs(w) <= 0.5 * self.thickness(u, v))
 
     def half_extent(self) -> np.ndarray:
-        return np.array([self.a_lat, max(self.a_ant, self.a_post), self.h0 * 1.5]) + 1.0
+        grow = self.outline_growth
+        bump = 1.0 + float(np.abs(self.bumps[:, 3]).sum()) if len(self.bumps) else 1.0
+        a = max(self.a_ant, self.a_post)
+        return np.array([self.a_lat * grow, a * grow, self.h0 * 1.5 * bump]) + 1.0
+
+    def _edges(self, point: np.ndarray, direction: np.ndarray, step_mm: float) -> float:
+        """Edge-to-edge extent of the footprint on the line through ``point`` along
+        ``direction`` (both in the ``(u, v)`` plane), to ``step_mm``."""
+        reach = float(self.half_extent()[:2].max()) + 1.0
+        t = np.arange(-reach, reach, step_mm) + step_mm / 2
+        uv = point[None, :] + t[:, None] * direction[None, :]
+        hit = t[self.footprint(uv[:, 0], uv[:, 1])]
+        return float(hit.max() - hit.min() + step_mm) if len(hit) else 0.0
 
     # -- truth ---------------------------------------------------------------------------
     def truth(self, step_mm: float = 0.05) -> dict[str, float]:
         """Exact-by-quadrature geometry of the solid (midpoint rule on a fine grid): the
         features of :data:`~disclatent.conventions.GEOMETRY_FEATURES`, the footprint area and
         the centroid ``centroid_{x,y,z}_mm`` (LPS millimetres)."""
-        us = np.arange(-self.a_lat, self.a_lat, step_mm) + step_mm / 2
-        vs = np.arange(-self.a_ant, self.a_post, step_mm) + step_mm / 2
+        grow = self.outline_growth
+        us = np.arange(-self.a_lat * grow, self.a_lat * grow, step_mm) + step_mm / 2
+        vs = np.arange(-self.a_ant * grow, self.a_post * grow, step_mm) + step_mm / 2
         uu, vv = np.meshgrid(us, vs, indexing="ij")
         inside = self.footprint(uu, vv)
         t = self.thickness(uu, vv)
@@ -137,10 +188,14 @@ class DiscSpec:
         weight = t * inside
         centroid_local = np.array([(uu * weight).sum(), (vv * weight).sum(), 0.0]) / weight.sum()
         centroid = self.center + self.rotation @ centroid_local
+        # widths edge to edge on the lines through the centroid, as measured (for the
+        # regular solid about a_ant + a_post - notch_depth and 2 a_lat)
+        fine = min(step_mm, 0.01)
+        on_line = centroid_local[:2]
         return {
             "height_mm": volume / area,
-            "ap_width_mm": self.a_ant + self.a_post - self.notch_depth,
-            "lateral_width_mm": 2.0 * self.a_lat,
+            "ap_width_mm": self._edges(on_line, np.array([0.0, 1.0]), fine),
+            "lateral_width_mm": self._edges(on_line, np.array([1.0, 0.0]), fine),
             **angles,
             "volume_mm3": volume,
             "footprint_area_mm2": area,
@@ -205,6 +260,26 @@ class PatientSpec:
 # ---------------------------------------------------------------------------------------
 # Anatomy
 # ---------------------------------------------------------------------------------------
+def irregularity(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A disc's random outline harmonics and endplate bumps (the fields ``outline`` and
+    ``bumps`` of :class:`DiscSpec`), as real masks show them: lobes and dents of a few
+    millimetres on the footprint, and wavy endplates."""
+    m = np.arange(2, OUTLINE_HARMONICS + 2)
+    outline = rng.normal(0.0, 1.0, (len(m), 2)) * (OUTLINE_SD / np.sqrt(m - 1))[:, None]
+    outline *= min(1.0, OUTLINE_MAX / np.abs(outline).sum())
+    wavelength = rng.uniform(*BUMP_WAVELENGTH_MM, BUMPS)
+    direction = rng.uniform(0.0, np.pi, BUMPS)
+    bumps = np.column_stack(
+        [
+            np.cos(direction) / wavelength,
+            np.sin(direction) / wavelength,
+            rng.uniform(0.0, 2 * np.pi, BUMPS),
+            rng.normal(0.0, BUMP_SD, BUMPS),
+        ]
+    )
+    return outline, bumps
+
+
 def _site_for(index: int, n_patients: int) -> Site:
     """Deterministic site assignment with the sites' shares (every site used if n >= 4)."""
     shares = np.array([s.share for s in SITES])
@@ -287,6 +362,8 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
             rim_a_ant=a_ant0 + 0.8,
             rim_a_post=a_post0 + notch_depth0 + 0.8,
         )
+        # drawn from their own stream, so the rest of the anatomy does not depend on them
+        spec.outline, spec.bumps = irregularity(np.random.default_rng([seed, index, 2, k]))
         # scale h0 so that the mean thickness equals the target height
         spec.h0 = target_h / spec.truth(step_mm=0.25)["height_mm"]
         discs.append(spec)

@@ -24,7 +24,7 @@ from disclatent.data.volume import (
     write_text_atomic,
 )
 
-PHANTOM_VERSION = 1
+PHANTOM_VERSION = 2
 #: the phantom's generating truth, one row per disc of every series
 TRUTH_FILE = "phantom_truth.csv"
 
