@@ -81,14 +81,16 @@ def test_paper_architecture_has_about_9_4_million_parameters():
     assert torch.equal(model.decode(z), y)
 
 
-def expected_parameters(size: int, channels: tuple[int, ...], k: int) -> int:
-    """Parameters of the architecture counted by hand: 3^3 kernels without bias before
-    batch norm (2 parameters per channel), linear layers in and out of the bottleneck."""
+def expected_parameters(size: int, channels: tuple[int, ...], k: int, kernel: int = 3) -> int:
+    """Parameters of the architecture counted by hand: 3^3 encoder kernels and kernel^3
+    decoder kernels without bias before normalisation (2 parameters per channel, batch norm or
+    GroupNorm alike), linear layers in and out of the bottleneck."""
     flat = channels[-1] * (size // 2 ** len(channels)) ** 3
     pairs = list(zip((1, *channels[:-1]), channels, strict=True))
     encoder = sum(27 * a * b + 2 * b for a, b in pairs)
     bottleneck = (flat * k + k) + k * flat + 2 * channels[-1]
-    decoder = sum(27 * b * a + 2 * a for a, b in pairs[1:]) + 27 * channels[0] + 1
+    kk = kernel**3
+    decoder = sum(kk * b * a + 2 * a for a, b in pairs[1:]) + kk * channels[0] + 1
     return encoder + bottleneck + decoder
 
 
@@ -107,10 +109,81 @@ def test_every_profile_gives_a_valid_model(name):
         z = model.encode(x)
         y = model.decode(z)
     assert z.shape == (2, 3) and y.shape == x.shape
-    assert A.count_parameters(model) == expected_parameters(cfg.size, cfg.channels, 3)
+    assert A.count_parameters(model) == expected_parameters(
+        cfg.size, cfg.channels, 3, cfg.decoder_kernel
+    )
+    norms = {torch.nn.BatchNorm3d: "batch", torch.nn.GroupNorm: "group"}
+    assert {norms[type(m)] for m in model.modules() if type(m) in norms} == {cfg.norm}
     if name == "paper":  # the paper's "about 9.4 M parameters" (k = 4)
         paper = A.build_model(A.AEConfig.from_profile(name, 4))
         assert A.count_parameters(paper) == 9_438_789
+
+
+def test_paper_architecture_trains_encodes_and_decodes_on_the_cpu():
+    """The `paper` network (64^3, 32-512 channels, batch norm, kernel-3 decoder) through one
+    epoch of training on three discs, then encoding and decoding: the GPU path's code, run
+    here first rather than by a user."""
+    cfg = replace(
+        A.AEConfig.from_profile("paper", 4), max_epochs=1, stop_at_target=False, cpu_threads=1
+    )
+    discs = ellipsoids(3, size=64, seed=5)
+    ae = A.fit(discs, cfg, device="cpu", progress=False)
+    assert A.count_parameters(ae.model) == 9_438_789
+    assert len(ae.history) == 1 and np.isfinite(ae.history["loss"]).all()
+    assert ae.metrics["epochs"] == 1 and not ae.metrics["converged"]
+    z = ae.encode(discs)
+    assert z.shape == (3, 4) and np.isfinite(z).all()
+    out = ae.decode(z)
+    assert out.shape == (3, 64, 64, 64) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, ae.reconstruct(discs))  # no path around the code
+    np.testing.assert_allclose(ae.iou(discs).mean(), ae.history["train_iou"].iloc[-1])
+
+
+@pytest.mark.parametrize(("kernel", "taps"), [(3, {1, 2, 4, 8}), (4, {8})])
+def test_decoder_kernel_sets_how_many_inputs_each_output_voxel_sees(kernel, taps):
+    """With unit weights on a field of ones, a transposed convolution writes into each output
+    voxel the number of input voxels it sees: kernel 3 (the paper) alternates 1 and 2 per
+    axis, kernel 4 gives every interior voxel 2 per axis."""
+    from disclatent.autoencoder.network import upsampling
+
+    layer = upsampling(1, 1, kernel, bias=False)
+    torch.nn.init.ones_(layer.weight)
+    with torch.no_grad():
+        out = layer(torch.ones(1, 1, 6, 6, 6))[0, 0]
+    assert out.shape == (12, 12, 12)
+    assert set(out[2:-2, 2:-2, 2:-2].unique().int().tolist()) == taps
+
+
+def test_group_norm_model_has_no_batch_statistics(cubes, tmp_path):
+    """With GroupNorm the eval-mode network is the train-mode one (no running statistics to
+    re-estimate); training skips the batch-norm recalibration."""
+    cfg = replace(TINY, norm="group", decoder_kernel=4, max_epochs=2, stop_at_target=False)
+    ae = A.fit(cubes, cfg, device="cpu", progress=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in ae.model.modules())
+    x = torch.as_tensor(cubes[:3]).float().unsqueeze(1)
+    with torch.no_grad():
+        ae.model.train()
+        train_mode = ae.model(x)
+        ae.model.eval()
+        eval_mode = ae.model(x)
+    torch.testing.assert_close(train_mode, eval_mode)
+    ae.save(tmp_path / "gn")
+    again = A.DiscAE.load(tmp_path / "gn", device="cpu")
+    assert again.config == cfg  # the folder says which network to build
+    np.testing.assert_array_equal(again.encode(cubes), ae.encode(cubes))
+
+
+def test_hard_voxel_weight_by_hand():
+    """BCE where the thresholded output is wrong weighs 1 + hard_weight."""
+    from disclatent.autoencoder.objective import reconstruction_loss
+
+    logits = torch.tensor([[2.0, -1.0, 0.5, -3.0]])
+    target = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # voxels 1 and 2 are wrong
+    bce = torch.nn.functional.softplus(torch.tensor([-2.0, 1.0, 0.5, -3.0]))  # -log p(target)
+    w = torch.tensor([1.0, 4.0, 4.0, 1.0])
+    got = reconstruction_loss(logits, target, "bce", hard_weight=3.0)
+    torch.testing.assert_close(got, (w * bce).mean())
+    torch.testing.assert_close(reconstruction_loss(logits, target, "bce"), bce.mean())
 
 
 def test_config_rejects_bad_settings():
@@ -118,6 +191,12 @@ def test_config_rejects_bad_settings():
         A.AEConfig(size=24, channels=(8, 16, 32, 64))
     with pytest.raises(ValueError, match="loss"):
         A.AEConfig(loss="mse")
+    with pytest.raises(ValueError, match="norm"):
+        A.AEConfig(norm="layer")
+    with pytest.raises(ValueError, match="decoder_kernel"):
+        A.AEConfig(decoder_kernel=5)
+    with pytest.raises(ValueError, match="hard_weight"):
+        A.AEConfig(hard_weight=-1)
     assert A.AEConfig.from_dict(TINY.to_dict()) == TINY
 
 

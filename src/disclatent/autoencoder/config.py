@@ -19,6 +19,8 @@ from disclatent.profiles import Profile, cpu_threads, get_profile
 
 SCHEDULES = ("constant", "onecycle", "cosine")
 LOSSES = ("bce", "dice_bce")
+NORMS = ("batch", "group")  # the network's normalisation (disclatent.autoencoder.network)
+DECODER_KERNELS = (3, 4)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class AEConfig:
     schedule: str = "constant"  # "constant" (the paper) | "onecycle" | "cosine"
     loss: str = "bce"  # "bce" (the paper) | "dice_bce" (soft Dice + bce_weight x BCE)
     bce_weight: float = 1.0
+    # BCE weight 1 + hard_weight on the voxels the model currently gets wrong (0: the paper)
+    hard_weight: float = 0.0
+    norm: str = "batch"  # "batch" (the paper) | "group"; see disclatent.autoencoder.network
+    decoder_kernel: int = 3  # 3 (the paper) | 4
     target_iou: float = published.TARGET_IOU
     stop_at_target: bool = True
     seed: int = 0
@@ -59,6 +65,12 @@ class AEConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
+        if self.decoder_kernel not in DECODER_KERNELS:
+            raise ValueError(f"decoder_kernel must be one of {DECODER_KERNELS}")
+        if self.hard_weight < 0:
+            raise ValueError("hard_weight must be non-negative")
         if self.max_epochs < 1 or self.batch_size < 1:
             raise ValueError("max_epochs and batch_size must be positive")
 
@@ -81,6 +93,9 @@ class AEConfig:
             lr=p.ae_lr,
             schedule=p.ae_schedule,
             loss=p.ae_loss,
+            hard_weight=p.ae_hard_weight,
+            norm=p.ae_norm,
+            decoder_kernel=p.ae_decoder_kernel,
             freeze_bn_epoch=p.ae_freeze_bn_epoch,
             channels_last=p.ae_channels_last,
             cpu_threads=cpu_threads(p),
@@ -120,14 +135,21 @@ def describe_config(cfg: AEConfig, n_params: int | None = None) -> dict[str, str
         "spacing SI x AP x LR (mm)": " x ".join(f"{s:g}" for s in cfg.spacing_mm),
         "field of view (mm)": extent,
         "stride-2 stages, channels": "-".join(str(c) for c in cfg.channels),
+        "normalisation": {"batch": "batch norm", "group": "GroupNorm"}[cfg.norm],
+        "decoder kernel": f"{cfg.decoder_kernel}^3, stride 2",
         "parameters (k=4)": f"{n_params:,}" if n_params else "-",
         "loss": {"bce": "BCE", "dice_bce": "Dice + BCE"}[cfg.loss]
-        + (f" (BCE x {cfg.bce_weight:g})" if cfg.loss != "bce" and cfg.bce_weight != 1 else ""),
+        + (f" (BCE x {cfg.bce_weight:g})" if cfg.loss != "bce" and cfg.bce_weight != 1 else "")
+        + (f"; wrong voxels weigh {1 + cfg.hard_weight:g}" if cfg.hard_weight else ""),
         "output bias at start": "log-odds of the foreground share",
         "optimiser": f"Adam, lr {cfg.lr:g}, {cfg.schedule}",
         "batch": str(cfg.batch_size),
-        "batch norm": ("precise BN" if cfg.precise_bn else "running averages")
-        + (f"; fixed from epoch {cfg.freeze_bn_epoch}" if cfg.freeze_bn_epoch else ""),
+        "batch-norm statistics": (
+            ("precise BN" if cfg.precise_bn else "running averages")
+            + (f"; fixed from epoch {cfg.freeze_bn_epoch}" if cfg.freeze_bn_epoch else "")
+        )
+        if cfg.norm == "batch"
+        else "none (GroupNorm)",
         "epoch budget": str(cfg.max_epochs),
         "criterion": f"mean IoU >= {cfg.target_iou}, all training discs, eval mode",
     }

@@ -2,12 +2,21 @@
 
 Input: one binary disc cube ``(S, S, S)`` in the canonical anatomical order of
 :mod:`disclatent.discs.isolation` (numpy axes SI, AP, LR). Encoder: ``n`` stride-2 3-D
-convolutions (kernel 3) each followed by batch normalisation and ReLU; a *linear* bottleneck
-of size ``k`` (no activation on the latent vector); decoder: a linear layer back to the
-coarsest grid, then ``n`` stride-2 3-D transposed convolutions (kernel 3) with batch
-normalisation and ReLU, the last one giving one channel of logits. No skip connections. With
-64^3 inputs and channels 32-64-128-256-512 (the ``paper`` profile) the model has 9,438,789
-parameters at k = 4 (:func:`count_parameters`), the paper's "about 9.4 M".
+convolutions (kernel 3) each followed by normalisation and ReLU; a *linear* bottleneck of
+size ``k`` (no activation on the latent vector); decoder: a linear layer back to the coarsest
+grid, then ``n`` stride-2 3-D transposed convolutions with normalisation and ReLU, the last
+one giving one channel of logits. No skip connections. With 64^3 inputs and channels
+32-64-128-256-512 (the ``paper`` profile) the model has 9,438,789 parameters at k = 4
+(:func:`count_parameters`), the paper's "about 9.4 M".
+
+Two choices differ between the paper and the laptop profiles (``book/method.md``,
+*Autoencoder*; measured in ``benchmarks/bench_autoencoder.py``):
+
+* ``norm``: ``"batch"`` (the paper) or ``"group"`` (GroupNorm, up to 8 groups; no batch
+  noise and no statistics to re-estimate, so the eval-mode network is the trained one);
+* ``decoder_kernel``: 3 (the paper: kernel 3, stride 2, output padding 1, where every second
+  output voxel sees a single input voxel per axis) or 4 (kernel 4, stride 2, padding 1: every
+  output voxel sees two input voxels per axis).
 """
 
 from __future__ import annotations
@@ -18,14 +27,37 @@ from typing import cast
 import torch
 from torch import nn
 
-from disclatent.autoencoder.config import AEConfig
+from disclatent.autoencoder.config import DECODER_KERNELS, NORMS, AEConfig
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """Batch normalisation (``"batch"``) or GroupNorm with up to 8 groups (``"group"``)."""
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+
+
+def upsampling(c_in: int, c_out: int, kernel: int, bias: bool) -> nn.ConvTranspose3d:
+    """A stride-2 transposed convolution that doubles each axis (kernel 3 or 4)."""
+    if kernel == 3:
+        return nn.ConvTranspose3d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=bias)
+    if kernel == 4:
+        return nn.ConvTranspose3d(c_in, c_out, 4, stride=2, padding=1, bias=bias)
+    raise ValueError(f"decoder kernel must be one of {DECODER_KERNELS}, got {kernel}")
 
 
 class DiscAutoencoder(nn.Module):
     """Strided 3-D conv encoder, linear bottleneck, transposed-conv decoder; logits out."""
 
     def __init__(
-        self, size: int = 64, channels: Sequence[int] = (32, 64, 128, 256, 512), latent_dim: int = 4
+        self,
+        size: int = 64,
+        channels: Sequence[int] = (32, 64, 128, 256, 512),
+        latent_dim: int = 4,
+        norm: str = "batch",
+        decoder_kernel: int = 3,
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -39,7 +71,7 @@ class DiscAutoencoder(nn.Module):
         for c in channels:
             enc += [
                 nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm3d(c),
+                norm_layer(norm, c),
                 nn.ReLU(inplace=True),
             ]
             c_in = c
@@ -47,15 +79,15 @@ class DiscAutoencoder(nn.Module):
         flat = channels[-1] * self.bottom**3
         self.to_latent = nn.Linear(flat, latent_dim)  # linear bottleneck: no activation
         self.from_latent = nn.Linear(latent_dim, flat, bias=False)
-        dec: list[nn.Module] = [nn.BatchNorm3d(channels[-1]), nn.ReLU(inplace=True)]
+        dec: list[nn.Module] = [norm_layer(norm, channels[-1]), nn.ReLU(inplace=True)]
         rev = channels[::-1]
         for c_a, c_b in zip(rev[:-1], rev[1:], strict=True):
             dec += [
-                nn.ConvTranspose3d(c_a, c_b, 3, stride=2, padding=1, output_padding=1, bias=False),
-                nn.BatchNorm3d(c_b),
+                upsampling(c_a, c_b, decoder_kernel, bias=False),
+                norm_layer(norm, c_b),
                 nn.ReLU(inplace=True),
             ]
-        dec.append(nn.ConvTranspose3d(channels[0], 1, 3, stride=2, padding=1, output_padding=1))
+        dec.append(upsampling(channels[0], 1, decoder_kernel, bias=True))
         self.decoder = nn.Sequential(*dec)
 
     @property
@@ -85,7 +117,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def build_model(cfg: AEConfig) -> DiscAutoencoder:
     """The (untrained) network of a configuration."""
-    return DiscAutoencoder(cfg.size, cfg.channels, cfg.latent_dim)
+    return DiscAutoencoder(cfg.size, cfg.channels, cfg.latent_dim, cfg.norm, cfg.decoder_kernel)
 
 
 def default_device() -> torch.device:

@@ -41,10 +41,24 @@ def iou_summary(ious: np.ndarray) -> dict[str, float]:
 
 
 def reconstruction_loss(
-    logits: torch.Tensor, target: torch.Tensor, kind: str, bce_weight: float = 1.0
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+    bce_weight: float = 1.0,
+    hard_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Mean BCE on the logits (``"bce"``), or ``bce_weight`` x BCE + mean soft Dice loss."""
-    bce = F.binary_cross_entropy_with_logits(logits, target)
+    """Mean BCE on the logits (``"bce"``), or ``bce_weight`` x BCE + mean soft Dice loss.
+
+    With ``hard_weight`` > 0 the BCE of every voxel that the thresholded output (logit > 0)
+    currently gets wrong weighs ``1 + hard_weight``: the last errors before the IoU criterion
+    are a few confidently wrong voxels per disc, and the plain mean dilutes them among the
+    thousands that are already right.
+    """
+    weight = None
+    if hard_weight:
+        wrong = (logits.detach() > 0) != (target > 0.5)
+        weight = 1.0 + hard_weight * wrong.to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
     if kind == "bce":
         return bce
     bce = bce_weight * bce

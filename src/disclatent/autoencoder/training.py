@@ -250,7 +250,7 @@ class DiscAE:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t1 = time.perf_counter()
-        if self.config.precise_bn and not frozen:
+        if self.config.precise_bn and not frozen and _batch_norms(self.model):
             self._recalibrate_bn(run.data, self.config.batch_size)
         ious = self.iou(run.cubes)  # every training disc, eval mode
         run.state.epoch += 1
@@ -271,7 +271,7 @@ class DiscAE:
         """Train mode; batch norm in eval mode (fixed statistics) from ``freeze_bn_epoch``."""
         cfg, epoch = self.config, run.state.epoch
         self.model.train()
-        frozen = 0 < cfg.freeze_bn_epoch <= epoch
+        frozen = 0 < cfg.freeze_bn_epoch <= epoch and bool(_batch_norms(self.model))
         if frozen:  # train exactly the function that is evaluated
             if cfg.freeze_bn_epoch == epoch and not cfg.precise_bn:
                 self._recalibrate_bn(run.data, cfg.batch_size)
@@ -300,7 +300,7 @@ class DiscAE:
         for group in run.opt.param_groups:
             group["lr"] = lr
         run.opt.zero_grad(set_to_none=True)
-        loss = reconstruction_loss(self.model(x), x, cfg.loss, cfg.bce_weight)
+        loss = reconstruction_loss(self.model(x), x, cfg.loss, cfg.bce_weight, cfg.hard_weight)
         loss.backward()
         run.opt.step()
         return float(loss.detach()) * len(idx)
