@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hard-weight", type=float)
     ap.add_argument("--channels", default="", help="encoder channels per stage, e.g. 8,32,256")
     ap.add_argument("--epochs", type=int, default=None, help="epoch budget (profile's)")
-    ap.add_argument("--json", default="", help="also write the results to this JSON file")
+    ap.add_argument(
+        "--json",
+        default="",
+        help="also write the results to this JSON file (with --ideas, by default "
+        "benchmarks/results/autoencoder_ideas.json, which the autoencoder chapter shows)",
+    )
     args = ap.parse_args(argv)
     os.environ["DISCLATENT_CPU_THREADS"] = str(args.threads)
 
@@ -135,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from disclatent import autoencoder as A
     from disclatent.data.cohort import cohort_root
+    from disclatent.data.volume import write_text_atomic
+    from disclatent.paths import benchmark_result
 
     torch.set_num_threads(args.threads)
     base = A.AEConfig.from_profile(args.profile, args.latent_dim)
@@ -159,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name, cfg in runs:
         print(f"  {name}", flush=True)
-        r = {"idea": name, **_measure(train, cfg, args.cap_seconds)}
+        r = {"idea": name, "epoch_budget": cfg.max_epochs, **_measure(train, cfg, args.cap_seconds)}
         r["load_average"] = round(os.getloadavg()[0], 2)
         results.append(r)
         print("  " + json.dumps(r), flush=True)
@@ -181,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         "cap_seconds": args.cap_seconds,
         "results": results,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    out = args.json or (str(benchmark_result("autoencoder_ideas")) if args.ideas else "")
+    if out:
+        write_text_atomic(json.dumps(summary, indent=1) + "\n", Path(out))
+        print(f"written: {out}")
     return 0
 
 

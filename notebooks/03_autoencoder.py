@@ -43,7 +43,7 @@ from IPython.display import Markdown, display
 from disclatent import autoencoder as ae
 from disclatent.discs.isolation import DiscWarning
 from disclatent.discs.store import load_disc_store
-from disclatent.paths import BuildPaths, Table
+from disclatent.paths import BuildPaths, Table, benchmark_result
 from disclatent.profiles import get_profile
 from disclatent.report import autoencoder_plots as ae_plots
 from disclatent.report.tables import save_table
@@ -96,18 +96,27 @@ settings
 # * **a smaller input**: the disc grid of the isolation chapter (coarser than the paper's),
 #   cropped to a cube centred on the disc's centre of mass; every disc is checked to fit,
 #   and one that does not is left out with a warning, never truncated;
-# * **a shallower, narrower network**: three stride-2 stages instead of five and fewer
-#   channels (in short trials on this cohort, a 4^3 coarsest grid fitted faster than a 2^3
-#   one, even with four times fewer parameters);
-# * **Dice + binary cross-entropy** (equal weights) instead of binary cross-entropy alone,
-#   and a **one-cycle learning-rate schedule** (warm-up to 3 x 10^-3, cosine decay);
-# * **batch normalisation with fixed statistics** after the first epochs, so that the network
-#   is trained as exactly the function that is evaluated, and the output bias starting at the
-#   log-odds of the foreground share (otherwise the first epochs only learn "empty").
+# * **three stride-2 stages** instead of five, narrow at fine resolution and wide at the
+#   coarsest grid (8-32-256 channels in `default`): the last errors before the criterion are
+#   single voxels of each disc's own outline, and memorising them needed capacity at the
+#   coarse grid far more than at the fine one;
+# * **GroupNorm** instead of batch normalisation (no batch noise, no statistics to
+#   re-estimate: the eval-mode network is the trained one), which allows batch 2 and a higher
+#   learning rate (3 x 10^-3, cosine decay over the epoch budget);
+# * **kernel-4 transposed convolutions** in the decoder: with the paper's kernel 3 every
+#   second output voxel sees a single input voxel per axis;
+# * **Dice + binary cross-entropy**, where a voxel that the thresholded output currently gets
+#   wrong weighs six times as much in the cross-entropy.
 #
-# Before every evaluation the batch-norm statistics are re-estimated over all training discs
-# ("precise BN"), in every profile. None of this changes the criterion: mean IoU over all
-# training discs, eval mode, every epoch, at least 0.995.
+# None of this changes the criterion: mean IoU over all training discs, eval mode, every
+# epoch, at least 0.995. The table below is the benchmark behind these choices
+# (`benchmarks/bench_autoencoder.py --ideas` on this machine's default cohort, k = 4, about
+# 170 training discs, 2 CPU threads): each row adds one idea to the row above and reports the
+# seconds and epochs it took to reach the criterion, or the best IoU within the run's cap.
+
+# %%
+ideas = benchmark_result("autoencoder_ideas")
+ae.ideas_table(ideas) if ideas.exists() else Markdown(f"`{ideas.name}`: not measured yet")
 
 # %% [markdown]
 # ## The bottleneck sweep

@@ -699,6 +699,32 @@ def test_settings_table_sets_the_paper_beside_this_run():
     assert table.loc["input cube (voxels)"].tolist() == ["64^3", "32^3"]
     assert table.loc["spacing SI x AP x LR (mm)"].tolist() == ["1.5 x 1.2 x 1.4", "3 x 2.4 x 2.8"]
     assert table.loc["field of view (mm)", "paper profile"] == "96 x 77 x 90"
+    assert table.loc["normalisation"].tolist() == ["batch norm", "GroupNorm"]
+    assert table.loc["decoder kernel"].tolist() == ["3^3, stride 2", "4^3, stride 2"]
+    assert table.loc["loss", "this run (quick)"] == "Dice + BCE; wrong voxels weigh 6"
+
+
+def test_ideas_table_reads_the_benchmark_file(tmp_path):
+    """The chapter's table of training ideas comes from the benchmark's JSON: a converged
+    run shows its seconds and epochs, one cut by the cap only the IoU it reached."""
+    from disclatent.paths import benchmark_result
+
+    runs = [
+        dict(idea="before", converged=False, epochs_to_0995=None, seconds_to_0995=None,
+             best_train_iou=0.93, epochs_run=200, seconds_per_epoch=0.9),
+        dict(idea="+ batch 2", converged=True, epochs_to_0995=150, seconds_to_0995=170.2,
+             best_train_iou=0.9951, epochs_run=150, seconds_per_epoch=1.13),
+    ]  # fmt: skip
+    path = benchmark_result("autoencoder_ideas", root=tmp_path)
+    assert path == tmp_path / "benchmarks" / "results" / "autoencoder_ideas.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"results": runs}))
+    table = A.ideas_table(path)
+    assert table.index.tolist() == ["before", "+ batch 2"]
+    assert np.isnan(table.loc["before", "seconds to 0.995"])
+    assert table.loc["+ batch 2", "seconds to 0.995"] == 170.2
+    assert table.loc["+ batch 2", "epochs to 0.995"] == 150
+    assert table.loc["before", "best train IoU"] == 0.93
 
 
 def test_the_sweep_writes_the_split_and_its_models_load_for_new_discs(cubes, tmp_path):

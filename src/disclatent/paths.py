@@ -52,6 +52,15 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(f"no disclatent project (with _toc.yml and notebooks/) above {here}")
 
 
+#: measured results of the benchmark scripts, committed beside them (small JSON files)
+BENCHMARK_RESULTS = Path("benchmarks") / "results"
+
+
+def benchmark_result(name: str, root: str | os.PathLike | None = None) -> Path:
+    """``benchmarks/results/<name>.json`` of the project (``root``: its root folder)."""
+    return Path(root or project_root()) / BENCHMARK_RESULTS / f"{name}.json"
+
+
 def resolve_build_dir(build_dir: str | os.PathLike = DEFAULT_BUILD_DIR) -> Path:
     """Absolute build folder; a relative path is taken from the project root."""
     path = Path(build_dir)

@@ -27,6 +27,7 @@ Figures of the chapter are in :mod:`disclatent.report.autoencoder_plots`.
 
 from disclatent.autoencoder.baseline import PCABaseline
 from disclatent.autoencoder.bottleneck import (
+    ideas_table,
     main_latent_dim,
     metrics_table,
     patient_split,
@@ -77,6 +78,7 @@ __all__ = [
     "main_latent_dim",
     "metrics_table",
     "patient_split",
+    "ideas_table",
     "settings_table",
     "split_table",
     "split_text",

@@ -198,6 +198,26 @@ def sweep_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ideas_table(path: str | os.PathLike) -> pd.DataFrame:
+    """The ladder of training ideas that ``benchmarks/bench_autoencoder.py --ideas`` measured
+    (its JSON file): seconds and epochs to the criterion, or the best IoU within the cap."""
+    import json
+
+    runs = json.loads(Path(path).read_text())
+    rows = [
+        {
+            "idea (each adds to the row above)": r["idea"],
+            "seconds to 0.995": r["seconds_to_0995"] if r["converged"] else None,
+            "epochs to 0.995": r["epochs_to_0995"] if r["converged"] else None,
+            "best train IoU": r["best_train_iou"],
+            "epochs run": r["epochs_run"],
+            "seconds per epoch": r["seconds_per_epoch"],
+        }
+        for r in runs["results"]
+    ]
+    return pd.DataFrame(rows).set_index("idea (each adds to the row above)")
+
+
 def settings_table(config: AEConfig, profile: str) -> pd.DataFrame:
     """The paper profile's settings beside this run's (:func:`describe_config`), with the
     parameter count of each network."""
