@@ -246,3 +246,31 @@ def test_code_is_folded_except_the_parameters():
     ]
     book.fold_code(nb)  # idempotent
     assert [c.metadata.get("tags") for c in nb.cells] == tags
+
+
+def test_a_cell_over_the_timeout_executes_the_notebook_again(tmp_path):
+    """A hung cell (here: one that sleeps on its first run only) stops the execution after
+    the cell timeout and the notebook is executed once more; with one attempt the timeout is
+    raised, never waited out."""
+    from nbclient.exceptions import CellTimeoutError
+
+    from disclatent.report.book import execute_notebook
+
+    source = tmp_path / "hang.py"
+    source.write_text(
+        "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python (disclatent)\n"
+        "#     language: python\n#     name: disclatent\n# ---\n\n"
+        '# %% tags=["parameters"]\nmarker = ""\n\n'
+        "# %%\nimport time\nfrom pathlib import Path\n\n"
+        "first = not Path(marker).exists()\nPath(marker).touch()\n"
+        "if first:\n    time.sleep(120)\n"
+    )
+    out = tmp_path / "out" / "hang.ipynb"
+    marker = tmp_path / "ran-once"
+    seconds = execute_notebook(source, out, {"marker": str(marker)}, tmp_path, cell_timeout=5)
+    assert out.exists() and marker.exists() and seconds < 60
+    marker.unlink()
+    out.unlink()
+    with pytest.raises(CellTimeoutError):
+        execute_notebook(source, out, {"marker": str(marker)}, tmp_path, cell_timeout=5, attempts=1)
+    assert not out.exists()  # nothing half-written

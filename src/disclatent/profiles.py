@@ -33,6 +33,11 @@ class Profile:
     # to 18 times slower), so `quick` (tests, CI, often beside other jobs) uses 1. The
     # environment variable DISCLATENT_CPU_THREADS overrides every profile.
     cpu_threads: int = 2
+    # book execution: seconds one notebook cell may run before the notebook is executed once
+    # more (None: no limit). A cell that shows a widget can hang the executing client for
+    # good (jupyter/nbclient#312; seen once here in the quick book of the tests), so the
+    # quick profile, whose cells take seconds, retries instead of hanging CI
+    cell_timeout_s: float | None = None
     # disc isolation (disclatent.discs.isolation): cube edge in voxels and spacing in the cube's
     # numpy order (SI, AP, LR); the paper's cube and grid (disclatent.published). Every
     # profile covers the same ~96 x 77 x 90 mm around the disc.
@@ -96,6 +101,7 @@ PROFILES: dict[str, Profile] = {
         "tests and CI: tiny cohort and models",
         n_patients=8,
         cpu_threads=1,
+        cell_timeout_s=600.0,
         disc_cube_size=32,
         disc_spacing_mm=Spacing(si=3.0, ap=2.4, lr=2.8),
         seg_models=("UNet", "SegResNet"),

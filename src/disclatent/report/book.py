@@ -26,6 +26,7 @@ from pathlib import Path
 
 import disclatent
 from disclatent.paths import DEFAULT_BUILD_DIR, BuildPaths, project_root, resolve_build_dir
+from disclatent.profiles import get_profile
 from disclatent.report.vendor import fetch_vendor_assets
 
 KERNEL_NAME = "disclatent"
@@ -90,8 +91,34 @@ def fold_code(nb) -> None:
             cell.metadata["tags"] = [*tags, "hide-input"]
 
 
-def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path) -> float:
-    """Convert a jupytext source to ipynb, execute it with papermill, write it atomically."""
+def execute_notebook(
+    source: Path,
+    output: Path,
+    parameters: dict,
+    cwd: Path,
+    cell_timeout: float | None = None,
+    attempts: int = 2,
+) -> float:
+    """Convert a jupytext source to ipynb, execute it with papermill, write it atomically.
+
+    With ``cell_timeout`` (seconds) a cell that runs longer stops the execution, which is then
+    started again, up to ``attempts`` times in all; the last timeout is raised.
+    """
+    from nbclient.exceptions import CellTimeoutError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return _execute_once(source, output, parameters, cwd, cell_timeout)
+        except CellTimeoutError:
+            if attempt == attempts:
+                raise
+            print(f"{source.stem}: a cell ran over {cell_timeout} s; executing again", flush=True)
+    raise AssertionError("unreachable")
+
+
+def _execute_once(
+    source: Path, output: Path, parameters: dict, cwd: Path, cell_timeout: float | None
+) -> float:
     import jupytext
     import nbformat
     import papermill as pm
@@ -111,6 +138,7 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path) ->
             cwd=str(cwd),
             progress_bar=False,
             log_output=False,
+            execution_timeout=cell_timeout,
         )
         seconds = time.perf_counter() - start
         done = nbformat.read(tmp_out, as_version=4)
@@ -163,7 +191,8 @@ def execute_all(
             timings.append((source.stem, None))
             continue
         print(f"{source.stem}: executing ({profile} profile) ...", flush=True)
-        seconds = execute_notebook(source, output, parameters, cwd=root)
+        timeout = get_profile(profile).cell_timeout_s
+        seconds = execute_notebook(source, output, parameters, cwd=root, cell_timeout=timeout)
         _stamp_key(output, digest)
         print(f"{source.stem}: executed in {seconds:.1f} s", flush=True)
         timings.append((source.stem, seconds))
