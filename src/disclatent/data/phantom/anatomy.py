@@ -110,11 +110,6 @@ class DiscSpec:
         return lab.level_name(self.ivd_label)
 
     @property
-    def irregular(self) -> bool:
-        """Whether the outline or the endplates deviate from the analytic solid."""
-        return bool(len(self.outline) or len(self.bumps))
-
-    @property
     def outline_growth(self) -> float:
         """The outline's largest relative radius (1 for the ellipses)."""
         return 1.0 + float(np.abs(self.outline).sum())

@@ -42,6 +42,7 @@ def _write_patient(args: tuple[int, int, int, str]) -> dict:
     spec = make_patient(seed, index, n_patients)
     out_dir = Path(out)
     rows_overview, rows_truth = [], []
+    truths = [d.truth() for d in spec.discs]  # world geometry: the same in every series
     for m_i, modality in enumerate(("t1", "t2")):
         rng = np.random.default_rng([seed, index, 2 + m_i])
         grid = series_grid(spec, spec.site, rng)
@@ -73,8 +74,7 @@ def _write_patient(args: tuple[int, int, int, str]) -> dict:
                 "institution": spec.site.name,
             }
         )
-        for d in spec.discs:
-            t = d.truth()
+        for d, t in zip(spec.discs, truths, strict=True):
             rows_truth.append(
                 {
                     "series": series,
