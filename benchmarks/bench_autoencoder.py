@@ -11,6 +11,7 @@ wall-clock cap of ``--cap-seconds`` ends a run). Run from the project root::
         [--latent-dim 4] [--build-dir _build] [--heldout-fraction 0.2] [--cap-seconds 240]
         [--ideas] [--norm group] [--decoder-kernel 4] [--batch-size 2] [--lr 3e-3]
         [--schedule cosine] [--hard-weight 5] [--channels 8,32,256] [--epochs 200]
+        [--strategy decoder_first] [--encoder-epochs 80]
 
 Without ``--ideas`` one run with the profile's settings (and any overrides) is measured. The
 cohort is the profile's phantom (written under ``<build>/data`` when missing) or ``--data``.
@@ -34,6 +35,7 @@ IDEAS: list[tuple[str, dict[str, Any]]] = [
     (
         "before (batch norm, kernel-3 decoder, 16-32-64, batch 4, lr 1e-3 one-cycle)",
         dict(
+            strategy="joint",
             norm="batch",
             decoder_kernel=3,
             channels=(16, 32, 64),
@@ -51,7 +53,11 @@ IDEAS: list[tuple[str, dict[str, Any]]] = [
     ("+ kernel-4 decoder", dict(decoder_kernel=4)),
     ("+ channels 8-32-256 (wide coarse stage)", dict(channels=(8, 32, 256))),
     ("+ wrong voxels weigh 6 in the BCE", dict(hard_weight=5.0)),
-    ("+ batch 2 (the default profile)", dict(batch_size=2)),
+    ("+ batch 2", dict(batch_size=2)),
+    (
+        "+ decoder first, then the encoder (the default profile)",
+        dict(strategy="decoder_first"),
+    ),
 ]
 
 
@@ -70,10 +76,13 @@ def _measure(train, cfg, cap: float) -> dict[str, Any]:
 
     def report(row: dict) -> None:
         rows.append(dict(row, wall=time.perf_counter() - start))
-        if row["epoch"] % 20 == 0 or row["train_iou"] >= cfg.target_iou:
+        iou = row.get("train_iou", float("nan"))
+        if row["epoch"] % 20 == 0 or iou >= cfg.target_iou:
+            what = "train IoU" if row["stage"] != "decoder" else "decoder IoU (codes)"
+            name = "train_iou" if row["stage"] != "decoder" else "decoder_iou"
             print(
-                f"    epoch {row['epoch']:4d}  train IoU {row['train_iou']:.4f} "
-                f"(min {row['train_iou_min']:.3f})  {rows[-1]['wall']:.0f} s",
+                f"    epoch {row['epoch']:4d}  {row['stage']:<7} {what} {row[name]:.4f} "
+                f"(min {row[name + '_min']:.3f})  {rows[-1]['wall']:.0f} s",
                 flush=True,
             )
         if time.perf_counter() - start > cap:
@@ -84,8 +93,10 @@ def _measure(train, cfg, cap: float) -> dict[str, Any]:
             A.fit(train, cfg, out_dir=Path(tmp), progress=False, callback=report)
         except _OutOfTime:
             pass
-    hit = next((r for r in rows if r["train_iou"] >= cfg.target_iou), None)
-    best = max(r["train_iou"] for r in rows)
+    measured = [r for r in rows if "train_iou" in r]  # the decoder stage has no encoder yet
+    hit = next((r for r in measured if r["train_iou"] >= cfg.target_iou), None)
+    best = max((r["train_iou"] for r in measured), default=float("nan"))
+    decoder = [r for r in rows if r["stage"] == "decoder"]
     return {
         "epochs_run": len(rows),
         "converged": hit is not None,
@@ -94,12 +105,15 @@ def _measure(train, cfg, cap: float) -> dict[str, Any]:
         "best_train_iou": round(best, 4),
         "seconds_run": round(rows[-1]["wall"], 1),
         "seconds_per_epoch": round(rows[-1]["wall"] / len(rows), 2),
+        "decoder_epochs": len(decoder),
+        "decoder_seconds": round(decoder[-1]["wall"], 1) if decoder else None,
     }
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("norm", "decoder_kernel", "batch_size", "lr", "schedule", "hard_weight"):
+    names = ("norm", "decoder_kernel", "batch_size", "lr", "schedule", "hard_weight")
+    for name in (*names, "strategy", "encoder_epochs"):
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)
     if args.channels:
@@ -119,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout-fraction", type=float, default=0.2)
     ap.add_argument("--cap-seconds", type=float, default=240.0, help="wall-clock cap per run")
     ap.add_argument("--ideas", action="store_true", help="measure the ladder of ideas")
+    ap.add_argument(
+        "--from-idea",
+        type=int,
+        default=0,
+        help="with --ideas: measure the ladder from this row (0-based) on and keep the rows "
+        "before it from the JSON file (each kept row says its own epoch budget)",
+    )
     ap.add_argument("--norm", choices=["batch", "group"])
     ap.add_argument("--decoder-kernel", type=int, choices=[3, 4])
     ap.add_argument("--batch-size", type=int)
@@ -126,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedule", choices=["constant", "onecycle", "cosine"])
     ap.add_argument("--hard-weight", type=float)
     ap.add_argument("--channels", default="", help="encoder channels per stage, e.g. 8,32,256")
-    ap.add_argument("--epochs", type=int, default=None, help="epoch budget (profile's)")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="epoch budget (decoder first: its decoder stage)"
+    )
+    ap.add_argument("--strategy", choices=["joint", "decoder_first"])
+    ap.add_argument("--encoder-epochs", type=int, help="encoder-stage budget (decoder first)")
     ap.add_argument(
         "--json",
         default="",
@@ -156,14 +181,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    out = args.json or (str(benchmark_result("autoencoder_ideas")) if args.ideas else "")
+    kept: list[dict] = []
     if args.ideas:
         runs, cfg = [], base
         for name, change in IDEAS:
             cfg = replace(cfg, **change)
             runs.append((name, cfg))
+        if args.from_idea:
+            kept = json.loads(Path(out).read_text())["results"][: args.from_idea]
+            assert [r["idea"] for r in kept] == [n for n, _ in runs[: args.from_idea]]
+            runs = runs[args.from_idea :]
     else:
         runs = [(f"profile {args.profile}", replace(base, **_overrides(args)))]
-    results = []
+    results = list(kept)
     for name, cfg in runs:
         print(f"  {name}", flush=True)
         r = {"idea": name, "epoch_budget": cfg.max_epochs, **_measure(train, cfg, args.cap_seconds)}
@@ -188,7 +219,6 @@ def main(argv: list[str] | None = None) -> int:
         "cap_seconds": args.cap_seconds,
         "results": results,
     }
-    out = args.json or (str(benchmark_result("autoencoder_ideas")) if args.ideas else "")
     if out:
         write_text_atomic(json.dumps(summary, indent=1) + "\n", Path(out))
         print(f"written: {out}")

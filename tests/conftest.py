@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from disclatent.autoencoder.config import AEConfig
 from disclatent.data.phantom import write_phantom
 from disclatent.data.volume import Volume
 
@@ -27,3 +28,34 @@ def small_mask(direction=None, spacing=(3.5, 0.6, 0.55)) -> Volume:
     arr[12:14, 3:13, 1:7] = 202
     arr[0:4, 4:12, 2:6] = 1
     return Volume(arr, spacing, (-10.0, 20.0, -30.0), np.eye(3) if direction is None else direction)
+
+
+# a small autoencoder configuration and cubes for the autoencoder tests
+TINY = AEConfig(
+    latent_dim=4,
+    size=16,
+    spacing_mm=(2.0, 2.0, 2.0),
+    channels=(16, 32),
+    max_epochs=3,
+    batch_size=4,
+    lr=3e-3,
+    schedule="onecycle",
+    loss="dice_bce",
+    freeze_bn_epoch=0,
+)
+
+
+def ellipsoids(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """Binary ellipsoids of random semi-axes, tilt and sub-voxel offset (SI, AP, LR)."""
+    rng = np.random.default_rng(seed)
+    c = np.arange(size) - (size - 1) / 2
+    si, ap, lr = np.meshgrid(c, c, c, indexing="ij")
+    out = np.zeros((n, size, size, size), np.uint8)
+    for i in range(n):
+        a = rng.uniform([1.5, 3.5, 4.5], [2.5, 5.5, 6.5])
+        t = rng.uniform(-0.4, 0.4)
+        off = rng.uniform(-0.5, 0.5, 3)
+        s2 = (si - off[0]) * np.cos(t) - (ap - off[1]) * np.sin(t)
+        a2 = (si - off[0]) * np.sin(t) + (ap - off[1]) * np.cos(t)
+        out[i] = ((s2 / a[0]) ** 2 + (a2 / a[1]) ** 2 + ((lr - off[2]) / a[2]) ** 2) <= 1
+    return out

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import TINY, ellipsoids
 from disclatent import autoencoder as A
 from disclatent.autoencoder import checkpoint, training
 from disclatent.cli import main
@@ -18,35 +19,6 @@ from disclatent.data import volume as io
 from disclatent.data.phantom import write_phantom
 
 torch.set_num_threads(1)
-
-TINY = A.AEConfig(
-    latent_dim=4,
-    size=16,
-    spacing_mm=(2.0, 2.0, 2.0),
-    channels=(16, 32),
-    max_epochs=3,
-    batch_size=4,
-    lr=3e-3,
-    schedule="onecycle",
-    loss="dice_bce",
-    freeze_bn_epoch=0,
-)
-
-
-def ellipsoids(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
-    """Binary ellipsoids of random semi-axes, tilt and sub-voxel offset (SI, AP, LR)."""
-    rng = np.random.default_rng(seed)
-    c = np.arange(size) - (size - 1) / 2
-    si, ap, lr = np.meshgrid(c, c, c, indexing="ij")
-    out = np.zeros((n, size, size, size), np.uint8)
-    for i in range(n):
-        a = rng.uniform([1.5, 3.5, 4.5], [2.5, 5.5, 6.5])
-        t = rng.uniform(-0.4, 0.4)
-        off = rng.uniform(-0.5, 0.5, 3)
-        s2 = (si - off[0]) * np.cos(t) - (ap - off[1]) * np.sin(t)
-        a2 = (si - off[0]) * np.sin(t) + (ap - off[1]) * np.cos(t)
-        out[i] = ((s2 / a[0]) ** 2 + (a2 / a[1]) ** 2 + ((lr - off[2]) / a[2]) ** 2) <= 1
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +294,7 @@ def test_save_and_load_use_safetensors_only(cubes, tmp_path, monkeypatch):
         masks.dtype == np.uint8 and masks.shape == cubes.shape and set(np.unique(masks)) <= {0, 1}
     )
     np.testing.assert_array_equal(masks, ae.reconstruct(cubes))
-    assert list(loaded.history.columns[:3]) == ["epoch", "loss", "train_iou"]
+    assert list(loaded.history.columns[:4]) == ["epoch", "stage", "loss", "train_iou"]
 
 
 # -- baselines and API ----------------------------------------------------------------------
@@ -420,6 +392,8 @@ def test_cli_train_encode_decode_on_unseen_masks(phantom_dir, tmp_path, capsys):
                 "quick",
                 "--max-epochs",
                 "2",
+                "--encoder-epochs",
+                "1",
                 "--threads",
                 "1",
                 "--quiet",
@@ -428,7 +402,8 @@ def test_cli_train_encode_decode_on_unseen_masks(phantom_dir, tmp_path, capsys):
         == 0
     )
     metrics = json.loads((model / "metrics.json").read_text())
-    assert metrics["latent_dim"] == 4 and metrics["epochs"] == 2
+    assert metrics["latent_dim"] == 4 and metrics["epochs"] == 3  # 2 decoder + 1 encoder
+    assert metrics["strategy"] == "decoder_first" and metrics["decoder_epochs"] == 2
     assert metrics["converged"] in (True, False)
     assert 0 < metrics["train_iou"] <= 1 and 0 <= metrics["heldout_iou"] <= 1
     split = pd.read_csv(model / "discs.csv", dtype={"patient": str})
@@ -713,7 +688,7 @@ def test_ideas_table_reads_the_benchmark_file(tmp_path):
         dict(idea="before", converged=False, epochs_to_0995=None, seconds_to_0995=None,
              best_train_iou=0.93, epochs_run=200, seconds_per_epoch=0.9),
         dict(idea="+ batch 2", converged=True, epochs_to_0995=150, seconds_to_0995=170.2,
-             best_train_iou=0.9951, epochs_run=150, seconds_per_epoch=1.13),
+             best_train_iou=0.9951, epochs_run=150, seconds_per_epoch=1.13, epoch_budget=300),
     ]  # fmt: skip
     path = benchmark_result("autoencoder_ideas", root=tmp_path)
     assert path == tmp_path / "benchmarks" / "results" / "autoencoder_ideas.json"
@@ -725,6 +700,8 @@ def test_ideas_table_reads_the_benchmark_file(tmp_path):
     assert table.loc["+ batch 2", "seconds to 0.995"] == 170.2
     assert table.loc["+ batch 2", "epochs to 0.995"] == 150
     assert table.loc["before", "best train IoU"] == 0.93
+    assert table.loc["+ batch 2", "epoch budget"] == 300
+    assert np.isnan(table.loc["before", "epoch budget"])  # not recorded: not guessed
 
 
 def test_the_sweep_writes_the_split_and_its_models_load_for_new_discs(cubes, tmp_path):
@@ -769,9 +746,23 @@ def test_reconstruction_picks_and_figures(cubes):
     sagittal = figs[0].axes[0].images[0]
     assert sagittal.get_extent() == [0, 32.0, 0, 32.0]  # 16 voxels x 2 mm
     assert figs[0].axes[1].get_title().startswith("k=4 (IoU ")
-    ae.history = ae.history.assign(train_iou=0.5)
+    ae.history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "stage": ["decoder", "decoder", "encoder"],
+            "loss": [1.0, 0.5, 0.1],
+            "decoder_iou": [0.5, 0.9, np.nan],
+            "train_iou": [np.nan, np.nan, 0.996],
+        }
+    )
     curves = P.plot_training_curves({4: ae}, 0.995)
-    assert curves.axes[1].get_ylim() == (0.48, 1.0)
+    # decoder stage dotted (its codes' IoU), the autoencoder solid; 1 - IoU on a log axis
+    assert [line.get_linestyle() for line in curves.axes[0].get_lines()] == [":", "-"]
+    dotted, solid, target = curves.axes[1].get_lines()
+    np.testing.assert_allclose(dotted.get_ydata()[:2], [0.5, 0.1])
+    assert solid.get_label() == "k=4" and solid.get_ydata()[2] == pytest.approx(0.004)
+    assert target.get_ydata()[0] == pytest.approx(0.005)
+    assert curves.axes[1].get_yscale() == "log"
     results = sweep_results()
     for col, _ in P.IOU_BARS:
         results[col + "_lo"], results[col + "_hi"] = results[col] - 0.01, results[col] + 0.01

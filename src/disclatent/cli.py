@@ -277,7 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--latent-dim", type=int, required=True, help="bottleneck size k")
     t.add_argument("--out", required=True, help="model folder (weights, metrics.json, history)")
     t.add_argument("--profile", default="default", choices=list(PROFILES))
-    t.add_argument("--max-epochs", type=int, default=None, help="override the profile's")
+    t.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="epoch budget (decoder-first training: of the decoder stage); default: the profile's",
+    )
+    t.add_argument(
+        "--encoder-epochs",
+        type=int,
+        default=None,
+        help="epoch budget of the encoder stage of decoder-first training (default: the profile's)",
+    )
     t.add_argument(
         "--heldout-fraction",
         type=float,

@@ -81,7 +81,7 @@ class Profile:
     # (``book/method.md``, *Autoencoder*).
     ae_size: int = 32
     ae_channels: tuple[int, ...] = (8, 32, 256)
-    ae_max_epochs: int = 120
+    ae_max_epochs: int = 200
     ae_batch_size: int = 2
     ae_lr: float = 3e-3
     ae_schedule: str = "cosine"
@@ -90,6 +90,11 @@ class Profile:
     ae_norm: str = "group"
     ae_decoder_kernel: int = 4
     ae_freeze_bn_epoch: int = 0
+    # training strategy (disclatent.autoencoder.decoder_first): "decoder_first" trains the
+    # decoder with a free code per disc for up to ae_max_epochs, then the encoder regresses
+    # the codes for up to ae_encoder_epochs; "joint" (the paper) trains both together
+    ae_strategy: str = "decoder_first"
+    ae_encoder_epochs: int = 80
     ae_latent_dims: tuple[int, ...] = tuple(int(k) for k in published.AUTOENCODER_SWEEP.latent_dim)
     ae_heldout_fraction: float = 0.2
     ae_channels_last: bool = False
@@ -115,6 +120,7 @@ PROFILES: dict[str, Profile] = {
         pred_ae_in_fold=False,
         ae_channels=(8, 16, 64),
         ae_max_epochs=12,
+        ae_encoder_epochs=6,
     ),
     "default": Profile(
         "default",
@@ -149,6 +155,7 @@ PROFILES: dict[str, Profile] = {
         ae_hard_weight=0.0,
         ae_norm="batch",
         ae_decoder_kernel=3,
+        ae_strategy="joint",
     ),
 }
 

@@ -207,6 +207,7 @@ def ideas_table(path: str | os.PathLike) -> pd.DataFrame:
     rows = [
         {
             "idea (each adds to the row above)": r["idea"],
+            "epoch budget": r.get("epoch_budget"),
             "seconds to 0.995": r["seconds_to_0995"] if r["converged"] else None,
             "epochs to 0.995": r["epochs_to_0995"] if r["converged"] else None,
             "best train IoU": r["best_train_iou"],

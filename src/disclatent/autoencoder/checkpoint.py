@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,11 +114,14 @@ def restore_optimizer(
 # ---------------------------------------------------------------------------------------
 @dataclass
 class Checkpoint:
-    """Where an interrupted run stopped: epochs done, seconds spent, per-epoch history."""
+    """Where an interrupted run stopped: epochs done, seconds spent, per-epoch history and,
+    for decoder-first training, the stage and how many epochs the decoder stage took."""
 
     epoch: int
     seconds: float
     history: list[dict]
+    stage: str = "joint"  # "joint" | "decoder" | "encoder"
+    decoder_epochs: int = 0
 
 
 def write_checkpoint(
@@ -127,9 +131,12 @@ def write_checkpoint(
     config: AEConfig,
     digest: str,
     state: Checkpoint,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Weights, optimiser state and ``state`` of a run, keyed by its configuration and data."""
+    """Weights, optimiser state and ``state`` of a run, keyed by its configuration and data;
+    ``extra`` tensors (the decoder-first codes) are kept under their own names."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"extra.{k}": v for k, v in (extra or {}).items()})
     opt_tensors, opt_meta = optimizer_tensors(opt)
     tensors.update(opt_tensors)
     save_tensors(
@@ -144,6 +151,8 @@ def write_checkpoint(
             "epoch": state.epoch,
             "seconds": state.seconds,
             "history": state.history,
+            "stage": state.stage,
+            "decoder_epochs": state.decoder_epochs,
             "optimizer": opt_meta,
         },
     )
@@ -152,13 +161,18 @@ def write_checkpoint(
 def resume_checkpoint(
     path: Path,
     model: nn.Module,
-    opt: torch.optim.Optimizer,
+    optimizer_for: Callable[[str], torch.optim.Optimizer],
     config: AEConfig,
     digest: str,
     device: torch.device,
-) -> Checkpoint | None:
-    """Load the checkpoint at ``path`` into ``model`` and ``opt`` if it belongs to this run
-    (same training settings, budget, discs and training version); else ``None``."""
+    extra: dict[str, torch.Tensor] | None = None,
+) -> tuple[Checkpoint, torch.optim.Optimizer] | None:
+    """Resume the run saved at ``path`` if it belongs to this one (same training settings,
+    budget, discs and training version), else ``None``.
+
+    Loads the weights into ``model`` and the ``extra`` tensors in place; the optimiser of the
+    saved stage comes from ``optimizer_for(stage)`` and gets the saved state.
+    """
     tensors, meta = load_tensors(path)
     if not (
         meta.get("training_key") == config.training_key()
@@ -168,8 +182,19 @@ def resume_checkpoint(
     ):
         return None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    with torch.no_grad():
+        for name, target in (extra or {}).items():
+            target.copy_(tensors[f"extra.{name}"].to(target.device))
+    state = Checkpoint(
+        int(meta["epoch"]),
+        float(meta.get("seconds", 0.0)),
+        meta["history"],
+        str(meta.get("stage", "joint")),
+        int(meta.get("decoder_epochs", 0)),
+    )
+    opt = optimizer_for(state.stage)
     restore_optimizer(opt, tensors, meta["optimizer"], device)
-    return Checkpoint(int(meta["epoch"]), float(meta.get("seconds", 0.0)), meta["history"])
+    return state, opt
 
 
 # ---------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ def cli_train(args: argparse.Namespace) -> int:
         prof,
         args.latent_dim,
         max_epochs=args.max_epochs,
+        encoder_epochs=args.encoder_epochs,
         seed=args.seed,
         cpu_threads=args.threads or None,
     )

@@ -21,6 +21,7 @@ SCHEDULES = ("constant", "onecycle", "cosine")
 LOSSES = ("bce", "dice_bce")
 NORMS = ("batch", "group")  # the network's normalisation (disclatent.autoencoder.network)
 DECODER_KERNELS = (3, 4)
+STRATEGIES = ("joint", "decoder_first")  # see disclatent.autoencoder.decoder_first
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,17 @@ class AEConfig:
     hard_weight: float = 0.0
     norm: str = "batch"  # "batch" (the paper) | "group"; see disclatent.autoencoder.network
     decoder_kernel: int = 3  # 3 (the paper) | 4
+    # "joint" (the paper: encoder and decoder together, max_epochs) | "decoder_first": the
+    # decoder with a free code per disc (max_epochs), then the encoder regresses the codes
+    # (encoder_epochs, Adam at encoder_lr, cosine, batch encoder_batch_size)
+    strategy: str = "joint"
+    encoder_epochs: int = 80
+    encoder_lr: float = 1e-3
+    encoder_batch_size: int = 8
+    # the decoder stage ends once its decoded codes reach target_iou + decoder_margin: the
+    # encoder's codes are near, not equal to, the free ones, so the composed autoencoder
+    # lands a little below the decoder stage's IoU
+    decoder_margin: float = 0.001
     target_iou: float = published.TARGET_IOU
     stop_at_target: bool = True
     seed: int = 0
@@ -61,18 +73,36 @@ class AEConfig:
                 f"cube size {self.size} is not divisible by 2^{len(self.channels)} "
                 f"({len(self.channels)} stride-2 stages)"
             )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
-        if self.decoder_kernel not in DECODER_KERNELS:
-            raise ValueError(f"decoder_kernel must be one of {DECODER_KERNELS}")
+        for name, value, allowed in (
+            ("schedule", self.schedule, SCHEDULES),
+            ("loss", self.loss, LOSSES),
+            ("norm", self.norm, NORMS),
+            ("decoder_kernel", self.decoder_kernel, DECODER_KERNELS),
+            ("strategy", self.strategy, STRATEGIES),
+        ):
+            if value not in allowed:
+                choices = ", ".join(str(a) for a in allowed)
+                raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
         if self.hard_weight < 0:
             raise ValueError("hard_weight must be non-negative")
         if self.max_epochs < 1 or self.batch_size < 1:
             raise ValueError("max_epochs and batch_size must be positive")
+        if self.strategy == "decoder_first":
+            self._check_decoder_first()
+
+    def _check_decoder_first(self) -> None:
+        if self.norm != "group":
+            raise ValueError(
+                "decoder_first training needs norm='group': batch statistics would differ "
+                "between the decoder's codes and the encoder's"
+            )
+        if self.encoder_epochs < 1 or self.encoder_batch_size < 1:
+            raise ValueError("encoder_epochs and encoder_batch_size must be positive")
+
+    @property
+    def epoch_budget(self) -> int:
+        """Most epochs a run may take: both stages' budgets for ``decoder_first``."""
+        return self.max_epochs + (self.encoder_epochs if self.strategy == "decoder_first" else 0)
 
     @classmethod
     def from_profile(
@@ -97,6 +127,8 @@ class AEConfig:
             norm=p.ae_norm,
             decoder_kernel=p.ae_decoder_kernel,
             freeze_bn_epoch=p.ae_freeze_bn_epoch,
+            strategy=p.ae_strategy,
+            encoder_epochs=p.ae_encoder_epochs,
             channels_last=p.ae_channels_last,
             cpu_threads=cpu_threads(p),
         )
@@ -142,7 +174,16 @@ def describe_config(cfg: AEConfig, n_params: int | None = None) -> dict[str, str
         + (f" (BCE x {cfg.bce_weight:g})" if cfg.loss != "bce" and cfg.bce_weight != 1 else "")
         + (f"; wrong voxels weigh {1 + cfg.hard_weight:g}" if cfg.hard_weight else ""),
         "output bias at start": "log-odds of the foreground share",
-        "optimiser": f"Adam, lr {cfg.lr:g}, {cfg.schedule}",
+        "training": "encoder and decoder together"
+        if cfg.strategy == "joint"
+        else "decoder first (a free code per disc), then the encoder regresses the codes",
+        "optimiser": f"Adam, lr {cfg.lr:g}, {cfg.schedule}"
+        + (
+            f"; encoder: Adam, lr {cfg.encoder_lr:g}, cosine, batch {cfg.encoder_batch_size}, "
+            "mean squared error to the codes"
+            if cfg.strategy == "decoder_first"
+            else ""
+        ),
         "batch": str(cfg.batch_size),
         "batch-norm statistics": (
             ("precise BN" if cfg.precise_bn else "running averages")
@@ -150,6 +191,8 @@ def describe_config(cfg: AEConfig, n_params: int | None = None) -> dict[str, str
         )
         if cfg.norm == "batch"
         else "none (GroupNorm)",
-        "epoch budget": str(cfg.max_epochs),
+        "epoch budget": str(cfg.max_epochs)
+        if cfg.strategy == "joint"
+        else f"decoder {cfg.max_epochs}, then encoder {cfg.encoder_epochs}",
         "criterion": f"mean IoU >= {cfg.target_iou}, all training discs, eval mode",
     }

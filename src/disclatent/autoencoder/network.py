@@ -21,7 +21,7 @@ Two choices differ between the paper and the laptop profiles (``book/method.md``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 import torch
@@ -108,6 +108,30 @@ class DiscAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The batch-norm layers of ``model`` (none with GroupNorm)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Replace the running batch-norm statistics by their average over ``batches`` (all
+    training discs, in batches of the training size: "precise BN"), so that the eval-mode
+    model is a fixed function of the weights, not of the last few noisy batches. Leaves the
+    model in eval mode."""
+    bns = batch_norms(model)
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for x in batches:
+        model(x)
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    model.eval()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -68,19 +68,31 @@ def reconstruction_loss(
     return bce + dice.mean()
 
 
-def learning_rate(cfg: AEConfig, step: int, total: int) -> float:
-    """The learning rate at optimisation ``step`` of ``total`` under ``cfg.schedule``.
+def learning_rate(
+    cfg: AEConfig, step: int, total: int, lr: float | None = None, schedule: str | None = None
+) -> float:
+    """The learning rate at optimisation ``step`` of ``total`` under ``cfg.schedule`` from
+    ``cfg.lr`` (``lr`` and ``schedule`` override them: the encoder stage of decoder-first
+    training runs its own cosine from ``cfg.encoder_lr``).
 
     ``constant``: ``lr``. ``cosine``: from ``lr`` down to ``lr / 50``. ``onecycle``: linear
     warm-up over the first 10 % to 3 x ``lr``, then cosine down to ``lr / 100``.
     """
-    if cfg.schedule == "constant":
-        return cfg.lr
+    base = cfg.lr if lr is None else lr
+    kind = cfg.schedule if schedule is None else schedule
+    if kind == "constant":
+        return base
     frac = min(step / max(total, 1), 1.0)
-    if cfg.schedule == "cosine":
-        return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-    peak, warm = 3 * cfg.lr, 0.1
+    if kind == "cosine":
+        return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+    peak, warm = 3 * base, 0.1
     if frac < warm:
-        return cfg.lr + (peak - cfg.lr) * frac / warm
+        return base + (peak - base) * frac / warm
     f = (frac - warm) / (1 - warm)
-    return cfg.lr / 100 + (peak - cfg.lr / 100) * 0.5 * (1 + math.cos(math.pi * f))
+    return base / 100 + (peak - base / 100) * 0.5 * (1 + math.cos(math.pi * f))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The seeded order in which epoch ``epoch`` visits ``n`` training discs."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)

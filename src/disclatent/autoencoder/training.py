@@ -2,7 +2,8 @@
 *Autoencoder*).
 
 **Training** (:meth:`DiscAE.fit`, :func:`fit`): BCE on the logits (optionally plus soft
-Dice), Adam, seeded, CUDA when present; the output bias starts at the log-odds of the discs'
+Dice), Adam, seeded, CUDA when present; joint (the paper) or decoder first
+(:mod:`disclatent.autoencoder.stages`); the output bias starts at the log-odds of the discs'
 foreground share. After *every* epoch, in eval mode, the IoU of the thresholded output
 (logit > 0) with the input is computed for *every* training disc; the model has converged
 when their mean reaches the target (0.995), not when one train-mode batch does. Before each
@@ -46,17 +47,23 @@ from disclatent.autoencoder.config import AEConfig
 from disclatent.autoencoder.cubes import fit_cubes
 from disclatent.autoencoder.network import (
     DiscAutoencoder,
+    batch_norms,
     build_model,
     count_parameters,
     default_device,
+    recalibrate_batch_norm,
     to_channels_last,
 )
-from disclatent.autoencoder.objective import iou_per_disc, learning_rate, reconstruction_loss
+from disclatent.autoencoder.objective import epoch_order, iou_per_disc, learning_rate
+from disclatent.autoencoder.stages import (
+    CODES_KEY,
+    decoder_iou,
+    initial_codes,
+    stage_loss,
+    stage_optimizer,
+    stage_schedule,
+)
 from disclatent.stats import bootstrap_mean_ci
-
-
-def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 @dataclass
@@ -73,6 +80,7 @@ class _Run:
     checkpoint_seconds: float
     callback: Callable[[dict], None] | None
     bar: Any
+    codes: nn.Embedding | None = None  # decoder-first training: one free code per disc
     converged: bool = False
     last_save: float = field(default_factory=time.perf_counter)
 
@@ -112,7 +120,7 @@ class DiscAE:
             to_channels_last(self.model)
 
     # -- inference ------------------------------------------------------------------------
-    def _batches(self, cubes: np.ndarray, batch: int) -> Iterator[torch.Tensor]:
+    def _batches(self, cubes: np.ndarray | torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
         for i in range(0, len(cubes), batch):
             x = torch.as_tensor(np.asarray(cubes[i : i + batch]), device=self.device)
             x = x.to(torch.float32).unsqueeze(1)
@@ -184,24 +192,27 @@ class DiscAE:
             raise ValueError("no training discs")
         out = Path(out_dir) if out_dir is not None else None
         digest = data_digest(cubes)
-        opt = self._start_training(cubes)
+        opt, codes = self._start_training(cubes)
         ckpt = out / CHECKPOINT_FILE if out is not None else None
-        state = self._resume(ckpt, opt, digest) if resume else None
+        resumed = self._resume(ckpt, codes, digest) if resume else None
+        first = "joint" if self.config.strategy == "joint" else "decoder"
+        state, opt = resumed or (Checkpoint(epoch=0, seconds=0.0, history=[], stage=first), opt)
         run = _Run(
             opt=opt,
             cubes=cubes,
             data=self._training_tensor(cubes),
             pin=self.device.type == "cuda",
             digest=digest,
-            state=state or Checkpoint(epoch=0, seconds=0.0, history=[]),
+            state=state,
             ckpt=ckpt,
             checkpoint_seconds=checkpoint_seconds,
             callback=callback,
             bar=None,
+            codes=codes,
         )
         done = run.state.history  # a resumed run may have converged already
-        run.converged = bool(done) and done[-1]["train_iou"] >= self.config.target_iou
-        run.bar = _progress(self.config.max_epochs, run.state.epoch, progress, self.config)
+        run.converged = bool(done) and _iou(done[-1]) >= self.config.target_iou
+        run.bar = _progress(self.config.epoch_budget, run.state.epoch, progress, self.config)
         try:
             while not self._finished(run):
                 self._epoch(run)
@@ -213,8 +224,11 @@ class DiscAE:
             ckpt.unlink(missing_ok=True)  # the finished model replaces the checkpoint
         return self
 
-    def _start_training(self, cubes: np.ndarray) -> torch.optim.Optimizer:
-        """Seed, build the initial network (same seed -> same weights) and its optimiser."""
+    def _start_training(
+        self, cubes: np.ndarray
+    ) -> tuple[torch.optim.Optimizer, nn.Embedding | None]:
+        """Seed, build the initial network (same seed -> same weights), the decoder-first
+        codes (``None`` for joint training) and the first stage's optimiser."""
         _seed_everything(self.config.seed)
         self.model = build_model(self.config)
         # start from the prior: output bias = log-odds of the foreground share of the discs
@@ -225,71 +239,111 @@ class DiscAE:
         with torch.no_grad():
             bias.fill_(math.log(share / (1 - share)))
         self._place_model()
-        return torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        if self.config.strategy == "joint":
+            return stage_optimizer(self.model, None, "joint", self.config), None
+        codes = initial_codes(len(cubes), self.config.latent_dim, self.config.seed)
+        codes.to(self.device)
+        return stage_optimizer(self.model, codes, "decoder", self.config), codes
 
     def _resume(
-        self, ckpt: Path | None, opt: torch.optim.Optimizer, digest: str
-    ) -> Checkpoint | None:
+        self, ckpt: Path | None, codes: nn.Embedding | None, digest: str
+    ) -> tuple[Checkpoint, torch.optim.Optimizer] | None:
         if ckpt is None or not ckpt.exists():
             return None
-        return resume_checkpoint(ckpt, self.model, opt, self.config, digest, self.device)
+        extra = {CODES_KEY: codes.weight} if codes is not None else None
+        return resume_checkpoint(
+            ckpt,
+            self.model,
+            lambda stage: stage_optimizer(self.model, codes, stage, self.config),
+            self.config,
+            digest,
+            self.device,
+            extra,
+        )
 
     def _training_tensor(self, cubes: np.ndarray) -> torch.Tensor:
         data = torch.as_tensor(cubes, dtype=torch.uint8)  # stays on the CPU; batches move
         return data.pin_memory() if self.device.type == "cuda" else data
 
     def _finished(self, run: _Run) -> bool:
-        cfg = self.config
-        return run.state.epoch >= cfg.max_epochs or (run.converged and cfg.stop_at_target)
+        cfg, st = self.config, run.state
+        if st.stage == "decoder":
+            return False  # the encoder stage always follows
+        if st.stage == "encoder":
+            budget_spent = st.epoch - st.decoder_epochs >= cfg.encoder_epochs
+        else:
+            budget_spent = st.epoch >= cfg.max_epochs
+        return budget_spent or (run.converged and cfg.stop_at_target)
 
     def _epoch(self, run: _Run) -> None:
-        """Train one epoch, then evaluate every training disc in eval mode and record it."""
+        """Train one epoch of the current stage, then evaluate every training disc in eval
+        mode (the autoencoder; in the decoder stage, the decoded codes) and record it."""
         t0 = time.perf_counter()
+        stage = run.state.stage
         frozen = self._enter_train_mode(run)
         loss_sum = self._train_batches(run)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t1 = time.perf_counter()
-        if self.config.precise_bn and not frozen and _batch_norms(self.model):
+        if self.config.precise_bn and not frozen and batch_norms(self.model):
             self._recalibrate_bn(run.data, self.config.batch_size)
-        ious = self.iou(run.cubes)  # every training disc, eval mode
+        if stage == "decoder":
+            assert run.codes is not None
+            ious, name = decoder_iou(self.model, run.codes, run.data), "decoder_iou"
+        else:
+            ious, name = self.iou(run.cubes), "train_iou"  # every training disc, eval mode
         run.state.epoch += 1
         seconds = time.perf_counter() - t0
         run.state.seconds += seconds
         row = {
             "epoch": run.state.epoch,
+            "stage": stage,
             "loss": loss_sum / run.n,
-            "train_iou": float(ious.mean()),
-            "train_iou_min": float(ious.min()),
+            name: float(ious.mean()),
+            f"{name}_min": float(ious.min()),
             "lr": run.opt.param_groups[0]["lr"],
             "seconds": seconds,
             "eval_seconds": time.perf_counter() - t1,
         }
+        if stage == "decoder":
+            self._maybe_start_encoder(run, row[name])
         self._record(run, row)
+
+    def _maybe_start_encoder(self, run: _Run, iou: float) -> None:
+        """End the decoder stage at its budget or, with ``stop_at_target``, once the decoded
+        codes reach the criterion plus ``decoder_margin``; the encoder stage starts with a
+        fresh optimiser."""
+        cfg, st = self.config, run.state
+        reached = iou >= cfg.target_iou + cfg.decoder_margin
+        if st.epoch >= cfg.max_epochs or (cfg.stop_at_target and reached):
+            st.stage, st.decoder_epochs = "encoder", st.epoch
+            run.opt = stage_optimizer(self.model, run.codes, "encoder", cfg)
 
     def _enter_train_mode(self, run: _Run) -> bool:
         """Train mode; batch norm in eval mode (fixed statistics) from ``freeze_bn_epoch``."""
         cfg, epoch = self.config, run.state.epoch
         self.model.train()
-        frozen = 0 < cfg.freeze_bn_epoch <= epoch and bool(_batch_norms(self.model))
+        frozen = 0 < cfg.freeze_bn_epoch <= epoch and bool(batch_norms(self.model))
         if frozen:  # train exactly the function that is evaluated
             if cfg.freeze_bn_epoch == epoch and not cfg.precise_bn:
                 self._recalibrate_bn(run.data, cfg.batch_size)
                 self.model.train()
-            for m in _batch_norms(self.model):
+            for m in batch_norms(self.model):
                 m.eval()
         return frozen
 
     def _train_batches(self, run: _Run) -> float:
-        """One pass over the training discs in a seeded order; the summed loss x batch size."""
-        cfg, epoch, bs = self.config, run.state.epoch, self.config.batch_size
+        """One pass of the current stage over the training discs in a seeded order; the
+        summed loss x batch size. Joint: the reconstruction loss of the autoencoder; decoder
+        stage: that of the decoded codes; encoder stage: the squared error to the codes."""
+        cfg, st = self.config, run.state
+        bs, epoch, epochs, lr, schedule = stage_schedule(cfg, st.stage, st.epoch, st.decoder_epochs)
         steps = math.ceil(run.n / bs)
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        perm = torch.randperm(run.n, generator=g)
+        perm = epoch_order(run.n, cfg.seed, st.epoch)
         loss_sum = 0.0
         for b in range(steps):
-            lr = learning_rate(cfg, epoch * steps + b, steps * cfg.max_epochs)
-            loss_sum += self._train_step(run, perm[b * bs : (b + 1) * bs], lr)
+            rate = learning_rate(cfg, epoch * steps + b, steps * epochs, lr, schedule)
+            loss_sum += self._train_step(run, perm[b * bs : (b + 1) * bs], rate)
         return loss_sum
 
     def _train_step(self, run: _Run, idx: torch.Tensor, lr: float) -> float:
@@ -300,7 +354,7 @@ class DiscAE:
         for group in run.opt.param_groups:
             group["lr"] = lr
         run.opt.zero_grad(set_to_none=True)
-        loss = reconstruction_loss(self.model(x), x, cfg.loss, cfg.bce_weight, cfg.hard_weight)
+        loss = stage_loss(self.model, run.codes, run.state.stage, x, idx, cfg)
         loss.backward()
         run.opt.step()
         return float(loss.detach()) * len(idx)
@@ -308,12 +362,16 @@ class DiscAE:
     def _record(self, run: _Run, row: dict) -> None:
         """Keep the epoch's row; checkpoint when due; report it."""
         run.state.history.append(row)
-        run.converged = row["train_iou"] >= self.config.target_iou
+        run.converged = _iou(row) >= self.config.target_iou
         run.bar.update(1)
-        run.bar.set_postfix(loss=f"{row['loss']:.4f}", iou=f"{row['train_iou']:.4f}")
+        shown = row.get("train_iou", row.get("decoder_iou", math.nan))
+        run.bar.set_postfix(stage=row["stage"], loss=f"{row['loss']:.4f}", iou=f"{shown:.4f}")
         due = time.perf_counter() - run.last_save >= run.checkpoint_seconds
         if run.ckpt is not None and (self._finished(run) or due):
-            write_checkpoint(run.ckpt, self.model, run.opt, self.config, run.digest, run.state)
+            extra = {CODES_KEY: run.codes.weight} if run.codes is not None else None
+            write_checkpoint(
+                run.ckpt, self.model, run.opt, self.config, run.digest, run.state, extra
+            )
             run.last_save = time.perf_counter()
         if run.callback is not None:
             run.callback(row)
@@ -323,9 +381,13 @@ class DiscAE:
         self.history = pd.DataFrame(history)
         ious = self.iou(run.cubes)
         _, lo, hi = bootstrap_mean_ci(ious)
-        first = next((r["epoch"] for r in history if r["train_iou"] >= cfg.target_iou), None)
+        first = next((r["epoch"] for r in history if _iou(r) >= cfg.target_iou), None)
+        decoder_rows = [r for r in history if r["stage"] == "decoder"]
         self.metrics = {
             "latent_dim": cfg.latent_dim,
+            "strategy": cfg.strategy,
+            "decoder_epochs": len(decoder_rows),
+            "decoder_iou": decoder_rows[-1]["decoder_iou"] if decoder_rows else None,
             "epochs": run.state.epoch,
             "converged": first is not None,
             "epochs_to_converge": first,
@@ -341,25 +403,9 @@ class DiscAE:
             "training_version": TRAINING_VERSION,
         }
 
-    @torch.no_grad()
     def _recalibrate_bn(self, data: torch.Tensor, batch_size: int) -> None:
-        """Replace the running batch-norm statistics by their average over all training
-        discs, in batches of the training size ("precise BN"): the eval-mode model is then a
-        fixed function of the weights, not of the last few noisy batches."""
-        bns = _batch_norms(self.model)
-        saved = [m.momentum for m in bns]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        self.model.train()
-        for i in range(0, len(data), batch_size):
-            x = data[i : i + batch_size].to(self.device).float().unsqueeze(1)
-            if self.config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last_3d)
-            self.model(x)
-        for m, mom in zip(bns, saved, strict=True):
-            m.momentum = mom
-        self.model.eval()
+        """Precise BN over all training discs (:func:`recalibrate_batch_norm`)."""
+        recalibrate_batch_norm(self.model, self._batches(data, batch_size))
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, out_dir: str | os.PathLike, metrics: dict | None = None) -> Path:
@@ -385,6 +431,11 @@ class DiscAE:
         return ae
 
 
+def _iou(row: dict) -> float:
+    """The criterion's IoU of a history row (NaN for a decoder-stage row: no encoder yet)."""
+    return float(row.get("train_iou", math.nan))
+
+
 def _throughput(history: list[dict], n: int) -> float:
     """Training volumes per second (optimisation steps only, evaluation excluded)."""
     t = sum(r["seconds"] - r.get("eval_seconds", 0.0) for r in history)
@@ -397,24 +448,13 @@ def _seed_everything(seed: int) -> None:
     set_determinism(seed=seed)
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **kw: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(total: int, initial: int, enabled: bool, cfg: AEConfig) -> Any:
-    if not enabled:
-        return _NoBar()
     from tqdm.auto import tqdm
 
     desc = f"autoencoder k={cfg.latent_dim}"
-    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", leave=False)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="epoch", leave=False, disable=not enabled
+    )
 
 
 # ---------------------------------------------------------------------------------------

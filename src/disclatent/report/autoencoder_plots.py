@@ -33,22 +33,35 @@ IOU_BARS = [
 # Training curves
 # ---------------------------------------------------------------------------------------
 def plot_training_curves(models: Mapping[int, DiscAE], target_iou: float) -> Figure:
-    """Loss (log scale) and eval-mode mean training IoU after every epoch, one line per k;
-    the dashed line is the convergence criterion."""
+    """Loss (log scale) and the distance to a perfect reconstruction, 1 - mean IoU over all
+    training discs in eval mode (log scale), after every epoch, one colour per k; the dashed
+    line is the convergence criterion.
+
+    Decoder-first training draws its decoder stage dotted (the reconstruction loss and IoU
+    of the decoded codes: there is no encoder yet) and its encoder stage solid (loss: the
+    squared error to the codes; IoU: the autoencoder's, the criterion's).
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     histories = {k: m.history for k, m in models.items() if not m.history.empty}
-    for k, h in histories.items():
-        axes[0].plot(h["epoch"], h["loss"], label=f"k={k}")
-        axes[1].plot(h["epoch"], h["train_iou"], label=f"k={k}")
+    for i, (k, h) in enumerate(histories.items()):
+        color = f"C{i}"
+        stage = h["stage"] if "stage" in h else pd.Series("joint", index=h.index)
+        for name, style in (("joint", "-"), ("decoder", ":"), ("encoder", "-")):
+            part = h[stage == name]
+            if not part.empty:
+                axes[0].plot(part["epoch"], part["loss"], style, color=color)
+        if "decoder_iou" in h:
+            axes[1].plot(h["epoch"], 1 - h["decoder_iou"], ":", color=color)
+        if "train_iou" in h:
+            axes[1].plot(h["epoch"], 1 - h["train_iou"], "-", color=color, label=f"k={k}")
     axes[0].set_yscale("log")
     axes[0].set_ylabel("training loss")
-    axes[1].axhline(target_iou, ls="--", color="k", lw=1)
-    axes[1].set_ylabel("mean IoU, all training discs (eval mode)")
-    lowest = min((h["train_iou"].min() for h in histories.values()), default=1.0)
-    axes[1].set_ylim(max(0.0, lowest - 0.02), 1.0)
+    axes[1].axhline(1 - target_iou, ls="--", color="k", lw=1, label=f"IoU {target_iou:g}")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("1 - mean IoU, all training discs")
     for ax in axes:
         ax.set_xlabel("epoch")
-        ax.legend()
+    axes[1].legend(fontsize="small")
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,134 @@
+"""The stages of training: ``"joint"`` (the paper: encoder and decoder together) or, with
+``AEConfig.strategy = "decoder_first"``, ``"decoder"`` then ``"encoder"`` (``book/method.md``,
+*Autoencoder*). Each stage has its optimiser (:func:`stage_optimizer`), its loss
+(:func:`stage_loss`) and its schedule (:func:`stage_schedule`).
+
+**Decoder-first training.**
+
+Joint training of a small-bottleneck autoencoder spends most of its epochs with an encoder
+that does not yet separate the discs and a decoder that does not yet draw them; each waits for
+the other. Decoder-first training removes the wait:
+
+1. **The decoder, as an auto-decoder** (DeepSDF's idea, Park et al. 2019): every training disc
+   gets a free code of ``k`` numbers (start: N(0, 1), seeded), and the codes are optimised
+   together with the decoder under the reconstruction loss (:func:`decoder_step`). Its
+   quality is the IoU of the decoded codes (:func:`decoder_iou`), measured after every
+   epoch; the stage ends when it reaches the criterion or at the epoch budget.
+2. **The encoder regresses the codes** (:func:`encoder_step`, mean squared error, the
+   decoder fixed). After every epoch the *composed* autoencoder (encoder, then decoder) is
+   measured with the same criterion as joint training: mean IoU over all training discs,
+   eval mode. The model has converged when that reaches 0.995.
+
+The result is an ordinary :class:`~disclatent.autoencoder.network.DiscAutoencoder`:
+encoding, decoding, held-out evaluation and everything downstream are unchanged. The network
+must use GroupNorm (no batch statistics that would differ between the two stages).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from disclatent.autoencoder.config import AEConfig
+from disclatent.autoencoder.network import DiscAutoencoder
+from disclatent.autoencoder.objective import iou_per_disc, reconstruction_loss
+
+STAGES = ("joint", "decoder", "encoder")
+CODES_KEY = "codes"  # the tensor name of the auto-decoder's codes in a checkpoint
+
+
+def initial_codes(n: int, latent_dim: int, seed: int) -> nn.Embedding:
+    """One free code per training disc, (n, k), drawn from N(0, 1) with its own seed."""
+    g = torch.Generator().manual_seed(seed * 7919 + 17)
+    codes = nn.Embedding(n, latent_dim)
+    with torch.no_grad():
+        codes.weight.copy_(torch.randn(n, latent_dim, generator=g))
+    return codes
+
+
+def decoder_parameters(model: DiscAutoencoder) -> list[nn.Parameter]:
+    """The parameters of the decoder half (the linear layer from the code, then the decoder)."""
+    return [*model.from_latent.parameters(), *model.decoder.parameters()]
+
+
+def encoder_parameters(model: DiscAutoencoder) -> list[nn.Parameter]:
+    """The parameters of the encoder half (the convolutions, then the linear bottleneck)."""
+    return [*model.encoder.parameters(), *model.to_latent.parameters()]
+
+
+def stage_optimizer(
+    model: DiscAutoencoder, codes: nn.Embedding | None, stage: str, cfg: AEConfig
+) -> torch.optim.Optimizer:
+    """Adam over what ``stage`` trains: everything, decoder and codes, or the encoder."""
+    if stage == "joint":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if stage == "decoder":
+        assert codes is not None
+        return torch.optim.Adam([*decoder_parameters(model), *codes.parameters()], lr=cfg.lr)
+    if stage == "encoder":
+        return torch.optim.Adam(encoder_parameters(model), lr=cfg.encoder_lr)
+    raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+
+
+def stage_schedule(
+    cfg: AEConfig, stage: str, epoch: int, decoder_epochs: int
+) -> tuple[int, int, int, float, str]:
+    """Batch size, epoch within the stage, the stage's epoch budget, base learning rate and
+    schedule of global epoch ``epoch`` (0-based) in ``stage``."""
+    if stage == "encoder":
+        e = epoch - decoder_epochs
+        return cfg.encoder_batch_size, e, cfg.encoder_epochs, cfg.encoder_lr, "cosine"
+    return cfg.batch_size, epoch, cfg.max_epochs, cfg.lr, cfg.schedule
+
+
+def stage_loss(
+    model: DiscAutoencoder,
+    codes: nn.Embedding | None,
+    stage: str,
+    x: torch.Tensor,
+    idx: torch.Tensor,
+    cfg: AEConfig,
+) -> torch.Tensor:
+    """The loss of one batch ``x`` (n, 1, S, S, S) float, the discs ``idx``, in ``stage``."""
+    if stage == "joint":
+        return reconstruction_loss(model(x), x, cfg.loss, cfg.bce_weight, cfg.hard_weight)
+    assert codes is not None
+    if stage == "decoder":
+        return decoder_step(model, codes, x, idx, cfg)
+    return encoder_step(model, x, codes.weight.detach()[idx.to(codes.weight.device)])
+
+
+def decoder_step(
+    model: DiscAutoencoder,
+    codes: nn.Embedding,
+    x: torch.Tensor,
+    idx: torch.Tensor,
+    cfg: AEConfig,
+) -> torch.Tensor:
+    """The reconstruction loss of the decoded codes ``codes[idx]`` against the discs ``x``
+    (n, 1, S, S, S) float; the loss of joint training (``cfg.loss``, ``hard_weight``)."""
+    logits = model.decode(codes(idx.to(codes.weight.device)))
+    return reconstruction_loss(logits, x, cfg.loss, cfg.bce_weight, cfg.hard_weight)
+
+
+def encoder_step(model: DiscAutoencoder, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the encoder's codes of ``x`` and the target codes (n, k)."""
+    return F.mse_loss(model.encode(x), target)
+
+
+@torch.inference_mode()
+def decoder_iou(
+    model: DiscAutoencoder, codes: nn.Embedding, data: torch.Tensor, batch_size: int = 32
+) -> np.ndarray:
+    """Per-disc IoU of the decoded codes (logit > 0) with the discs ``data`` (n, S, S, S)
+    uint8, in eval mode."""
+    model.eval()
+    device = codes.weight.device
+    out = []
+    for i in range(0, len(data), batch_size):
+        idx = torch.arange(i, min(i + batch_size, len(data)), device=device)
+        pred = model.decode(codes(idx))[:, 0] > 0
+        out.append(iou_per_disc(pred.cpu(), data[i : i + batch_size]))
+    return np.concatenate(out) if out else np.zeros(0)

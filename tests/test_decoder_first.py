@@ -1,0 +1,147 @@
+"""Decoder-first training: the decoder with a free code per disc, then the encoder."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, ellipsoids
+from disclatent import autoencoder as A
+from disclatent.autoencoder import checkpoint, stages
+from disclatent.autoencoder.objective import iou_per_disc
+
+torch.set_num_threads(1)
+
+DF = replace(
+    TINY,
+    norm="group",
+    decoder_kernel=4,
+    schedule="cosine",
+    strategy="decoder_first",
+    max_epochs=3,
+    encoder_epochs=3,
+    stop_at_target=False,
+)
+
+
+@pytest.fixture(scope="module")
+def cubes():
+    return ellipsoids(12)
+
+
+def _fit(cubes, cfg, **kw):
+    return A.fit(cubes, cfg, device="cpu", progress=False, **kw)
+
+
+def test_the_decoder_stage_comes_first_and_the_encoder_stage_leaves_it_alone(cubes):
+    ae = _fit(cubes, DF)
+    h = ae.history
+    assert h["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert h["stage"].tolist() == ["decoder"] * 3 + ["encoder"] * 3
+    dec, enc = h[h["stage"] == "decoder"], h[h["stage"] == "encoder"]
+    # the criterion is measured on the composed autoencoder only; the decoder stage reports
+    # the IoU of its decoded codes
+    assert dec["train_iou"].isna().all() and dec["decoder_iou"].between(0, 1).all()
+    assert enc["decoder_iou"].isna().all() and enc["train_iou"].between(0, 1).all()
+    assert ae.metrics["strategy"] == "decoder_first" and ae.metrics["decoder_epochs"] == 3
+    assert ae.metrics["decoder_iou"] == pytest.approx(dec["decoder_iou"].iloc[-1])
+    # one encoder epoch or three: the decoder is the same, the encoder is not
+    short = _fit(cubes, replace(DF, encoder_epochs=1))
+    long_sd, short_sd = ae.model.state_dict(), short.model.state_dict()
+    for name in long_sd:
+        same = torch.equal(long_sd[name], short_sd[name])
+        assert same == (name.startswith(("decoder.", "from_latent."))), name
+    # the encoder learned to give the codes: the squared error falls epoch after epoch
+    assert enc["loss"].is_monotonic_decreasing
+
+
+def test_the_stages_end_at_the_criterion(cubes):
+    """With stop_at_target, the decoder stage ends as soon as its codes decode to the target
+    IoU, and training ends when the composed autoencoder reaches it."""
+    ae = _fit(cubes, replace(DF, target_iou=0.0, stop_at_target=True, max_epochs=5))
+    assert ae.history["stage"].tolist() == ["decoder", "encoder"]
+    assert ae.metrics["converged"] and ae.metrics["epochs_to_converge"] == 2
+    # the decoder stage aims a margin above the criterion (the encoder's codes are near the
+    # free ones, not equal): out of reach, it runs to its budget
+    margin = _fit(cubes, replace(DF, target_iou=0.0, stop_at_target=True, decoder_margin=1.5))
+    assert margin.history["stage"].tolist() == ["decoder"] * 3 + ["encoder"]
+    never = _fit(cubes, replace(DF, target_iou=1.01, stop_at_target=True, encoder_epochs=2))
+    assert never.history["stage"].tolist() == ["decoder"] * 3 + ["encoder"] * 2
+    assert not never.metrics["converged"] and never.metrics["epochs_to_converge"] is None
+
+
+def test_decoder_iou_and_encoder_loss_by_hand(cubes):
+    model = A.build_model(DF)
+    codes = stages.initial_codes(len(cubes), DF.latent_dim, seed=3)
+    again = stages.initial_codes(len(cubes), DF.latent_dim, seed=3)
+    torch.testing.assert_close(codes.weight, again.weight)  # seeded
+    w = codes.weight.detach()
+    assert abs(float(w.mean())) < 0.5 and 0.6 < float(w.std()) < 1.4
+    data = torch.as_tensor(cubes)
+    with torch.no_grad():
+        pred = model.decode(codes.weight)[:, 0] > 0
+    expected = iou_per_disc(pred, data)
+    np.testing.assert_allclose(stages.decoder_iou(model, codes, data, batch_size=5), expected)
+    x = data[:4].float().unsqueeze(1)
+    target = torch.zeros(4, DF.latent_dim)
+    with torch.no_grad():
+        z = model.encode(x)
+        loss = stages.encoder_step(model, x, target)
+    assert float(loss) == pytest.approx(float((z**2).mean()))
+
+
+def test_stage_schedule_and_optimisers():
+    cfg = replace(DF, lr=3e-3, encoder_lr=1e-3, batch_size=2, encoder_batch_size=8)
+    assert stages.stage_schedule(cfg, "decoder", 1, 0) == (2, 1, 3, 3e-3, "cosine")
+    assert stages.stage_schedule(cfg, "encoder", 4, 3) == (8, 1, 3, 1e-3, "cosine")
+    model = A.build_model(cfg)
+    codes = stages.initial_codes(5, cfg.latent_dim, 0)
+    dec = {
+        id(p)
+        for g in stages.stage_optimizer(model, codes, "decoder", cfg).param_groups
+        for p in g["params"]
+    }
+    enc = {
+        id(p)
+        for g in stages.stage_optimizer(model, codes, "encoder", cfg).param_groups
+        for p in g["params"]
+    }
+    assert id(codes.weight) in dec and not dec & enc
+    assert dec | enc == {id(p) for p in model.parameters()} | {id(codes.weight)}
+    assert cfg.epoch_budget == 6 and replace(TINY, max_epochs=7).epoch_budget == 7
+    with pytest.raises(ValueError, match="norm='group'"):
+        replace(cfg, norm="batch")
+    with pytest.raises(ValueError, match="unknown strategy"):
+        replace(cfg, strategy="encoder_first")
+
+
+@pytest.mark.parametrize("stop_epoch", [2, 4])  # in the decoder stage, in the encoder stage
+def test_resume_in_either_stage_matches_an_uninterrupted_run(cubes, tmp_path, stop_epoch):
+    straight = _fit(cubes, DF)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(row):
+        if row["epoch"] == stop_epoch:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _fit(cubes, DF, out_dir=tmp_path, checkpoint_seconds=0, callback=interrupt)
+    assert (tmp_path / checkpoint.CHECKPOINT_FILE).exists()
+    seen = []
+    resumed = _fit(cubes, DF, out_dir=tmp_path, callback=lambda r: seen.append(r["epoch"]))
+    assert seen == list(range(stop_epoch + 1, 7))
+    assert resumed.history["stage"].tolist() == straight.history["stage"].tolist()
+    for (name, p), q in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(p, q, msg=name)
+    np.testing.assert_allclose(
+        resumed.history["loss"].to_numpy(), straight.history["loss"].to_numpy(), rtol=1e-6
+    )
+    shutil.rmtree(tmp_path)
