@@ -55,9 +55,10 @@ IDEAS: list[tuple[str, dict[str, Any]]] = [
     ("+ wrong voxels weigh 6 in the BCE", dict(hard_weight=5.0)),
     ("+ batch 2", dict(batch_size=2)),
     (
-        "+ decoder first, then the encoder (the default profile)",
-        dict(strategy="decoder_first"),
+        "+ decoder first (free codes from N(0, 1)), then the encoder",
+        dict(strategy="decoder_first", code_init="random"),
     ),
+    ("+ codes start at the discs' PCA scores (the default profile)", dict(code_init="pca")),
 ]
 
 
@@ -65,8 +66,9 @@ class _OutOfTime(Exception):
     pass
 
 
-def _measure(train, cfg, cap: float) -> dict[str, Any]:
-    """Train until 0.995, the epoch budget or ``cap`` seconds; the run's figures."""
+def _measure(train, held, cfg, cap: float) -> dict[str, Any]:
+    """Train until 0.995, the epoch budget or ``cap`` seconds; the run's figures, with the
+    mean IoU of the held-out discs under the model as it stands at the end."""
     import tempfile
 
     from disclatent import autoencoder as A
@@ -88,9 +90,10 @@ def _measure(train, cfg, cap: float) -> dict[str, Any]:
         if time.perf_counter() - start > cap:
             raise _OutOfTime
 
+    ae = A.DiscAE(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            A.fit(train, cfg, out_dir=Path(tmp), progress=False, callback=report)
+            ae.fit(train, out_dir=Path(tmp), progress=False, callback=report)
         except _OutOfTime:
             pass
     measured = [r for r in rows if "train_iou" in r]  # the decoder stage has no encoder yet
@@ -105,6 +108,7 @@ def _measure(train, cfg, cap: float) -> dict[str, Any]:
         "best_train_iou": round(best, 4),
         "seconds_run": round(rows[-1]["wall"], 1),
         "seconds_per_epoch": round(rows[-1]["wall"] / len(rows), 2),
+        "heldout_iou": round(float(ae.iou(held).mean()), 4) if len(held) else None,
         "decoder_epochs": len(decoder),
         "decoder_seconds": round(decoder[-1]["wall"], 1) if decoder else None,
     }
@@ -172,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     base = A.AEConfig.from_profile(args.profile, args.latent_dim)
     root = cohort_root(args.profile, args.data, args.build_dir)
     discs = A.load_discs(root, base)
-    tr, _ = A.patient_split(discs.table["patient"], args.heldout_fraction, seed=base.seed)
-    train = discs.cubes[tr]
+    tr, ho = A.patient_split(discs.table["patient"], args.heldout_fraction, seed=base.seed)
+    train, held = discs.cubes[tr], discs.cubes[ho]
     print(
         f"cohort {root}: {len(discs.cubes)} discs, training on {len(train)}; cube "
         f"{base.size}^3 at {base.spacing_mm} mm; k={base.latent_dim}; torch threads "
@@ -197,17 +201,24 @@ def main(argv: list[str] | None = None) -> int:
     results = list(kept)
     for name, cfg in runs:
         print(f"  {name}", flush=True)
-        r = {"idea": name, "epoch_budget": cfg.max_epochs, **_measure(train, cfg, args.cap_seconds)}
+        r = {
+            "idea": name,
+            "epoch_budget": cfg.max_epochs,
+            **_measure(train, held, cfg, args.cap_seconds),
+        }
         r["load_average"] = round(os.getloadavg()[0], 2)
         results.append(r)
         print("  " + json.dumps(r), flush=True)
-    print(f"\n{'idea':<78} {'s to 0.995':>10} {'epochs':>7} {'best IoU':>9} {'s/epoch':>8}")
+    print(
+        f"\n{'idea':<78} {'s to 0.995':>10} {'epochs':>7} {'best IoU':>9} {'held out':>9} "
+        f"{'s/epoch':>8}"
+    )
     for r in results:
         s = f"{r['seconds_to_0995']:.0f}" if r["converged"] else "-"
         e = str(r["epochs_to_0995"]) if r["converged"] else f">{r['epochs_run']}"
         print(
             f"{r['idea']:<78} {s:>10} {e:>7} {r['best_train_iou']:>9.4f} "
-            f"{r['seconds_per_epoch']:>8.2f}"
+            f"{r.get('heldout_iou') or float('nan'):>9.4f} {r['seconds_per_epoch']:>8.2f}"
         )
     summary = {
         "profile": args.profile,

@@ -688,7 +688,8 @@ def test_ideas_table_reads_the_benchmark_file(tmp_path):
         dict(idea="before", converged=False, epochs_to_0995=None, seconds_to_0995=None,
              best_train_iou=0.93, epochs_run=200, seconds_per_epoch=0.9),
         dict(idea="+ batch 2", converged=True, epochs_to_0995=150, seconds_to_0995=170.2,
-             best_train_iou=0.9951, epochs_run=150, seconds_per_epoch=1.13, epoch_budget=300),
+             best_train_iou=0.9951, epochs_run=150, seconds_per_epoch=1.13, epoch_budget=300,
+             heldout_iou=0.71),
     ]  # fmt: skip
     path = benchmark_result("autoencoder_ideas", root=tmp_path)
     assert path == tmp_path / "benchmarks" / "results" / "autoencoder_ideas.json"
@@ -701,6 +702,7 @@ def test_ideas_table_reads_the_benchmark_file(tmp_path):
     assert table.loc["+ batch 2", "epochs to 0.995"] == 150
     assert table.loc["before", "best train IoU"] == 0.93
     assert table.loc["+ batch 2", "epoch budget"] == 300
+    assert table.loc["+ batch 2", "held-out IoU"] == 0.71
     assert np.isnan(table.loc["before", "epoch budget"])  # not recorded: not guessed
 
 

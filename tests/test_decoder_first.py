@@ -76,8 +76,8 @@ def test_the_stages_end_at_the_criterion(cubes):
 
 def test_decoder_iou_and_encoder_loss_by_hand(cubes):
     model = A.build_model(DF)
-    codes = stages.initial_codes(len(cubes), DF.latent_dim, seed=3)
-    again = stages.initial_codes(len(cubes), DF.latent_dim, seed=3)
+    codes = stages.initial_codes(cubes, DF.latent_dim, seed=3, method="random")
+    again = stages.initial_codes(cubes, DF.latent_dim, seed=3, method="random")
     torch.testing.assert_close(codes.weight, again.weight)  # seeded
     w = codes.weight.detach()
     assert abs(float(w.mean())) < 0.5 and 0.6 < float(w.std()) < 1.4
@@ -99,7 +99,7 @@ def test_stage_schedule_and_optimisers():
     assert stages.stage_schedule(cfg, "decoder", 1, 0) == (2, 1, 3, 3e-3, "cosine")
     assert stages.stage_schedule(cfg, "encoder", 4, 3) == (8, 1, 3, 1e-3, "cosine")
     model = A.build_model(cfg)
-    codes = stages.initial_codes(5, cfg.latent_dim, 0)
+    codes = stages.initial_codes(ellipsoids(5), cfg.latent_dim, 0)
     dec = {
         id(p)
         for g in stages.stage_optimizer(model, codes, "decoder", cfg).param_groups
@@ -145,3 +145,21 @@ def test_resume_in_either_stage_matches_an_uninterrupted_run(cubes, tmp_path, st
         resumed.history["loss"].to_numpy(), straight.history["loss"].to_numpy(), rtol=1e-6
     )
     shutil.rmtree(tmp_path)
+
+
+def test_pca_codes_are_the_discs_principal_component_scores_at_unit_variance(cubes):
+    """The decoder stage starts from the discs' PCA scores, so similar discs start close."""
+    codes = stages.initial_codes(cubes, 3, seed=0).weight.detach().numpy()
+    x = cubes.reshape(len(cubes), -1).astype(float)
+    x = x - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)  # PCA by hand
+    scores = u[:, :3] * s[:3]
+    scores /= scores.std(axis=0)
+    for j in range(3):  # a component's sign is arbitrary
+        assert abs(np.corrcoef(codes[:, j], scores[:, j])[0, 1]) > 0.999
+    np.testing.assert_allclose(codes.std(axis=0), 1.0, rtol=1e-4)
+    # more numbers than PCA has components (n - 1 = 3 for 4 discs): the rest start at zero
+    wide = stages.initial_codes(cubes[:4], 6, seed=0).weight.detach().numpy()
+    assert np.abs(wide[:, :3]).max() > 0.5 and not wide[:, 3:].any()
+    with pytest.raises(ValueError, match="unknown code_init"):
+        replace(DF, code_init="zeros")

@@ -211,6 +211,7 @@ def ideas_table(path: str | os.PathLike) -> pd.DataFrame:
             "seconds to 0.995": r["seconds_to_0995"] if r["converged"] else None,
             "epochs to 0.995": r["epochs_to_0995"] if r["converged"] else None,
             "best train IoU": r["best_train_iou"],
+            "held-out IoU": r.get("heldout_iou"),
             "epochs run": r["epochs_run"],
             "seconds per epoch": r["seconds_per_epoch"],
         }

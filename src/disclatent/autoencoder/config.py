@@ -21,7 +21,8 @@ SCHEDULES = ("constant", "onecycle", "cosine")
 LOSSES = ("bce", "dice_bce")
 NORMS = ("batch", "group")  # the network's normalisation (disclatent.autoencoder.network)
 DECODER_KERNELS = (3, 4)
-STRATEGIES = ("joint", "decoder_first")  # see disclatent.autoencoder.decoder_first
+STRATEGIES = ("joint", "decoder_first")  # see disclatent.autoencoder.stages
+CODE_INITS = ("pca", "random")  # the decoder stage's starting codes (decoder_first)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class AEConfig:
     # encoder's codes are near, not equal to, the free ones, so the composed autoencoder
     # lands a little below the decoder stage's IoU
     decoder_margin: float = 0.001
+    code_init: str = "pca"  # the decoder stage's starting codes: "pca" | "random"
     target_iou: float = published.TARGET_IOU
     stop_at_target: bool = True
     seed: int = 0
@@ -79,6 +81,7 @@ class AEConfig:
             ("norm", self.norm, NORMS),
             ("decoder_kernel", self.decoder_kernel, DECODER_KERNELS),
             ("strategy", self.strategy, STRATEGIES),
+            ("code_init", self.code_init, CODE_INITS),
         ):
             if value not in allowed:
                 choices = ", ".join(str(a) for a in allowed)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from disclatent.autoencoder.config import AEConfig
+from disclatent.autoencoder.config import CODE_INITS, AEConfig
 from disclatent.autoencoder.network import DiscAutoencoder
 from disclatent.autoencoder.objective import iou_per_disc, reconstruction_loss
 
@@ -39,12 +39,34 @@ STAGES = ("joint", "decoder", "encoder")
 CODES_KEY = "codes"  # the tensor name of the auto-decoder's codes in a checkpoint
 
 
-def initial_codes(n: int, latent_dim: int, seed: int) -> nn.Embedding:
-    """One free code per training disc, (n, k), drawn from N(0, 1) with its own seed."""
-    g = torch.Generator().manual_seed(seed * 7919 + 17)
+def initial_codes(
+    cubes: np.ndarray, latent_dim: int, seed: int, method: str = "pca"
+) -> nn.Embedding:
+    """One code per training disc (n, k) to start the decoder stage from.
+
+    ``"pca"``: the discs' scores on the first k principal components of their flattened
+    masks, each scaled to unit variance, so that similar discs start with similar codes and
+    the decoder learns a smooth map that the encoder can follow to unseen discs (components
+    beyond the n - 1 that PCA has start at zero). ``"random"``: N(0, 1), seeded.
+    """
+    n = len(cubes)
+    if method == "random":
+        g = torch.Generator().manual_seed(seed * 7919 + 17)
+        start = torch.randn(n, latent_dim, generator=g)
+    elif method == "pca":
+        from sklearn.decomposition import PCA
+
+        x = np.asarray(cubes, np.float32).reshape(n, -1)
+        m = int(min(latent_dim, max(n - 1, 1)))
+        scores = PCA(n_components=m, svd_solver="randomized", random_state=seed).fit_transform(x)
+        scores = scores / np.maximum(scores.std(axis=0, keepdims=True), 1e-6)
+        start = torch.zeros(n, latent_dim)
+        start[:, :m] = torch.as_tensor(scores, dtype=torch.float32)
+    else:
+        raise ValueError(f"unknown code initialisation {method!r}; one of {', '.join(CODE_INITS)}")
     codes = nn.Embedding(n, latent_dim)
     with torch.no_grad():
-        codes.weight.copy_(torch.randn(n, latent_dim, generator=g))
+        codes.weight.copy_(start)
     return codes
 
 

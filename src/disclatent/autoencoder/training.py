@@ -241,7 +241,8 @@ class DiscAE:
         self._place_model()
         if self.config.strategy == "joint":
             return stage_optimizer(self.model, None, "joint", self.config), None
-        codes = initial_codes(len(cubes), self.config.latent_dim, self.config.seed)
+        cfg = self.config
+        codes = initial_codes(cubes, cfg.latent_dim, cfg.seed, cfg.code_init)
         codes.to(self.device)
         return stage_optimizer(self.model, codes, "decoder", self.config), codes
 
