@@ -360,6 +360,14 @@ def test_sweep_table_and_cached_models(cubes, tmp_path, monkeypatch):
     monkeypatch.setattr(training, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     A.sweep(train[:8], held, base, (4,), out_dir=tmp_path, progress=False, device="cpu")
     assert calls == [1]
+    # a model written before a configuration field existed is not taken as trained with
+    # that field's default: retrained
+    config_file = tmp_path / "k4" / "config.json"
+    stored = json.loads(config_file.read_text())
+    del stored["hard_weight"]
+    config_file.write_text(json.dumps(stored))
+    A.sweep(train[:8], held, base, (4,), out_dir=tmp_path, progress=False, device="cpu")
+    assert calls == [1, 1]
 
 
 # -- from masks: isolation and the command line ---------------------------------------------

@@ -9,6 +9,7 @@ evaluates it and writes its metrics (``book/method.md``, *Autoencoder*).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 
 from disclatent.autoencoder import training
 from disclatent.autoencoder.checkpoint import (
+    CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
     TRAINING_VERSION,
@@ -48,13 +50,19 @@ def evaluate(ae: DiscAE, train: np.ndarray, heldout: np.ndarray | None) -> dict[
 def _cached(
     folder: Path, config: AEConfig, cubes: np.ndarray, device: str | torch.device | None
 ) -> DiscAE | None:
-    """The model in ``folder`` if it has this configuration and was trained on ``cubes``."""
-    if not ((folder / MODEL_FILE).exists() and (folder / METRICS_FILE).exists()):
+    """The model in ``folder`` if it has this configuration and was trained on ``cubes``.
+
+    The configuration file must name every field of today's :class:`AEConfig`: a model
+    written before a field existed was not trained with that field's default."""
+    files = (MODEL_FILE, METRICS_FILE, CONFIG_FILE)
+    if not all((folder / f).exists() for f in files):
         return None
+    stored = json.loads((folder / CONFIG_FILE).read_text())
     cached = DiscAE.load(folder, device)
     m = cached.metrics
     same = (
-        cached.config == config
+        set(stored) == set(config.to_dict())
+        and cached.config == config
         and m.get("data") == data_digest(cubes)
         and m.get("training_version") == TRAINING_VERSION
         and "heldout_iou" in m
