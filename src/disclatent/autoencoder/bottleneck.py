@@ -208,8 +208,8 @@ def ideas_table(path: str | os.PathLike) -> pd.DataFrame:
         {
             "idea (each adds to the row above)": r["idea"],
             "epoch budget": r.get("epoch_budget"),
-            "seconds to 0.995": r["seconds_to_0995"] if r["converged"] else None,
-            "epochs to 0.995": r["epochs_to_0995"] if r["converged"] else None,
+            "seconds to 0.995": f"{r['seconds_to_0995']:.0f}" if r["converged"] else "-",
+            "epochs to 0.995": str(r["epochs_to_0995"]) if r["converged"] else "-",
             "best train IoU": r["best_train_iou"],
             "held-out IoU": r.get("heldout_iou"),
             "epochs run": r["epochs_run"],

@@ -179,14 +179,13 @@ def describe_config(cfg: AEConfig, n_params: int | None = None) -> dict[str, str
         "output bias at start": "log-odds of the foreground share",
         "training": "encoder and decoder together"
         if cfg.strategy == "joint"
-        else "decoder first (a free code per disc), then the encoder regresses the codes",
-        "optimiser": f"Adam, lr {cfg.lr:g}, {cfg.schedule}"
-        + (
-            f"; encoder: Adam, lr {cfg.encoder_lr:g}, cosine, batch {cfg.encoder_batch_size}, "
-            "mean squared error to the codes"
-            if cfg.strategy == "decoder_first"
-            else ""
-        ),
+        else f"decoder first ({ {'pca': 'PCA', 'random': 'random'}[cfg.code_init] } codes), "
+        "then encoder",
+        "optimiser": f"Adam, lr {cfg.lr:g}, {cfg.schedule}",
+        "encoder stage": f"Adam {cfg.encoder_lr:g}, cosine, batch {cfg.encoder_batch_size}, "
+        "MSE to codes"
+        if cfg.strategy == "decoder_first"
+        else "-",
         "batch": str(cfg.batch_size),
         "batch-norm statistics": (
             ("precise BN" if cfg.precise_bn else "running averages")
