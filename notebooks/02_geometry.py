@@ -295,10 +295,10 @@ mismatches.head(10)
 # ## Browse the cohort
 #
 # Pick a series and a level: the mid-sagittal slice with every disc outlined, and that disc's
-# measured features. The dropdowns run live in Jupyter: open this chapter with
-# `jupyter lab notebooks/02_geometry.py` (jupytext opens the `.py` source as a notebook),
-# pick the `Python (disclatent)` kernel and run all cells. On this static page no kernel is
-# running: the figure shows the first series and level, rendered when the book was built.
+# measured features. On this static page no kernel is running: below is the first series
+# and level.
+#
+# **`make explore` to use it live** (the explorers of your last `make book`, in the browser).
 
 # %%
 from disclatent.report.widgets import cohort_browser  # noqa: E402

@@ -44,6 +44,7 @@ from IPython.display import Markdown, display
 from disclatent import published
 from disclatent.analysis import prediction as pr
 from disclatent.analysis.study import load_study
+from disclatent.data.volume import write_csv_atomic
 from disclatent.paths import Table
 from disclatent.report.plots import forest_plot
 from disclatent.report.tables import save_table
@@ -64,6 +65,7 @@ display(
 # (trained on its training patients); the leakage section below refits it inside folds.
 # Geometry: the geometry chapter's table (ground truth); predicted masks are measured here.
 tables, notes = study.feature_tables()
+write_csv_atomic(tables["gt"], study.paths.prediction_features)  # read by `make explore`
 tables, left_out = pr.feasible_tables(tables)
 for note in notes + left_out:
     print(note)
@@ -171,3 +173,21 @@ leakage.round(3)
 
 # %%
 pd.Series(pr.PROTOCOLS, name="what is fitted where").to_frame()
+
+# %% [markdown]
+# ## Explore the predictions yourself
+#
+# Choose the target, the feature set (the paper's three, or a trivial baseline: the level,
+# disc height, or either added to a set), XGBoost's depth, number of trees and learning
+# rate, class weighting and the decision threshold; the ROC curve of one patient-grouped
+# 5-fold CV on the ground-truth discs, AUC and F1 with patient-bootstrap intervals and the
+# feature importances follow. On this static page nothing is computed: below is the
+# paper's setting for disc narrowing.
+#
+# **`make explore` to use it live** (the explorers of your last `make book`, in the browser).
+
+# %%
+from disclatent.analysis.explorer import PredictionExplorer  # noqa: E402
+from disclatent.report.explorers import prediction_explorer  # noqa: E402
+
+prediction_explorer(PredictionExplorer(tables["gt"], LATENT_DIM, seed=seed))

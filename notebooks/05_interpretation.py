@@ -146,11 +146,10 @@ else:
 #
 # One slider per latent feature, from its cohort minimum to its maximum, starting at the
 # cohort mean; the decoded disc's central sagittal, coronal and transverse slices and its
-# measured geometry follow the sliders. They run live in Jupyter: open this chapter with
-# `jupyter lab notebooks/05_interpretation.py` (jupytext opens the `.py` source as a
-# notebook), pick the `Python (disclatent)` kernel and run all cells. On this static page no
-# decoder is running: the sliders show their starting state and the figure below them is
-# that state, every latent feature at the cohort mean, rendered when the book was built.
+# measured geometry follow the sliders. On this static page no decoder is running: below is
+# the starting state, every latent feature at the cohort mean.
+#
+# **`make explore` to use it live** (the explorers of your last `make book`, in the browser).
 
 # %%
 from disclatent.report.widgets import latent_explorer  # noqa: E402

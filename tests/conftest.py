@@ -1,11 +1,37 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from disclatent.autoencoder.config import AEConfig
 from disclatent.data.phantom import write_phantom
 from disclatent.data.volume import Volume
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_quick_book(build_dir: Path) -> subprocess.CompletedProcess:
+    """``python -m disclatent book --profile quick --build-dir build_dir``, as a reader runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "disclatent", "book", "--profile", "quick"]
+        + ["--build-dir", str(build_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def quick_book(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The quick-profile book, built once per session: its build folder and the run."""
+    build_dir = tmp_path_factory.mktemp("book") / "_build"
+    return build_dir, build_quick_book(build_dir)
 
 
 @pytest.fixture(scope="session")

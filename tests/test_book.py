@@ -2,12 +2,12 @@
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import build_quick_book
 from disclatent.report import book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,26 +19,6 @@ def toc_files() -> list[str]:
     for part in toc["parts"]:
         files += [c["file"] for c in part["chapters"]]
     return files
-
-
-def build(build_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "disclatent",
-            "book",
-            "--profile",
-            "quick",
-            "--build-dir",
-            str(build_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
 
 
 EXTERNAL = re.compile(r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="((?:https?:)?//[^"]+)"')
@@ -132,9 +112,8 @@ def test_vendor_unpacks_only_what_the_pages_load(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_book_builds_and_caches(tmp_path):
-    build_dir = tmp_path / "_build"
-    first = build(build_dir)
+def test_quick_book_builds_and_caches(quick_book):
+    build_dir, first = quick_book
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     html = build_dir / "html"
     for page in toc_files():
@@ -173,7 +152,7 @@ def test_quick_book_builds_and_caches(tmp_path):
         page = (html / "notebooks" / f"{name}.html").read_text()
         assert "application/vnd.jupyter.widget-state+json" in page and "embed-amd.js" in page
     # nothing changed: every notebook is reused
-    second = build(build_dir)
+    second = build_quick_book(build_dir)
     assert second.returncode == 0, second.stderr[-3000:]
     notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
     for name in notebooks:

@@ -23,6 +23,7 @@ LAYERS = [
     {"segmentation", "autoencoder"},
     {"analysis"},
     {"report"},
+    {"app"},
     {"cli", "__main__"},
 ]
 MAX_MODULE_LINES = 500

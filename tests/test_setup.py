@@ -74,6 +74,8 @@ def test_environment_yml_pins_the_same_versions():
         "statsmodels",
         "ipywidgets",
         "scikit-learn",
+        "voila",
+        "selenium",
     ):
         assert name in lock, name
     assert lock["torch"] == "2.13.0"
@@ -97,12 +99,17 @@ def run_ci(tmp_path: Path, failing: str = "") -> tuple[subprocess.CompletedProce
 
 
 def test_ci_runs_the_readme_command(tmp_path):
-    # CI runs, from the repository root, `make lint` and then `make test`
+    # CI runs, from the repository root, `make lint`, `make browser` (headless Chromium for
+    # the app's browser test) and then `make test`
     proc, calls = run_ci(tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert calls == [f"{ROOT} lint", f"{ROOT} test"]
-    # ... and stops at the first failure (set -e): a lint error means no test run
+    assert calls == [f"{ROOT} lint", f"{ROOT} browser", f"{ROOT} test"]
+    # a machine where Chromium cannot be installed still runs the tests (that one skips)
     log = tmp_path / "make.log"
+    log.unlink()
+    proc, calls = run_ci(tmp_path, failing="browser")
+    assert proc.returncode == 0 and calls[-1] == f"{ROOT} test"
+    # ... and stops at the first failure (set -e): a lint error means no test run
     log.unlink()
     proc, calls = run_ci(tmp_path, failing="lint")
     assert proc.returncode != 0

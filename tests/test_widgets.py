@@ -32,8 +32,13 @@ def test_latent_explorer_decodes_what_the_sliders_say():
     sliders = box.children[0].children
     assert [s.value for s in sliders] == [2.0, 3.0]  # start at the mean
     assert (sliders[0].min, sliders[0].max) == (0.0, 4.0)
+    numbers = box.children[1]
+    assert numbers.value == f"decoded disc: voxels: {ball_decoder([[2.0]]).sum():.1f}"
     sliders[0].value = 4.0
     np.testing.assert_allclose(seen[-1], [[4.0, 3.0]])
+    assert numbers.value == f"decoded disc: voxels: {ball_decoder([[4.0]]).sum():.1f}"
+    assert widgets.geometry_text({"height_mm": 9.04, "volume_mm3": np.nan}) == "height (mm): 9.0"
+    assert widgets.geometry_text({"volume_mm3": np.nan}) == "empty disc: nothing to measure"
     fig = widgets.render_decoded(np.array([1.0, 0.0]), ball_decoder, None, (1.0, 1.0, 1.0))
     assert len(fig.axes) == 3
 

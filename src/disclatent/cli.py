@@ -70,6 +70,12 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from disclatent.app.serve import serve
+
+    return serve(args.profile, args.build_dir, args.data, args.port)
+
+
 def _cmd_geometry(args: argparse.Namespace) -> int:
     from disclatent.discs.features import measure_masks
     from disclatent.discs.isolation import parse_label_spec
@@ -189,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true", help="execute notebooks only")
     p.add_argument("--force", action="store_true", help="re-execute every notebook")
     p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser(
+        "explore", help="serve the explorers of the last `make book` with Voila (127.0.0.1)"
+    )
+    p.add_argument("--profile", default="default", choices=list(PROFILES))
+    p.add_argument("--data", default="", help="the SPIDER folder the book read (default: phantom)")
+    p.add_argument("--build-dir", default=DEFAULT_BUILD_DIR)
+    p.add_argument("--port", type=int, default=8866)
+    p.set_defaults(func=_cmd_explore)
 
     p = sub.add_parser(
         "check-pages",

@@ -151,6 +151,12 @@ class BuildPaths:
         """The sweep's autoencoder with bottleneck ``latent_dim`` (03_autoencoder)."""
         return self.autoencoder_models / f"k{latent_dim}"
 
+    @property
+    def prediction_features(self) -> Path:
+        """One row per ground-truth disc with its geometry, latent code and gradings, as the
+        prediction chapter fitted on them (04_prediction; read by the explorer app)."""
+        return self.data / f"features-gt-{self.profile}.csv"
+
     def table(self, name: str) -> Path:
         """``<build>/tables/<slug>.csv`` for a table called ``name``."""
         return self.tables / f"{table_slug(name)}.csv"

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
@@ -27,6 +28,18 @@ FEATURE_SETS = {
     "latent": "latent",
     "geometric": "geometric",
     "geometric + latent": "geometric + latent",
+}
+#: the column that carries the spinal level into a model: the IVD label, an ordinal
+#: (1 = L5/S1, 2 = L4/L5, ..., 5 = L1/L2; :func:`disclatent.data.labels.level_name`)
+LEVEL_COLUMN = "ivd_label"
+#: trivial and level-aware baselines: prevalence depends strongly on the level, and disc
+#: height is the textbook reading of narrowing
+BASELINE_SETS = {
+    "level": "level",
+    "height": "height",
+    "height + level": "height + level",
+    "geometric + level": "geometric + level",
+    "latent + level": "latent + level",
 }
 
 
@@ -176,12 +189,19 @@ class AppendLatent(BaseEstimator, TransformerMixin):
 def feature_columns(
     feature_set: str, latent_dim: int, geometric: Sequence[str] = PREDICTION_FEATURES
 ) -> list[str]:
-    """Columns of a feature set: "latent", "geometric" or "geometric + latent"."""
+    """Columns of a feature set: one of :data:`FEATURE_SETS` ("latent", "geometric",
+    "geometric + latent") or :data:`BASELINE_SETS` ("level", "height", "height + level",
+    "geometric + level", "latent + level")."""
     latent = latent_columns(latent_dim)
     sets = {
         "latent": latent,
         "geometric": list(geometric),
         "geometric + latent": list(geometric) + latent,
+        "level": [LEVEL_COLUMN],
+        "height": ["height_mm"],
+        "height + level": ["height_mm", LEVEL_COLUMN],
+        "geometric + level": [*geometric, LEVEL_COLUMN],
+        "latent + level": [*latent, LEVEL_COLUMN],
     }
     if feature_set not in sets:
         raise ValueError(f"unknown feature set {feature_set!r}; choose from {list(sets)}")
@@ -193,12 +213,11 @@ def make_pipeline(
     class_weighted: bool = False,
     seed: int = 0,
     steps: Sequence[tuple[str, object]] = (),
+    xgb: Mapping[str, Any] | None = None,
 ) -> Pipeline:
-    """``[extra steps ->] select columns -> XGBoost``; every step is fitted inside a fold."""
-    return Pipeline(
-        [
-            *steps,
-            ("select", ColumnSelector(list(columns))),
-            ("xgb", DiscXGBClassifier(class_weighted=class_weighted, random_state=seed)),
-        ]
-    )
+    """``[extra steps ->] select columns -> XGBoost``; every step is fitted inside a fold.
+
+    ``xgb`` overrides the paper's XGBoost settings (``max_depth``, ``n_estimators``,
+    ``learning_rate``)."""
+    model = DiscXGBClassifier(class_weighted=class_weighted, random_state=seed, **(xgb or {}))
+    return Pipeline([*steps, ("select", ColumnSelector(list(columns))), ("xgb", model)])

@@ -47,13 +47,23 @@ def _draw_decoded(
         ax.set_xticks([])
         ax.set_yticks([])
     if features:
-        text = "   ".join(
-            f"{k.replace('_mm', ' (mm)').replace('_deg', ' (deg)')}: {v:.1f}"
+        fig.suptitle(geometry_text(features), fontsize=7.5)
+    fig.tight_layout()
+
+
+def geometry_text(features: dict[str, float] | None, sep: str = "   ") -> str:
+    """``height (mm): 9.1   AP width (mm): 35.2 ...`` (NaN left out; none: a dash)."""
+    if not features:
+        return "-"
+    return (
+        sep.join(
+            f"{k.replace('_mm3', ' (mm³)').replace('_mm', ' (mm)').replace('_deg', ' (deg)')}: "
+            f"{v:.1f}"
             for k, v in features.items()
             if np.isfinite(v)
         )
-        fig.suptitle(text, fontsize=7.5)
-    fig.tight_layout()
+        or "empty disc: nothing to measure"
+    )
 
 
 def render_decoded(
@@ -93,13 +103,21 @@ def latent_explorer(
         for j in range(z_cohort.shape[1])
     }
 
+    numbers = W.HTML()
+    numbers.add_class("explorer-numbers")
+
     def show(**values: float) -> None:
-        code = np.array([values[f"z{j}"] for j in range(len(values))])
-        render_decoded(code, decode, measure, spacing_mm)
+        code = np.array([values[f"z{j}"] for j in range(len(values))], float)
+        cube = np.asarray(decode(code[None]))[0]
+        features = measure(cube) if measure else None
+        numbers.value = "decoded disc: " + geometry_text(features, " &nbsp; ")
+        fig = plt.figure(figsize=(9, 3.2))
+        _draw_decoded(fig, cube, spacing_mm, None)
         plt.show()
 
     out = W.interactive_output(show, sliders)
-    return W.VBox([W.HBox(list(sliders.values()), layout=W.Layout(flex_flow="row wrap")), out])
+    controls = W.HBox(list(sliders.values()), layout=W.Layout(flex_flow="row wrap"))
+    return W.VBox([controls, numbers, out])
 
 
 def render_series(
