@@ -3,7 +3,9 @@ loopback port, and headless Chromium (Selenium) moves a slider and changes dropd
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``make browser`` installs them); without
 them the test is skipped and says so. Set ``DISCLATENT_SCREENSHOTS=<folder>`` to keep a
-screenshot of each explorer there (otherwise they go to the test's temporary folder).
+screenshot of each explorer there (otherwise they go to the test's temporary folder), and
+``DISCLATENT_EXPLORE_BUILD=<build folder>`` to drive the app of an existing build (e.g. the
+default profile's ``_build``) instead of a fresh quick one; run with ``-s`` to see the times.
 """
 
 from __future__ import annotations
@@ -40,11 +42,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.fixture(scope="module")
-def app(quick_book):
-    build_dir, run = quick_book
-    assert run.returncode == 0, run.stderr[-3000:]
-    paths = check_inputs("quick", build_dir)
+def app(request):
+    """Voila serving the quick book built for this session or, to measure another build, the
+    one named by ``DISCLATENT_EXPLORE_BUILD`` (profile ``DISCLATENT_EXPLORE_PROFILE``)."""
+    build_dir, profile = os.environ.get("DISCLATENT_EXPLORE_BUILD"), "quick"
+    if build_dir:
+        profile = os.environ.get("DISCLATENT_EXPLORE_PROFILE", "default")
+    else:
+        build_dir, run = request.getfixturevalue("quick_book")
+        assert run.returncode == 0, run.stderr[-3000:]
+    paths = check_inputs(profile, build_dir)
     notebook = write_app_notebook(paths, build_dir)
     port = free_port()
     start = time.perf_counter()
@@ -52,7 +65,7 @@ def app(quick_book):
         voila_command(notebook, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        yield f"http://127.0.0.1:{port}/", start
+        yield port, start
     finally:
         server.terminate()
         try:
@@ -113,8 +126,10 @@ def _numbers(panel) -> str:
     return panel.find_element(By.CSS_SELECTOR, ".explorer-numbers").text
 
 
-def _changed(panel, image: str, numbers: str, what: str, timeout: float = 60.0) -> float:
-    start = time.perf_counter()
+def _changed(
+    panel, image: str, numbers: str | None, what: str, start: float, timeout: float = 30.0
+) -> float:
+    """Seconds from ``start`` until the figure (and the numbers) differ from these."""
     _wait(lambda: _image(panel) not in ("", image), timeout, f"the figure to change ({what})")
     if numbers is not None:
         _wait(lambda: _numbers(panel) != numbers, timeout, f"the numbers to change ({what})")
@@ -134,9 +149,9 @@ def test_the_explorers_answer_a_person_in_a_browser(app, browser, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    url, started = app
-    _wait(lambda: socket.create_connection(("127.0.0.1", int(url.split(":")[2][:-1]))), 60, "the server")
-    browser.get(url)
+    port, started = app
+    _wait(lambda: listening(port), 60, "the server")
+    browser.get(f"http://127.0.0.1:{port}/")
     _wait(lambda: _image(_panel(browser, TAB_TITLES[0])), 120, "the latent explorer's figure")
     opened = time.perf_counter() - started
     page = browser.page_source
@@ -149,9 +164,10 @@ def test_the_explorers_answer_a_person_in_a_browser(app, browser, tmp_path):
     image, numbers = _image(panel), _numbers(panel)
     assert numbers.startswith("decoded disc: height (mm):")
     handle = panel.find_elements(By.CSS_SELECTOR, ".noUi-handle")[0]
+    start = time.perf_counter()
     handle.click()
     handle.send_keys(Keys.ARROW_RIGHT)  # one step up
-    slider_s = _changed(panel, image, numbers, "latent slider")
+    slider_s = _changed(panel, image, numbers, "latent slider", start)
 
     # cohort browser: another series shows another spine
     panel = _panel(browser, TAB_TITLES[1])
@@ -159,8 +175,9 @@ def test_the_explorers_answer_a_person_in_a_browser(app, browser, tmp_path):
     shots["cohort"] = _shot(browser, "cohort", tmp_path)
     image = _image(panel)
     series = Select(panel.find_elements(By.TAG_NAME, "select")[0])
+    start = time.perf_counter()
     series.select_by_index(len(series.options) - 1)
-    _changed(panel, image, None, "series dropdown")
+    series_s = _changed(panel, image, None, "series dropdown", start)
 
     # prediction explorer: another feature set is cross-validated; the threshold re-scores
     panel = _panel(browser, TAB_TITLES[2])
@@ -168,20 +185,23 @@ def test_the_explorers_answer_a_person_in_a_browser(app, browser, tmp_path):
     shots["prediction"] = _shot(browser, "prediction", tmp_path)
     image, numbers = _image(panel), _numbers(panel)
     assert numbers.startswith("AUC ") and "F1 at 0.50" in numbers
+    start = time.perf_counter()
     Select(panel.find_elements(By.TAG_NAME, "select")[1]).select_by_visible_text("height + level")
-    refit_s = _changed(panel, image, numbers, "feature-set dropdown")
+    refit_s = _changed(panel, image, numbers, "feature-set dropdown", start)
     image, numbers = _image(panel), _numbers(panel)
     handles = panel.find_elements(By.CSS_SELECTOR, ".noUi-handle")
     threshold = handles[0]  # the first slider of the left column
+    start = time.perf_counter()
     threshold.click()
     threshold.send_keys(Keys.ARROW_LEFT)
-    threshold_s = _changed(panel, image, numbers, "threshold slider")
+    threshold_s = _changed(panel, image, numbers, "threshold slider", start)
     assert "F1 at 0.45" in _numbers(panel)
 
     print(
         f"\napp open {opened:.1f} s after the server started (budget {OPEN_BUDGET_S:.0f} s); "
         f"latent slider re-render {slider_s:.2f} s, threshold slider {threshold_s:.2f} s "
-        f"(budget {RENDER_BUDGET_S:.0f} s); new feature set cross-validated and drawn in "
+        f"(budget {RENDER_BUDGET_S:.0f} s); another series {series_s:.2f} s; new feature set "
+        "cross-validated and drawn in "
         f"{refit_s:.2f} s; screenshots: {', '.join(str(p) for p in shots.values())}"
     )
     for path in shots.values():

@@ -45,7 +45,8 @@ def render_evaluation(ev: Evaluation, threshold: float) -> Figure:
     roc_ax.legend(loc="lower right", fontsize=8)
     roc_ax.set_aspect("equal")
     imp = ev.importances.sort_values()
-    labels = [FEATURE_LABELS.get(c, "level" if c == "ivd_label" else c) for c in imp.index]
+    names = {**FEATURE_LABELS, "ivd_label": "level"}
+    labels = [names.get(c, c.replace("latent_", "latent ")) for c in imp.index]
     imp_ax.barh(labels, imp.to_numpy(), color="C0")
     imp_ax.set_xlabel("importance (gain share), fitted on all discs")
     imp_ax.tick_params(axis="y", labelsize=8)

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from disclatent.conventions import FEATURE_LABELS
 from disclatent.discs.isolation import central_slices, slice_aspects
 from disclatent.formatting import natural_key
 
@@ -55,15 +56,10 @@ def geometry_text(features: dict[str, float] | None, sep: str = "   ") -> str:
     """``height (mm): 9.1   AP width (mm): 35.2 ...`` (NaN left out; none: a dash)."""
     if not features:
         return "-"
-    return (
-        sep.join(
-            f"{k.replace('_mm3', ' (mm³)').replace('_mm', ' (mm)').replace('_deg', ' (deg)')}: "
-            f"{v:.1f}"
-            for k, v in features.items()
-            if np.isfinite(v)
-        )
-        or "empty disc: nothing to measure"
+    text = sep.join(
+        f"{FEATURE_LABELS.get(k, k)}: {v:.1f}" for k, v in features.items() if np.isfinite(v)
     )
+    return text or "empty disc: nothing to measure"
 
 
 def render_decoded(
@@ -127,7 +123,6 @@ def render_series(
     from disclatent.report.plots import show_sagittal
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 5), gridspec_kw={"width_ratios": [1, 1.2]})
-    from disclatent.conventions import FEATURE_LABELS
     from disclatent.report.plots import level_colors
 
     show_sagittal(axes[0], image, mask, title=title)
