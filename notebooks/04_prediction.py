@@ -172,7 +172,8 @@ leakage.round(3)
 # Protocols, spelled out:
 
 # %%
-pd.Series(pr.PROTOCOLS, name="what is fitted where").to_frame()
+with pd.option_context("display.max_colwidth", None):  # whole sentences, not "fitt..."
+    display(pd.Series(pr.PROTOCOLS, name="what is fitted where").to_frame())
 
 # %% [markdown]
 # ## Explore the predictions yourself
