@@ -128,6 +128,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from disclatent.autoencoder.config import DECODER_KERNELS, NORMS, SCHEDULES, STRATEGIES
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--data", default="", help="a SPIDER folder (default: the phantom)")
@@ -144,17 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         help="with --ideas: measure the ladder from this row (0-based) on and keep the rows "
         "before it from the JSON file (each kept row says its own epoch budget)",
     )
-    ap.add_argument("--norm", choices=["batch", "group"])
-    ap.add_argument("--decoder-kernel", type=int, choices=[3, 4])
+    ap.add_argument("--norm", choices=NORMS)
+    ap.add_argument("--decoder-kernel", type=int, choices=DECODER_KERNELS)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--schedule", choices=["constant", "onecycle", "cosine"])
+    ap.add_argument("--schedule", choices=SCHEDULES)
     ap.add_argument("--hard-weight", type=float)
     ap.add_argument("--channels", default="", help="encoder channels per stage, e.g. 8,32,256")
     ap.add_argument(
         "--epochs", type=int, default=None, help="epoch budget (decoder first: its decoder stage)"
     )
-    ap.add_argument("--strategy", choices=["joint", "decoder_first"])
+    ap.add_argument("--strategy", choices=STRATEGIES)
     ap.add_argument("--encoder-epochs", type=int, help="encoder-stage budget (decoder first)")
     ap.add_argument(
         "--json",

@@ -58,7 +58,7 @@ def app(request):
         build_dir, run = request.getfixturevalue("quick_book")
         assert run.returncode == 0, run.stderr[-3000:]
     paths = check_inputs(profile, build_dir)
-    notebook = write_app_notebook(paths, build_dir)
+    notebook = write_app_notebook(paths)
     port = free_port()
     start = time.perf_counter()
     server = subprocess.Popen(

@@ -118,7 +118,10 @@ def test_app_inputs_are_checked_before_the_server_starts(tmp_path):
     with pytest.raises(MissingOutputError, match=r"make book PROFILE=quick BUILD=.*first"):
         serve.check_inputs("quick", tmp_path)
     paths = BuildPaths(tmp_path, "quick")
-    nb_path = serve.write_app_notebook(paths, tmp_path, "")
+    # a chapter's missing input names the same command, with the build folder
+    with pytest.raises(MissingOutputError, match=f"`make book PROFILE=quick BUILD={tmp_path}`"):
+        paths.require(tmp_path / "absent.csv", "02_geometry")
+    nb_path = serve.write_app_notebook(paths, "")
     nb = nbformat.read(nb_path, as_version=4)
     assert len(nb.cells) == 1 and "build_app(load_inputs(" in nb.cells[0].source
     assert f"build_dir={json.dumps(str(tmp_path))}" in nb.cells[0].source

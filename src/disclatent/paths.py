@@ -162,11 +162,21 @@ class BuildPaths:
         return self.tables / f"{table_slug(name)}.csv"
 
     # --- reading what an earlier chapter wrote ---------------------------------------------
+    def make_book_command(self) -> str:
+        """The ``make book`` that writes this build: ``BUILD=`` is named when the build is
+        not the project's default folder."""
+        try:
+            default: Path | None = resolve_build_dir(DEFAULT_BUILD_DIR)
+        except FileNotFoundError:  # not inside a project checkout
+            default = None
+        build = "" if self.root == default else f" BUILD={self.root}"
+        return f"make book PROFILE={self.profile}{build}"
+
     def require(self, path: Path, chapter: str) -> Path:
         """``path`` if it exists, else :class:`MissingOutputError` naming ``chapter``."""
         if not Path(path).exists():
             raise MissingOutputError(
                 f"{path} is missing: it is written by the chapter {chapter}. Run "
-                f"`make book PROFILE={self.profile}` (or that chapter) first."
+                f"`{self.make_book_command()}` (or that chapter) first."
             )
         return Path(path)

@@ -90,7 +90,7 @@ class Profile:
     ae_norm: str = "group"
     ae_decoder_kernel: int = 4
     ae_freeze_bn_epoch: int = 0
-    # training strategy (disclatent.autoencoder.decoder_first): "decoder_first" trains the
+    # training strategy (disclatent.autoencoder.stages): "decoder_first" trains the
     # decoder with a free code per disc for up to ae_max_epochs, then the encoder regresses
     # the codes for up to ae_encoder_epochs; "joint" (the paper) trains both together
     ae_strategy: str = "decoder_first"

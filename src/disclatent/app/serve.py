@@ -36,18 +36,15 @@ def check_inputs(profile: str, build_dir: str | os.PathLike = DEFAULT_BUILD_DIR)
     }
     missing = [f"{p} (chapter {ch})" for p, ch in needed.items() if not Path(p).exists()]
     if missing:
-        build = "" if Path(build_dir) == Path(DEFAULT_BUILD_DIR) else f" BUILD={build_dir}"
         raise MissingOutputError(
             "The explorers read the outputs of the last `make book`; missing: "
             + "; ".join(missing)
-            + f". Run `make book PROFILE={profile}{build}` first."
+            + f". Run `{paths.make_book_command()}` first."
         )
     return paths
 
 
-def write_app_notebook(
-    paths: BuildPaths, build_dir: str | os.PathLike, data_dir: str | os.PathLike = ""
-) -> Path:
+def write_app_notebook(paths: BuildPaths, data_dir: str | os.PathLike = "") -> Path:
     """The notebook Voila serves: one cell that builds the explorers of this build."""
     args = ", ".join(
         f"{k}={json.dumps(str(v))}"
@@ -92,7 +89,7 @@ def serve(
 ) -> int:
     """Check the inputs, write the notebook and run Voila until interrupted."""
     paths = check_inputs(profile, build_dir)
-    notebook = write_app_notebook(paths, build_dir, data_dir)
+    notebook = write_app_notebook(paths, data_dir)
     print(f"serving the explorers of {paths.root} ({profile}) at http://127.0.0.1:{port}/")
     try:
         return subprocess.call(voila_command(notebook, port))

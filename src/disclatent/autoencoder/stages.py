@@ -10,10 +10,11 @@ that does not yet separate the discs and a decoder that does not yet draw them; 
 the other. Decoder-first training removes the wait:
 
 1. **The decoder, as an auto-decoder** (DeepSDF's idea, Park et al. 2019): every training disc
-   gets a free code of ``k`` numbers (start: N(0, 1), seeded), and the codes are optimised
-   together with the decoder under the reconstruction loss (:func:`decoder_step`). Its
-   quality is the IoU of the decoded codes (:func:`decoder_iou`), measured after every
-   epoch; the stage ends when it reaches the criterion or at the epoch budget.
+   gets a free code of ``k`` numbers (start: :func:`initial_codes`, the discs' PCA scores by
+   default), and the codes are optimised together with the decoder under the reconstruction
+   loss (:func:`decoder_step`). Its quality is the IoU of the decoded codes
+   (:func:`decoder_iou`), measured after every epoch; the stage ends when it reaches the
+   criterion plus ``decoder_margin`` or at the epoch budget.
 2. **The encoder regresses the codes** (:func:`encoder_step`, mean squared error, the
    decoder fixed). After every epoch the *composed* autoencoder (encoder, then decoder) is
    measured with the same criterion as joint training: mean IoU over all training discs,

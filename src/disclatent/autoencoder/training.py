@@ -387,7 +387,7 @@ class DiscAE:
         self.metrics = {
             "latent_dim": cfg.latent_dim,
             "strategy": cfg.strategy,
-            "decoder_epochs": len(decoder_rows),
+            "decoder_epochs": run.state.decoder_epochs,
             "decoder_iou": decoder_rows[-1]["decoder_iou"] if decoder_rows else None,
             "epochs": run.state.epoch,
             "converged": first is not None,
