@@ -83,6 +83,12 @@ glue("data_name", Text(cohort), display=False)
 # folds {glue:text}`leak_latent_auc_grouped`; with the autoencoder also trained inside each
 # fold {glue:text}`leak_latent_auc_infold`.
 #
+# **Trivial baselines.** Prevalence depends on the spinal level, so the latent features are
+# also measured against the best baseline that needs no autoencoder (the level, disc
+# height, both, or geometry with the level; the paper has none); a feature set "beats" it
+# only when the 95 % CI of the AUC difference lies above zero.
+# {glue:text}`pred_gt_baseline_verdict`
+#
 # **Interpretation.** The strongest correlation between a latent and a geometric feature
 # was |r| = {glue:text}`interp_max_abs_r` ({glue:text}`interp_max_pair`; the paper's
 # strongest was {glue:text}`paper_interp_max_abs_r`), and the largest correlation between

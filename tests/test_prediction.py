@@ -3,9 +3,11 @@ import pandas as pd
 import pytest
 
 from disclatent import published
+from disclatent.analysis import baselines as bl
 from disclatent.analysis import prediction as pr
 from disclatent.conventions import GEOMETRY_FEATURES, PREDICTION_FEATURES
 from disclatent.data.spider import GRADING_TARGETS
+from disclatent.formatting import format_ci
 
 
 def cohort(n_patients=60, discs=6, seed=0, signal=1.0):
@@ -106,6 +108,13 @@ def test_paper_table_is_complete():
     assert pred_row["AUC (paper)"] == "0.58" and pred_row["AUC (ours)"] == "-"
     unknown = ours.iloc[:1].assign(target="modic")
     assert pr.side_by_side(unknown).loc[0, "F1 (paper)"] == "-"
+    base = pr.side_by_side(ours.iloc[:1].assign(features="height + level")).iloc[0]
+    assert (base["role"], base["AUC (paper)"], base["F1 (paper)"]) == (
+        "baseline",
+        "\u2014",
+        "\u2014",
+    )
+    assert (base["F1 (ours)"], row["role"]) == ("0.50 (0.40-0.60)", "paper set")
 
 
 def test_literature_table_formats_what_is_reported():
@@ -313,6 +322,7 @@ def _graded(n_patients=20, discs=6, seed=0):
         if col not in table:
             table[col] = rng.normal(size=len(table))
     table["latent_0"] = table["height_mm"] + rng.normal(0, 0.5, len(table))
+    table["ivd_label"] = np.tile(np.arange(1, discs + 1), n_patients)
     return table
 
 
@@ -346,8 +356,16 @@ def test_prediction_grid_is_the_experiments_one_by_one():
     table = _graded()
     settings = dict(n_repeats=1, n_boot=50, seed=3)
     main, results = pr.prediction_grid({"gt": table}, 1, **settings)
-    assert list(results) == [("gt", t, fs) for t in GRADING_TARGETS for fs in pr.FEATURE_SETS]
-    assert main["source"].eq("gt").all() and len(main) == 6
+    sets = [*pr.FEATURE_SETS, *pr.BASELINE_SETS]  # the paper's three, then the baselines
+    assert list(results) == [("gt", t, fs) for t in GRADING_TARGETS for fs in sets]
+    assert main["source"].eq("gt").all() and len(main) == 16
+    assert main["role"].tolist() == (["paper set"] * 3 + ["baseline"] * 5) * 2
+    assert pr.paper_set_rows(main)["features"].tolist() == [*pr.FEATURE_SETS] * 2
+    _, level = pr.run_experiment(table, "disc_narrowing", "level", 1, **settings)
+    hit = main[(main.target == "disc_narrowing") & (main.features == "level")]
+    assert hit.iloc[0][["auc", "f1"]].tolist() == [level["auc"], level["f1"]]
+    only, _ = pr.prediction_grid({"gt": table}, 1, **settings, feature_sets=["height"])
+    assert only["features"].tolist() == ["height", "height"]
     _, row = pr.run_experiment(table, "disc_bulging", "geometric + latent", 1, **settings)
     hit = main[(main.target == "disc_bulging") & (main.features == "geometric + latent")]
     assert hit.iloc[0][["auc", "f1", "auc_lo"]].tolist() == [row["auc"], row["f1"], row["auc_lo"]]
@@ -477,3 +495,115 @@ def test_load_study_reads_the_earlier_chapters_outputs(phantom_dir, tmp_path):
     assert len(measured) == 2 and set(GEOMETRY_FEATURES) <= set(measured.columns)
     truth = study.phantom_truth()
     assert truth is not None and {"wedge", "bulge_mm"} <= set(truth.columns)
+
+
+# --- trivial baselines: every feature set against the best one ------------------------------
+def _level_cohort(n_patients=40, seed=0, driver="level"):
+    """Five discs per patient (IVD labels 1-5); the narrowing grade depends on the level
+    only (``driver="level"``: L5/S1 and L4/L5 mostly narrowed, the others mostly not) or
+    on ``latent_0`` only (``driver="latent"``); every other feature is noise."""
+    rng = np.random.default_rng(seed)
+    n = 5 * n_patients
+    table = pd.DataFrame({"patient": np.repeat(np.arange(n_patients), 5).astype(str)})
+    table["ivd_label"] = np.tile(np.arange(1, 6), n_patients)
+    for col in [*PREDICTION_FEATURES, "latent_0"]:
+        table[col] = rng.normal(size=n)
+    signal = table["ivd_label"] <= 2 if driver == "level" else table["latent_0"] > 0
+    table["disc_narrowing"] = (rng.random(n) < np.where(signal, 0.9, 0.1)).astype(int)
+    return table
+
+
+def _baselines(table, n_boot=200):
+    settings = dict(targets=["disc_narrowing"], n_repeats=2, n_boot=n_boot, seed=0)
+    main, results = pr.prediction_grid({"gt": table}, 1, **settings)
+    comparisons = bl.baseline_comparisons(main, results, n_boot=n_boot, seed=0)
+    return main, results, comparisons, bl.baseline_table(main, comparisons)
+
+
+def test_the_reference_baselines_need_no_autoencoder():
+    assert bl.REFERENCE_BASELINES == ("level", "height", "height + level", "geometric + level")
+    main = pd.DataFrame(
+        {"source": "gt", "target": "t", "auc": [0.9, 0.6, 0.7, 0.7],
+         "features": ["latent + level", "level", "height + level", "geometric + level"]}
+    )  # fmt: skip
+    assert bl.best_baselines(main) == {("gt", "t"): "height + level"}  # first of a tie
+    assert bl.best_baselines(main, candidates=pr.BASELINE_SETS) == {("gt", "t"): "latent + level"}
+
+
+def test_a_level_driven_grade_is_predicted_by_the_level_not_by_noise():
+    main, results, comparisons, table = _baselines(_level_cohort())
+    auc = table.set_index("features")["auc"]
+    assert auc["level"] > 0.8 and abs(auc["latent"] - 0.5) < 0.1 and abs(auc["height"] - 0.5) < 0.1
+    best = table["best_baseline"].iloc[0]
+    assert best in {"level", "height + level", "geometric + level"} and auc[best] > 0.8
+    latent = table[table.features == "latent"].iloc[0]
+    assert latent["delta_auc"] == pytest.approx(latent["auc"] - auc[best], abs=1e-9)
+    assert latent["delta_auc_hi"] < -0.2 and latent["p_bootstrap"] < 0.01
+    assert latent["p_corrected_t"] < 0.01
+    direct = pr.compare(
+        results[("gt", "disc_narrowing", best)],
+        results[("gt", "disc_narrowing", "latent")],
+        n_boot=200,
+        seed=0,
+    )
+    assert latent["delta_auc_lo"] == direct["diff_lo"]
+    assert latent["p_corrected_t"] == direct["p_corrected_t"]
+    # the best baseline is not compared with itself; every other set is
+    own = table[table.features == best].iloc[0]
+    assert own[bl.DELTA_COLUMNS].isna().all() and own["role"] == "baseline"
+    assert len(comparisons) == 7 and best not in set(comparisons.features)
+    text = bl.baseline_verdict(table, targets=["disc_narrowing"])
+    assert f"the best baseline is {best}" in text
+    assert "latent, AUC" in text and "is worse than it" in text and "beats" not in text
+
+
+def test_a_latent_driven_grade_beats_every_baseline_and_the_table_is_complete():
+    main, _, _, table = _baselines(_level_cohort(seed=1, driver="latent"))
+    assert list(table.columns[:10]) == [
+        "source", "target", "features", "role",
+        "auc", "auc_lo", "auc_hi", "f1", "f1_lo", "f1_hi",
+    ]  # fmt: skip
+    assert list(table.columns) == bl.BASELINE_COLUMNS and len(table) == len(main) == 8
+    assert not table.duplicated(["source", "target", "features"]).any()
+    assert table["role"].tolist() == ["paper set"] * 3 + ["baseline"] * 5
+    rows = table.set_index("features")
+    assert rows.loc["latent", "auc"] > 0.8 and rows.loc["latent", "delta_auc_lo"] > 0.2
+    assert rows.loc["geometric + latent", "delta_auc_lo"] > 0
+    assert rows.loc["latent", "p_bootstrap"] < 0.01 and rows.loc["latent", "p_corrected_t"] < 0.01
+    assert rows["best_baseline"].iloc[0] in bl.REFERENCE_BASELINES
+    assert rows.loc[rows["best_baseline"].iloc[0], "delta_auc"] != rows.loc["latent", "delta_auc"]
+    text = bl.baseline_verdict(table, targets=["disc_narrowing"])
+    assert text.startswith("From ground-truth masks. Narrowing: the best baseline is")
+    assert text.count("beats it") == 2 and "worse" not in text
+    assert f"latent, AUC {format_ci(*rows.loc['latent', ['auc', 'auc_lo', 'auc_hi']])}" in text
+    assert bl.baseline_verdict(table, source="pred") == (
+        "No baseline comparison for the predicted masks."
+    )
+
+
+def test_verdict_words_follow_the_interval_of_the_difference():
+    assert bl.difference_word(0.01, 0.2) == "beats"
+    assert bl.difference_word(-0.3, -0.02) == "is worse than"
+    assert bl.difference_word(-0.05, 0.1) == "is no better than"
+    assert bl.difference_word(np.nan, np.nan) == "is no better than"
+    assert bl.format_difference(-0.1, -0.2, np.nan) == "-0.100"
+    assert (bl.format_p(0.0004), bl.format_p(0.0312), bl.format_p(np.nan)) == (
+        "p < 0.001", "p = 0.031", "p n/a"
+    )  # fmt: skip
+    row = {"source": "gt", "target": "disc_bulging", "role": "paper set", "f1": 0.5,
+           "f1_lo": 0.4, "f1_hi": 0.6, "best_baseline": "level", "p_corrected_t": 0.2}  # fmt: skip
+    table = pd.DataFrame(
+        [
+            {**row, "features": "level", "role": "baseline", "auc": 0.7, "auc_lo": 0.6,
+             "auc_hi": 0.8, **dict.fromkeys(bl.DELTA_COLUMNS, np.nan)},
+            {**row, "features": "latent", "auc": 0.72, "auc_lo": 0.62, "auc_hi": 0.81,
+             "delta_auc": 0.02, "delta_auc_lo": -0.03, "delta_auc_hi": 0.07, "p_bootstrap": 0.4},
+        ]
+    )  # fmt: skip
+    text = bl.baseline_verdict(table, targets=["disc_bulging"], features=["latent"])
+    assert text == (
+        "From ground-truth masks. Bulging: the best baseline is level, AUC 0.70 (0.60-0.80). "
+        "Against it, latent, AUC 0.72 (0.62-0.81), is no better than it (difference "
+        "+0.020 (95 % CI -0.030 to +0.070); p = 0.400 by the patient bootstrap, p = 0.200 by the "
+        "corrected t-test)."
+    )

@@ -64,6 +64,41 @@ def test_numbers_are_read_from_the_tables(tmp_path):
     assert n["latent_latent_max_r"] == pytest.approx(abs(np.corrcoef(z.latent_0, z.latent_1)[0, 1]))
 
 
+def test_the_baseline_verdict_is_read_from_the_baselines_table(tmp_path):
+    from disclatent.analysis import baselines as bl
+
+    assert results.headline_numbers(tmp_path)["pred_gt_baseline_verdict"] is None
+    row = {"source": "gt", "target": "disc_narrowing", "best_baseline": "height + level"}
+    nan = dict.fromkeys(bl.DELTA_COLUMNS, np.nan)
+    ci = {"f1": 0.5, "f1_lo": 0.4, "f1_hi": 0.6}
+    pd.DataFrame(
+        [
+            {**row, **ci, **nan, "features": "height + level", "role": "baseline",
+             "auc": 0.83, "auc_lo": 0.78, "auc_hi": 0.88},
+            {**row, **ci, "features": "latent", "role": "paper set", "auc": 0.69,
+             "auc_lo": 0.62, "auc_hi": 0.76, "delta_auc": -0.145, "delta_auc_lo": -0.213,
+             "delta_auc_hi": -0.072, "p_bootstrap": 0.001, "p_corrected_t": 0.0004},
+            {**row, **ci, **nan, "source": "pred", "features": "latent", "auc": 0.9},
+        ]
+    ).reindex(columns=bl.BASELINE_COLUMNS).to_csv(
+        tmp_path / "prediction_baselines.csv", index=False
+    )  # fmt: skip
+    n = results.headline_numbers(tmp_path)
+    assert (n["pred_gt_narrowing_baseline"], n["pred_gt_narrowing_baseline_auc"]) == (
+        "height + level", 0.83
+    )  # fmt: skip
+    assert n["pred_gt_baseline_verdict"] == (
+        "From ground-truth masks. Narrowing: the best baseline is height + level, AUC 0.83 "
+        "(0.78-0.88). Against it, latent, AUC 0.69 (0.62-0.76), is worse than it (difference "
+        "-0.145 (95 % CI -0.213 to -0.072); p = 0.001 by the patient bootstrap, p < 0.001 by "
+        "the corrected t-test)."
+    )
+    table = results.comparison_table(n).set_index("quantity")["this study"]
+    assert table["narrowing AUC, best baseline without latent features (GT masks)"] == (
+        "0.83 (height + level)"
+    )
+
+
 def test_timings_and_hardware(tmp_path, monkeypatch):
     import os
 

@@ -34,6 +34,7 @@ class Table:
     GEOMETRY_ERRORS = "geometry_errors_vs_truth"  # 02_geometry (phantom only)
     AUTOENCODER_SWEEP = "autoencoder_sweep_raw"  # 03_autoencoder
     PREDICTION = "prediction_results"  # 04_prediction
+    PREDICTION_BASELINES = "prediction_baselines"  # 04_prediction
     LEAKAGE = "leakage_protocols"  # 04_prediction
     LATENT_GEOMETRY = "latent_geometry_correlation"  # 05_interpretation
     LATENT_LATENT = "latent_latent_correlation"  # 05_interpretation

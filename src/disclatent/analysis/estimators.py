@@ -41,6 +41,18 @@ BASELINE_SETS = {
     "geometric + level": "geometric + level",
     "latent + level": "latent + level",
 }
+#: every set Tables 1 and 2 show, in their order: the paper's three, then the baselines
+ALL_FEATURE_SETS = (*FEATURE_SETS, *BASELINE_SETS)
+
+
+def feature_role(feature_set: str) -> str:
+    """``"paper set"`` for one of :data:`FEATURE_SETS`, ``"baseline"`` for one of
+    :data:`BASELINE_SETS`; another name is an error."""
+    if feature_set in FEATURE_SETS:
+        return "paper set"
+    if feature_set in BASELINE_SETS:
+        return "baseline"
+    raise ValueError(f"unknown feature set {feature_set!r}; choose from {ALL_FEATURE_SETS}")
 
 
 class ColumnSelector(BaseEstimator, TransformerMixin):

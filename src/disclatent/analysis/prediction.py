@@ -8,7 +8,8 @@ chapter's tables from them:
 * :func:`disc_features`: one row per disc with its geometry (read from the geometry chapter's
   table for ground-truth discs, measured here for predicted masks), latent code and gradings;
 * :func:`run_experiment`: one (target, feature set, protocol) cross-validated, as a table row;
-* :func:`prediction_grid` (Tables 1 and 2), :func:`paired_comparisons`,
+* :func:`prediction_grid` (Tables 1 and 2: the paper's three feature sets and the trivial
+  baselines; :mod:`disclatent.analysis.baselines` compares them), :func:`paired_comparisons`,
   :func:`class_weight_table` (Supplementary Table 2) and :func:`leakage_table` (the same
   experiment under the paper's protocol, grouped folds, and an autoencoder trained in each
   fold);
@@ -26,12 +27,15 @@ from sklearn.pipeline import Pipeline
 
 from disclatent import published
 from disclatent.analysis.estimators import (
+    ALL_FEATURE_SETS,
+    BASELINE_SETS,
     FEATURE_SETS,
     AppendLatent,
     ColumnSelector,
     DiscXGBClassifier,
     LatentCache,
     feature_columns,
+    feature_role,
     make_pipeline,
 )
 from disclatent.analysis.validation import (
@@ -47,6 +51,8 @@ from disclatent.data.spider import GRADING_TARGETS
 from disclatent.formatting import format_ci, format_number
 
 __all__ = [
+    "ALL_FEATURE_SETS",
+    "BASELINE_SETS",
     "FEATURE_SETS",
     "PROTOCOLS",
     "AppendLatent",
@@ -66,11 +72,13 @@ __all__ = [
     "f1_positive",
     "feasible_tables",
     "feature_columns",
+    "feature_role",
     "fold_splits",
     "leakage_table",
     "literature_table",
     "make_pipeline",
     "paired_comparisons",
+    "paper_set_rows",
     "prediction_grid",
     "run_experiment",
     "side_by_side",
@@ -85,6 +93,7 @@ PROTOCOLS = {
     "training folds only",
 }
 SOURCE_NAMES = {"gt": "ground truth", "pred": "predicted"}
+NO_PAPER_VALUE = "\u2014"  # an em dash: the paper has no baselines
 COHORT_NAMES = {"gt": "ground-truth masks (all sites)", "pred": "predicted masks (test site)"}
 
 
@@ -270,19 +279,28 @@ def prediction_grid(
     n_repeats: int = 5,
     n_boot: int = 1000,
     seed: int = 0,
+    feature_sets: Sequence[str] = ALL_FEATURE_SETS,
 ) -> tuple[pd.DataFrame, dict[tuple[str, str, str], CVResult]]:
     """Tables 1 and 2: every (mask source, target, feature set) with grouped folds; one row
-    each (with ``source``) and the results, keyed ``(source, target, feature set)``."""
+    each (with ``source`` and ``role``, :func:`feature_role`) and the results, keyed
+    ``(source, target, feature set)``. By default the paper's three sets, then the
+    baselines (:data:`ALL_FEATURE_SETS`)."""
     rows, results = [], {}
     for source, table in tables.items():
         for target in targets:
-            for fs in FEATURE_SETS:
+            for fs in feature_sets:
                 res, row = run_experiment(
                     table, target, fs, latent_dim, "grouped", False, n_repeats, n_boot, seed
                 )
                 results[(source, target, fs)] = res
-                rows.append({"source": source, **row})
+                rows.append({"source": source, "role": feature_role(fs), **row})
     return pd.DataFrame(rows), results
+
+
+def paper_set_rows(main: pd.DataFrame, source: str = "gt") -> pd.DataFrame:
+    """The rows of :func:`prediction_grid`'s table for ``source`` and the paper's three
+    feature sets (no baselines): what Supplementary Table 2 and the protocols compare."""
+    return main[(main["source"] == source) & main["features"].isin(list(FEATURE_SETS))]
 
 
 def paired_comparisons(
@@ -413,7 +431,9 @@ def _ci(m, lo, hi) -> str:
 
 
 def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame = published.PREDICTION) -> pd.DataFrame:
-    """Our F1/AUC with CIs beside the paper's, one row per (source, target, feature set)."""
+    """Our F1/AUC with CIs beside the paper's, one row per (source, target, feature set);
+    ``role`` says whether the set is one of the paper's or a baseline (no paper value: an
+    em dash)."""
     rows = []
     for _, r in ours.iterrows():
         p = paper[
@@ -422,15 +442,18 @@ def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame = published.PREDICTION)
             & (paper.features == r["features"])
         ]
         hit = p.iloc[0] if len(p) else None
+        baseline = r["features"] in BASELINE_SETS
+        none = NO_PAPER_VALUE if baseline else "-"
         rows.append(
             {
                 "masks": SOURCE_NAMES[r["source"]],
                 "target": r["target"].replace("_", " "),
                 "features": r["features"],
+                "role": "baseline" if baseline else "paper set",
                 "F1 (ours)": _ci(r["f1"], r["f1_lo"], r["f1_hi"]),
                 "AUC (ours)": _ci(r["auc"], r["auc_lo"], r["auc_hi"]),
-                "F1 (paper)": "-" if hit is None else _ci(hit["f1"], hit["f1_lo"], hit["f1_hi"]),
-                "AUC (paper)": "-"
+                "F1 (paper)": none if hit is None else _ci(hit["f1"], hit["f1_lo"], hit["f1_hi"]),
+                "AUC (paper)": none
                 if hit is None
                 else _ci(hit["auc"], hit["auc_lo"], hit["auc_hi"]),
             }

@@ -144,6 +144,14 @@ def level_boxplots(
     return fig
 
 
+def _interval_points(
+    ax: plt.Axes, rows: pd.DataFrame, y: np.ndarray, metric: str, label: str, **style
+) -> None:
+    """``rows[metric]`` at heights ``y`` with their 95 % CI as horizontal error bars."""
+    err = [rows[metric] - rows[f"{metric}_lo"], rows[f"{metric}_hi"] - rows[metric]]
+    ax.errorbar(rows[metric], y, xerr=err, capsize=3, label=label, **style)
+
+
 def forest_plot(
     ours: pd.DataFrame,
     paper: pd.DataFrame | None = None,
@@ -152,21 +160,23 @@ def forest_plot(
 ) -> plt.Axes:
     """Our metric with its 95 % CI per (target, feature set), the paper's value as a cross.
 
-    ``ours`` needs ``target, features, <metric>, <metric>_lo, <metric>_hi``; ``paper`` (same
-    keys, optional) is drawn where it reports the value.
+    ``ours`` needs ``target, features, <metric>, <metric>_lo, <metric>_hi``; rows whose
+    optional ``role`` is ``"baseline"`` are drawn as grey squares; ``paper`` (same keys,
+    optional) is drawn where it reports the value (never for a baseline). A dotted line
+    separates the targets.
     """
     ax = ax or plt.gca()
     rows = ours.reset_index(drop=True)
     y = np.arange(len(rows))[::-1]
-    ax.errorbar(
-        rows[metric],
-        y,
-        xerr=[rows[metric] - rows[f"{metric}_lo"], rows[f"{metric}_hi"] - rows[metric]],
-        fmt="o",
-        color="C0",
-        capsize=3,
-        label="this study (95 % CI)",
-    )
+    baseline = (rows["role"] == "baseline").to_numpy() if "role" in rows else np.zeros(len(y), bool)
+    for keep, style, label in (
+        (~baseline, dict(fmt="o", color="C0"), "this study (95 % CI)"),
+        (baseline, dict(fmt="s", color="0.45", ms=4), "baseline (95 % CI)"),
+    ):
+        if keep.any():
+            _interval_points(ax, rows[keep], y[keep], metric, label, **style)
+    for edge in np.flatnonzero(rows["target"].to_numpy()[1:] != rows["target"].to_numpy()[:-1]):
+        ax.axhline(y[edge] - 0.5, color="grey", lw=0.6, ls=":")
     if paper is not None:
         merged = rows.merge(
             paper[["target", "features", metric]],
@@ -186,5 +196,5 @@ def forest_plot(
     )
     ax.axvline(0.5 if metric == "auc" else 0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel(metric.upper() if metric == "auc" else "F1 (positive class)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)  # below
     return ax

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from disclatent import published
+from disclatent.analysis.baselines import baseline_verdict
 from disclatent.analysis.interpretation import max_off_diagonal
 from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data.spider import GRADING_TARGETS
@@ -130,6 +131,11 @@ _AUTOENCODER_KEYS = [
 ]
 _FEATURE_SETS = {"latent": "latent", "geometric": "geometric", "geometric + latent": "combined"}
 _PROTOCOLS = {"paper": "paper", "grouped": "grouped", "grouped, AE in fold": "infold"}
+_BASELINE_KEYS = [
+    "pred_gt_narrowing_baseline",
+    "pred_gt_narrowing_baseline_auc",
+    "pred_gt_baseline_verdict",
+]
 
 Numbers = dict[str, float | str | None]
 
@@ -204,6 +210,21 @@ def _prediction(t: Path) -> Numbers:
     return out
 
 
+def _baselines(t: Path) -> Numbers:
+    """The best baseline for narrowing (ground-truth masks), its AUC, and the verdict on the
+    latent features against the best baseline of each target, in words with numbers."""
+    table = _read(t, Table.PREDICTION_BASELINES)
+    out: Numbers = dict.fromkeys(_BASELINE_KEYS)
+    if table is None or not len(gt := table[table["source"] == "gt"]):
+        return out
+    best = gt[(gt["target"] == "disc_narrowing") & (gt["features"] == gt["best_baseline"])]
+    if len(best):
+        out["pred_gt_narrowing_baseline"] = str(best.iloc[0]["features"])
+        out["pred_gt_narrowing_baseline_auc"] = _f(best.iloc[0]["auc"])
+    out["pred_gt_baseline_verdict"] = baseline_verdict(table, "gt")
+    return out
+
+
 def _interpretation(t: Path) -> Numbers:
     """The strongest latent-geometry |r| (and its pair), the largest latent-latent |r|."""
     out: Numbers = dict.fromkeys(["interp_max_abs_r", "interp_max_pair", "latent_latent_max_r"])
@@ -222,7 +243,7 @@ def headline_numbers(tables_dir: str | os.PathLike) -> Numbers:
     """Every number the results chapter quotes; ``None`` where its table is missing."""
     t = Path(tables_dir)
     out: Numbers = {}
-    for part in (_segmentation, _autoencoder, _geometry, _prediction, _interpretation):
+    for part in (_segmentation, _autoencoder, _geometry, _prediction, _baselines, _interpretation):
         out.update(part(t))
     return out
 
@@ -231,6 +252,12 @@ def _correlation_r(df: pd.DataFrame) -> pd.DataFrame:
     """The r matrix of a long correlation table (``x, y, r, p, q``; see
     :func:`disclatent.stats.correlation_table`)."""
     return df.pivot(index="x", columns="y", values="r")
+
+
+def _named(numbers: Mapping, key: str, name_key: str) -> str:
+    """``numbers[key]`` formatted, followed by ``numbers[name_key]`` in brackets if any."""
+    value, name = format_number(numbers.get(key)), numbers.get(name_key)
+    return f"{value} ({name})" if name and numbers.get(key) is not None else value
 
 
 def comparison_table(numbers: dict) -> pd.DataFrame:
@@ -293,6 +320,12 @@ def comparison_table(numbers: dict) -> pd.DataFrame:
             "narrowing AUC, geometric + latent (GT masks)",
             fmt(PAPER["pred_gt_narrowing_combined_auc"]),
             fmt(numbers.get("pred_gt_narrowing_combined_auc")),
+        ),
+        (
+            "4 prediction",
+            "narrowing AUC, best baseline without latent features (GT masks)",
+            "not reported",
+            _named(numbers, "pred_gt_narrowing_baseline_auc", "pred_gt_narrowing_baseline"),
         ),
         (
             "5 interpretation",
