@@ -11,7 +11,8 @@ wall-clock cap of ``--cap-seconds`` ends a run). Run from the project root::
         [--latent-dim 4] [--build-dir _build] [--heldout-fraction 0.2] [--cap-seconds 240]
         [--ideas] [--norm group] [--decoder-kernel 4] [--batch-size 2] [--lr 3e-3]
         [--schedule cosine] [--hard-weight 5] [--channels 8,32,256] [--epochs 200]
-        [--strategy decoder_first] [--encoder-epochs 80]
+        [--strategy decoder_first] [--encoder-epochs 80] [--code-lr-scale 1]
+        [--code-noise 0] [--seed 0]
 
 Without ``--ideas`` one run with the profile's settings (and any overrides) is measured. The
 cohort is the profile's phantom (written under ``<build>/data`` when missing) or ``--data``.
@@ -117,7 +118,7 @@ def _measure(train, held, cfg, cap: float) -> dict[str, Any]:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     names = ("norm", "decoder_kernel", "batch_size", "lr", "schedule", "hard_weight")
-    for name in (*names, "strategy", "encoder_epochs"):
+    for name in (*names, "strategy", "encoder_epochs", "code_lr_scale", "code_noise", "seed"):
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)
     if args.channels:
@@ -158,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--strategy", choices=STRATEGIES)
     ap.add_argument("--encoder-epochs", type=int, help="encoder-stage budget (decoder first)")
+    ap.add_argument("--code-lr-scale", type=float, help="codes' learning rate / lr")
+    ap.add_argument("--code-noise", type=float, help="latent noise (x the codes' sd)")
+    ap.add_argument("--seed", type=int, help="training seed")
     ap.add_argument(
         "--json",
         default="",

@@ -163,3 +163,67 @@ def test_pca_codes_are_the_discs_principal_component_scores_at_unit_variance(cub
     assert np.abs(wide[:, :3]).max() > 0.5 and not wide[:, 3:].any()
     with pytest.raises(ValueError, match="unknown code_init"):
         replace(DF, code_init="zeros")
+
+
+def test_the_decoder_stage_iou_is_that_of_its_own_forward_passes(cubes):
+    """Without latent noise the decoder stage records each disc's IoU from the forward pass
+    that trained it (free); with the weights barely moving that is the eval-mode IoU."""
+    still = replace(DF, lr=1e-12, code_lr_scale=1.0, max_epochs=2, encoder_epochs=1)
+    ae = _fit(cubes, still)
+    rows = ae.history[ae.history.stage == "decoder"]
+    # the eval IoU of the final decoder, with the start codes (lr ~ 0: the codes did not move)
+    codes = stages.initial_codes(cubes, still.latent_dim, still.seed, still.code_init)
+    expected = stages.decoder_iou(ae.model, codes, torch.as_tensor(cubes)).mean()
+    assert rows["decoder_iou"].iloc[-1] == pytest.approx(expected, abs=1e-9)
+    assert (rows["eval_seconds"] < 0.05).all()  # no eval pass
+
+
+def test_latent_noise_is_seeded_scaled_and_regularises_the_codes(cubes):
+    z = torch.zeros(3, 4)
+    every = torch.tensor([[0.0, 0, 0, 0], [2, 4, 0, 1], [4, 8, 0, 2]])  # SD 2, 4, 0, 1
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a = stages.noisy_codes(z, every, 0.5, g1)
+    torch.testing.assert_close(a, stages.noisy_codes(z, every, 0.5, g2))  # seeded
+    assert torch.all(a[:, 2] == 0)  # a feature without spread gets no noise
+    big = stages.noisy_codes(torch.zeros(20000, 4), every, 0.5, torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(big.std(0).numpy(), [1.0, 2.0, 0.0, 0.5], atol=0.03)
+    noisy = replace(DF, code_noise=0.3)
+    one, two = _fit(cubes, noisy), _fit(cubes, noisy)  # same seed, same model
+    torch.testing.assert_close(one.model.state_dict(), two.model.state_dict())
+    plain = _fit(cubes, DF)
+    assert not torch.equal(one.model.decoder[0].weight, plain.model.decoder[0].weight)
+    with pytest.raises(ValueError, match="decoder_first"):
+        replace(TINY, code_noise=0.1)
+    with pytest.raises(ValueError, match="non-negative"):
+        replace(DF, code_noise=-1.0)
+
+
+def test_the_codes_learning_rate_scale(cubes):
+    cfg = replace(DF, code_lr_scale=10.0)
+    model = A.build_model(cfg)
+    codes = stages.initial_codes(cubes, cfg.latent_dim, 0)
+    groups = stages.stage_optimizer(model, codes, "decoder", cfg).param_groups
+    scales = {len(g["params"]): g["lr_scale"] for g in groups}
+    assert scales[1] == 10.0 and sorted(scales.values()) == [1.0, 10.0]
+    fast, slow = _fit(cubes, cfg), _fit(cubes, DF)
+    assert not torch.equal(fast.model.decoder[0].weight, slow.model.decoder[0].weight)
+
+
+def test_a_model_saved_before_a_neutral_field_existed_is_reused(cubes, tmp_path):
+    import json
+
+    from disclatent.autoencoder import evaluation
+    from disclatent.autoencoder.config import NEUTRAL_DEFAULTS
+
+    cfg = replace(DF, max_epochs=1, encoder_epochs=1)
+    first, _ = evaluation.train_or_load(cubes, cfg, tmp_path, progress=False, device="cpu")
+    stored = json.loads((tmp_path / checkpoint.CONFIG_FILE).read_text())
+    for key in NEUTRAL_DEFAULTS:  # as written before these fields existed
+        stored.pop(key)
+    (tmp_path / checkpoint.CONFIG_FILE).write_text(json.dumps(stored))
+    assert evaluation._cached(tmp_path, cfg, cubes, "cpu") is not None
+    # ... but not for a configuration that sets one of them
+    assert evaluation._cached(tmp_path, replace(cfg, code_noise=0.2), cubes, "cpu") is None
+    stored.pop("code_init")  # a field whose absence is not neutral
+    (tmp_path / checkpoint.CONFIG_FILE).write_text(json.dumps(stored))
+    assert evaluation._cached(tmp_path, cfg, cubes, "cpu") is None

@@ -33,7 +33,7 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 SPLIT_FILE = "discs.csv"  # the training discs and those held out (patient, series, IVD label)
 FORMAT_VERSION = 1
-TRAINING_VERSION = 2  # bump when training changes, so cached models are retrained
+TRAINING_VERSION = 3  # bump when training changes, so cached models are retrained
 
 
 def data_digest(cubes: np.ndarray) -> str:

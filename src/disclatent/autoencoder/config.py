@@ -23,6 +23,9 @@ NORMS = ("batch", "group")  # the network's normalisation (disclatent.autoencode
 DECODER_KERNELS = (3, 4)
 STRATEGIES = ("joint", "decoder_first")  # see disclatent.autoencoder.stages
 CODE_INITS = ("pca", "random")  # the decoder stage's starting codes (decoder_first)
+#: fields added after models were first cached, with the value that reproduces the training
+#: from before they existed: a stored model without one was trained with that value
+NEUTRAL_DEFAULTS: dict[str, Any] = {"code_lr_scale": 1.0, "code_noise": 0.0}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,13 @@ class AEConfig:
     # lands a little below the decoder stage's IoU
     decoder_margin: float = 0.001
     code_init: str = "pca"  # the decoder stage's starting codes: "pca" | "random"
+    # the codes' learning rate in the decoder stage, as a multiple of lr
+    code_lr_scale: float = 1.0
+    # latent noise (a plausibility regulariser, decoder_first only): in the decoder stage
+    # each code is decoded as code + code_noise x s x N(0, 1), s the codes' standard
+    # deviation per latent feature, so the decoder must draw a disc for every code near a
+    # training disc's, not only for the codes themselves (0: none)
+    code_noise: float = 0.0
     target_iou: float = published.TARGET_IOU
     stop_at_target: bool = True
     seed: int = 0
@@ -90,8 +100,15 @@ class AEConfig:
             raise ValueError("hard_weight must be non-negative")
         if self.max_epochs < 1 or self.batch_size < 1:
             raise ValueError("max_epochs and batch_size must be positive")
+        self._check_codes()
         if self.strategy == "decoder_first":
             self._check_decoder_first()
+
+    def _check_codes(self) -> None:
+        if self.code_noise < 0 or self.code_lr_scale <= 0:
+            raise ValueError("code_noise must be non-negative and code_lr_scale positive")
+        if self.code_noise and self.strategy != "decoder_first":
+            raise ValueError("code_noise needs strategy='decoder_first' (it perturbs its codes)")
 
     def _check_decoder_first(self) -> None:
         if self.norm != "group":

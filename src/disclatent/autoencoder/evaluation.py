@@ -25,7 +25,7 @@ from disclatent.autoencoder.checkpoint import (
     TRAINING_VERSION,
     data_digest,
 )
-from disclatent.autoencoder.config import AEConfig
+from disclatent.autoencoder.config import NEUTRAL_DEFAULTS, AEConfig
 from disclatent.autoencoder.cubes import fit_cubes
 from disclatent.autoencoder.objective import iou_summary
 from disclatent.autoencoder.training import DiscAE
@@ -53,15 +53,21 @@ def _cached(
     """The model in ``folder`` if it has this configuration and was trained on ``cubes``.
 
     The configuration file must name every field of today's :class:`AEConfig`: a model
-    written before a field existed was not trained with that field's default."""
+    written before a field existed was not trained with that field's default, unless the
+    field is one of :data:`~disclatent.autoencoder.config.NEUTRAL_DEFAULTS` (added with a
+    default that reproduces the earlier training) and ``config`` has that value."""
     files = (MODEL_FILE, METRICS_FILE, CONFIG_FILE)
     if not all((folder / f).exists() for f in files):
         return None
     stored = json.loads((folder / CONFIG_FILE).read_text())
     cached = DiscAE.load(folder, device)
     m = cached.metrics
+    wanted = config.to_dict()
+    absent = set(wanted) - set(stored)
+    neutral = all(k in NEUTRAL_DEFAULTS and wanted[k] == NEUTRAL_DEFAULTS[k] for k in absent)
     same = (
-        set(stored) == set(config.to_dict())
+        neutral
+        and set(stored) <= set(wanted)
         and cached.config == config
         and m.get("data") == data_digest(cubes)
         and m.get("training_version") == TRAINING_VERSION

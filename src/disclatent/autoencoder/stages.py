@@ -12,9 +12,11 @@ the other. Decoder-first training removes the wait:
 1. **The decoder, as an auto-decoder** (DeepSDF's idea, Park et al. 2019): every training disc
    gets a free code of ``k`` numbers (start: :func:`initial_codes`, the discs' PCA scores by
    default), and the codes are optimised together with the decoder under the reconstruction
-   loss (:func:`decoder_step`). Its quality is the IoU of the decoded codes
-   (:func:`decoder_iou`), measured after every epoch; the stage ends when it reaches the
-   criterion plus ``decoder_margin`` or at the epoch budget.
+   loss (:func:`decoder_step`). Its quality is the IoU of the decoded codes, recorded for
+   every disc from the forward pass that trained it (free: with GroupNorm the train-mode
+   network is the eval-mode one; with latent noise, which those passes decode, an eval pass
+   of the clean codes, :func:`decoder_iou`, after the epoch); the stage ends when its mean
+   reaches the criterion plus ``decoder_margin`` or at the epoch budget.
 2. **The encoder regresses the codes** (:func:`encoder_step`, mean squared error, the
    decoder fixed). After every epoch the *composed* autoencoder (encoder, then decoder) is
    measured with the same criterion as joint training: mean IoU over all training discs,
@@ -89,7 +91,11 @@ def stage_optimizer(
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if stage == "decoder":
         assert codes is not None
-        return torch.optim.Adam([*decoder_parameters(model), *codes.parameters()], lr=cfg.lr)
+        groups = [
+            {"params": decoder_parameters(model), "lr": cfg.lr, "lr_scale": 1.0},
+            {"params": list(codes.parameters()), "lr": cfg.lr, "lr_scale": cfg.code_lr_scale},
+        ]
+        return torch.optim.Adam(groups, lr=cfg.lr)
     if stage == "encoder":
         return torch.optim.Adam(encoder_parameters(model), lr=cfg.encoder_lr)
     raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
@@ -113,14 +119,18 @@ def stage_loss(
     x: torch.Tensor,
     idx: torch.Tensor,
     cfg: AEConfig,
-) -> torch.Tensor:
-    """The loss of one batch ``x`` (n, 1, S, S, S) float, the discs ``idx``, in ``stage``."""
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The loss of one batch ``x`` (n, 1, S, S, S) float, the discs ``idx``, in ``stage``,
+    and the logits it was computed from (``None`` in the encoder stage); ``generator`` draws
+    the decoder stage's latent noise (``cfg.code_noise``)."""
     if stage == "joint":
-        return reconstruction_loss(model(x), x, cfg.loss, cfg.bce_weight, cfg.hard_weight)
+        logits = model(x)
+        return reconstruction_loss(logits, x, cfg.loss, cfg.bce_weight, cfg.hard_weight), logits
     assert codes is not None
     if stage == "decoder":
-        return decoder_step(model, codes, x, idx, cfg)
-    return encoder_step(model, x, codes.weight.detach()[idx.to(codes.weight.device)])
+        return decoder_step(model, codes, x, idx, cfg, generator)
+    return encoder_step(model, x, codes.weight.detach()[idx.to(codes.weight.device)]), None
 
 
 def decoder_step(
@@ -129,11 +139,30 @@ def decoder_step(
     x: torch.Tensor,
     idx: torch.Tensor,
     cfg: AEConfig,
-) -> torch.Tensor:
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The reconstruction loss of the decoded codes ``codes[idx]`` against the discs ``x``
-    (n, 1, S, S, S) float; the loss of joint training (``cfg.loss``, ``hard_weight``)."""
-    logits = model.decode(codes(idx.to(codes.weight.device)))
-    return reconstruction_loss(logits, x, cfg.loss, cfg.bce_weight, cfg.hard_weight)
+    (n, 1, S, S, S) float (the loss of joint training: ``cfg.loss``, ``hard_weight``), and
+    the logits.
+
+    With ``cfg.code_noise`` > 0 each code is perturbed first (:func:`noisy_codes`)."""
+    z = codes(idx.to(codes.weight.device))
+    if cfg.code_noise > 0:
+        z = noisy_codes(z, codes.weight, cfg.code_noise, generator)
+    logits = model.decode(z)
+    return reconstruction_loss(logits, x, cfg.loss, cfg.bce_weight, cfg.hard_weight), logits
+
+
+def noisy_codes(
+    z: torch.Tensor, all_codes: torch.Tensor, scale: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``z`` (n, k) + ``scale`` x s x N(0, 1), s the standard deviation of ``all_codes``
+    (m, k) per latent feature (not differentiated: the codes cannot outgrow the noise by
+    spreading out). The noise is drawn on the CPU from ``generator`` (seeded per epoch by
+    the caller, so a resumed run draws the same noise)."""
+    s = all_codes.detach().std(dim=0, keepdim=True)
+    eps = torch.randn(z.shape, generator=generator).to(z.device)
+    return z + scale * s * eps
 
 
 def encoder_step(model: DiscAutoencoder, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -81,6 +81,8 @@ class _Run:
     callback: Callable[[dict], None] | None
     bar: Any
     codes: nn.Embedding | None = None  # decoder-first training: one free code per disc
+    # decoder stage: each disc's IoU from the forward pass that trained it this epoch
+    step_ious: np.ndarray | None = None
     converged: bool = False
     last_save: float = field(default_factory=time.perf_counter)
 
@@ -209,6 +211,7 @@ class DiscAE:
             callback=callback,
             bar=None,
             codes=codes,
+            step_ious=np.zeros(len(cubes)) if self.config.code_noise == 0 else None,
         )
         done = run.state.history  # a resumed run may have converged already
         run.converged = bool(done) and _iou(done[-1]) >= self.config.target_iou
@@ -290,7 +293,12 @@ class DiscAE:
             self._recalibrate_bn(run.data, self.config.batch_size)
         if stage == "decoder":
             assert run.codes is not None
-            ious, name = decoder_iou(self.model, run.codes, run.data), "decoder_iou"
+            # from the epoch's own forward passes (see stages); with latent noise, whose
+            # passes decoded perturbed codes, from an eval pass of the codes
+            steps, name = run.step_ious, "decoder_iou"
+            ious = (
+                steps.copy() if steps is not None else decoder_iou(self.model, run.codes, run.data)
+            )
         else:
             ious, name = self.iou(run.cubes), "train_iou"  # every training disc, eval mode
         run.state.epoch += 1
@@ -341,21 +349,27 @@ class DiscAE:
         bs, epoch, epochs, lr, schedule = stage_schedule(cfg, st.stage, st.epoch, st.decoder_epochs)
         steps = math.ceil(run.n / bs)
         perm = epoch_order(run.n, cfg.seed, st.epoch)
+        noise = torch.Generator().manual_seed(cfg.seed * 1_000_003 + st.epoch)  # latent noise
         loss_sum = 0.0
         for b in range(steps):
             rate = learning_rate(cfg, epoch * steps + b, steps * epochs, lr, schedule)
-            loss_sum += self._train_step(run, perm[b * bs : (b + 1) * bs], rate)
+            loss_sum += self._train_step(run, perm[b * bs : (b + 1) * bs], rate, noise)
         return loss_sum
 
-    def _train_step(self, run: _Run, idx: torch.Tensor, lr: float) -> float:
+    def _train_step(
+        self, run: _Run, idx: torch.Tensor, lr: float, noise: torch.Generator | None = None
+    ) -> float:
         cfg = self.config
         x = run.data[idx].to(self.device, non_blocking=run.pin).float().unsqueeze(1)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         for group in run.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         run.opt.zero_grad(set_to_none=True)
-        loss = stage_loss(self.model, run.codes, run.state.stage, x, idx, cfg)
+        loss, logits = stage_loss(self.model, run.codes, run.state.stage, x, idx, cfg, noise)
+        if run.state.stage == "decoder" and run.step_ious is not None and logits is not None:
+            pred = (logits.detach()[:, 0] > 0).cpu()
+            run.step_ious[idx.cpu().numpy()] = iou_per_disc(pred, run.data[idx])
         loss.backward()
         run.opt.step()
         return float(loss.detach()) * len(idx)
@@ -452,15 +466,10 @@ def _seed_everything(seed: int) -> None:
 def _progress(total: int, initial: int, enabled: bool, cfg: AEConfig) -> Any:
     from tqdm.auto import tqdm
 
-    desc = f"autoencoder k={cfg.latent_dim}"
-    return tqdm(
-        total=total, initial=initial, desc=desc, unit="epoch", leave=False, disable=not enabled
-    )
+    desc, off = f"autoencoder k={cfg.latent_dim}", not enabled
+    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", leave=False, disable=off)
 
 
-# ---------------------------------------------------------------------------------------
-# Functions
-# ---------------------------------------------------------------------------------------
 def fit(
     cubes: np.ndarray,
     config: AEConfig,
