@@ -38,6 +38,12 @@ class Table:
     LEAKAGE = "leakage_protocols"  # 04_prediction
     LATENT_GEOMETRY = "latent_geometry_correlation"  # 05_interpretation
     LATENT_LATENT = "latent_latent_correlation"  # 05_interpretation
+    LATENT_STABILITY = "latent_stability"  # 06_stability: CKA, Procrustes R^2 per seed pair
+    LATENT_GEOMETRY_CCA = "latent_geometry_cca"  # 06_stability
+    LATENT_GEOMETRY_BY_SEED = "latent_geometry_by_seed"  # 06_stability
+    LATENT_CLAIMS = "latent_claims_by_seed"  # 06_stability
+    LATENT_BASIS = "latent_basis_prediction"  # 06_stability
+    LATENT_PLAUSIBILITY = "latent_plausibility"  # 06_stability
 
 
 class MissingOutputError(FileNotFoundError):
@@ -151,6 +157,10 @@ class BuildPaths:
     def autoencoder(self, latent_dim: int) -> Path:
         """The sweep's autoencoder with bottleneck ``latent_dim`` (03_autoencoder)."""
         return self.autoencoder_models / f"k{latent_dim}"
+
+    def autoencoder_variant(self, name: str) -> Path:
+        """A further model beside the sweep's (``k4-seed1``, ``k4-noise-seed0``; 06_stability)."""
+        return self.autoencoder_models / "variants" / name
 
     @property
     def prediction_features(self) -> Path:

@@ -98,6 +98,18 @@ class Profile:
     ae_latent_dims: tuple[int, ...] = tuple(int(k) for k in published.AUTOENCODER_SWEEP.latent_dim)
     ae_heldout_fraction: float = 0.2
     ae_channels_last: bool = False
+    # stability and plausibility (06_stability; disclatent.analysis.stability, .plausibility):
+    # how many seeds of the chosen k (seed 0 is the autoencoder chapter's model; the others
+    # are trained on the same discs with the same settings), the seeds of the variant
+    # trained with latent noise (ae_code_noise x the codes' SD, a plausibility regulariser),
+    # how many models train at once (each with cpu_threads // stab_workers threads: on this
+    # 2-core machine two one-thread runs train 1.24x the epochs per second of one two-thread
+    # run) and how many latent vectors are drawn from the cohort's latent distribution
+    stab_seeds: int = 5
+    stab_noise_seeds: int = 2
+    stab_workers: int = 2
+    ae_code_noise: float = 0.3
+    plaus_samples: int = 400
 
 
 PROFILES: dict[str, Profile] = {
@@ -121,6 +133,10 @@ PROFILES: dict[str, Profile] = {
         ae_channels=(8, 16, 64),
         ae_max_epochs=12,
         ae_encoder_epochs=6,
+        stab_seeds=3,
+        stab_noise_seeds=1,
+        stab_workers=1,
+        plaus_samples=60,
     ),
     "default": Profile(
         "default",

@@ -101,6 +101,8 @@ LITERATURE = pd.DataFrame(
 INTERPRETATION_MAX_ABS_R = 0.80
 #: latent features mutually uncorrelated: |r| below this
 LATENT_LATENT_MAX_R = 0.05
+#: the paper's statements about single latent axes: (latent index, geometric feature, r)
+LATENT_CLAIMS = ((2, "ap_width_mm", -0.80), (0, "sagittal_angle_deg", -0.75))
 
 
 def prediction(source: str, target: str, features: str) -> pd.Series | None:

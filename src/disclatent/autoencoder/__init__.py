@@ -16,6 +16,7 @@ each importing only those above it:
 * :mod:`~disclatent.autoencoder.training`: :class:`DiscAE` (train, encode, decode, save,
   :meth:`DiscAE.load`) and :func:`fit`;
 * :mod:`~disclatent.autoencoder.evaluation`: :func:`evaluate` and :func:`train_or_load`;
+* :mod:`~disclatent.autoencoder.ensemble`: :func:`train_many`, several models side by side;
 * :mod:`~disclatent.autoencoder.baseline`: :class:`PCABaseline`, the linear shape model;
 * :mod:`~disclatent.autoencoder.features`: :class:`LatentFeatures` (scikit-learn);
 * :mod:`~disclatent.autoencoder.bottleneck`: :func:`patient_split`, :func:`sweep`, the
@@ -31,7 +32,9 @@ from disclatent.autoencoder.bottleneck import (
     main_latent_dim,
     metrics_table,
     patient_split,
+    read_split,
     settings_table,
+    split_labels,
     split_table,
     split_text,
     summary_text,
@@ -43,6 +46,7 @@ from disclatent.autoencoder.bottleneck import (
 from disclatent.autoencoder.checkpoint import data_digest
 from disclatent.autoencoder.config import AEConfig, describe_config
 from disclatent.autoencoder.cubes import CropWarning, Discs, discs_from_store, fit_cubes, load_discs
+from disclatent.autoencoder.ensemble import Job, TrainingFailed, train_many
 from disclatent.autoencoder.evaluation import evaluate, train_or_load
 from disclatent.autoencoder.features import LatentFeatures
 from disclatent.autoencoder.network import (
@@ -74,6 +78,11 @@ __all__ = [
     "fit",
     "fit_cubes",
     "iou_per_disc",
+    "Job",
+    "TrainingFailed",
+    "train_many",
+    "read_split",
+    "split_labels",
     "load_discs",
     "main_latent_dim",
     "metrics_table",

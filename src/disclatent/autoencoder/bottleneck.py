@@ -72,6 +72,38 @@ def write_split(split: pd.DataFrame, folder: str | os.PathLike) -> Path:
     return write_csv_atomic(split, path)
 
 
+def split_labels(folder: str | os.PathLike, table: pd.DataFrame) -> pd.Series:
+    """For each row of ``table`` (with ``series`` and ``ivd_label``), the ``split`` a model
+    folder's ``discs.csv`` (:func:`write_split`) gives it: "train", "heldout", or NaN for a
+    disc the model never saw (e.g. one too large for its cube); ``table``'s index."""
+    path = Path(folder) / SPLIT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the model folder does not name its discs")
+    split = pd.read_csv(path, dtype={"series": str})
+    keys = ["series", "ivd_label"]
+    left = table[keys].astype({"series": str, "ivd_label": int}).reset_index(drop=True)
+    right = split[[*keys, "split"]].astype({"ivd_label": int})
+    joined = left.merge(right, on=keys, how="left", validate="one_to_one")
+    return pd.Series(joined["split"].to_numpy(), index=table.index, name="split")
+
+
+def read_split(folder: str | os.PathLike, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, heldout) over the discs of ``table`` from a model folder's
+    ``discs.csv``, so that a later chapter uses exactly the discs the model was trained on
+    and held out. A disc of ``table`` the file does not name, or the reverse, is an error
+    naming the file (the discs changed since the model was trained)."""
+    labels = split_labels(folder, table)
+    named = len(pd.read_csv(Path(folder) / SPLIT_FILE))
+    if labels.isna().any() or named != len(table):
+        raise ValueError(
+            f"{Path(folder) / SPLIT_FILE} names {named} discs, the table has {len(table)} "
+            f"({int(labels.isna().sum())} of them not named): the discs changed since the "
+            "model was trained; rebuild its chapter"
+        )
+    heldout = (labels == "heldout").to_numpy()
+    return ~heldout, heldout
+
+
 # ---------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------
