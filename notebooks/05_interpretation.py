@@ -145,8 +145,10 @@ else:
 # ## Explore the latent space yourself
 #
 # One slider per latent feature, from its cohort minimum to its maximum, starting at the
-# cohort mean; the decoded disc's central sagittal, coronal and transverse slices and its
-# measured geometry follow the sliders. On this static page no decoder is running: below is
+# cohort mean; the decoded disc's central sagittal, coronal and transverse slices, its
+# measured geometry and whether it is plausible (one piece, no cavity, volume and sizes within
+# the cohort's 1st-99th percentiles; the stability chapter measures how often it is not)
+# follow the sliders. On this static page no decoder is running: below is
 # the starting state, every latent feature at the cohort mean.
 #
 # **`make explore` to use it live** (the explorers of your last `make book`, in the browser).
@@ -159,4 +161,7 @@ def measure_one(cube: np.ndarray) -> dict[str, float]:
     return study.measure_decoded(cube[None]).iloc[0][GEOMETRY_FEATURES].to_dict()
 
 
-latent_explorer(z, model.decode, measure_one, gt.spacing_mm)
+check = study.plausibility_check()  # one piece, no cavity, sizes within the cohort's
+latent_explorer(
+    z, model.decode, measure_one, gt.spacing_mm, lambda c: study.judge_decoded(check, c)
+)

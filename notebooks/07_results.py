@@ -94,6 +94,24 @@ glue("data_name", Text(cohort), display=False)
 # strongest was {glue:text}`paper_interp_max_abs_r`), and the largest correlation between
 # two latent features was {glue:text}`latent_latent_max_r` (paper: below
 # {glue:text}`paper_latent_latent_max_r`).
+#
+# **Stability** (the paper did not test it). Retrained with {glue:text}`stab_seeds` seeds on
+# the same discs, the k = 4 latent spaces agree up to a rotation to a linear CKA of
+# {glue:text}`stab_cka_median` (median over pairs; lowest {glue:text}`stab_cka_min`) and a
+# Procrustes R² of {glue:text}`stab_r2_median` (lowest {glue:text}`stab_r2_min`); the
+# strongest canonical correlation between latent space and geometry ranged from
+# {glue:text}`stab_cca1_min` to {glue:text}`stab_cca1_max` over seeds. The paper's
+# statements about single latent axes, checked run by run: {glue:text}`stab_claims`. A
+# statement about "latent feature j" holds only in the runs counted; one about the latent
+# *space* (its canonical correlations with geometry) is what survives retraining.
+#
+# **Plausibility** (the paper's future work). Over the interpretation chapter's sweep grid,
+# a share of {glue:text}`plaus_plain_sweep` of the plain decoder's discs were plausible (one
+# piece, no cavity, sizes within the cohort's 1st-99th percentiles; mean over seeds), and
+# {glue:text}`plaus_plain_cohort` of discs decoded from the cohort's latent distribution;
+# with latent noise in training, {glue:text}`plaus_noise_sweep` and
+# {glue:text}`plaus_noise_cohort`, at a held-out IoU of
+# {glue:text}`plaus_noise_heldout_iou` against {glue:text}`plaus_plain_heldout_iou`.
 
 # %%
 comparison = results.comparison_table(numbers)
@@ -124,7 +142,7 @@ comparison.set_index(["step", "quantity"])
 
 # %%
 timings = results.notebook_timings(paths.notebooks)
-timings = timings[timings["notebook"] < "06"]  # this chapter is still running
+timings = timings[timings["notebook"] != "07_results"]  # this chapter is still running
 save_table(timings, "notebook_timings", paths.root)
 hw = results.hardware()
 glue("hw_gpu", Text(hw["gpu"]), display=False)

@@ -137,6 +137,9 @@ def test_quick_book_builds_and_caches(quick_book):
             assert checked[f"{page}.html"]["images"] >= 1, page
     tables = {p.name for p in (build_dir / "tables").glob("*.csv")}
     assert {"cohort_by_site.csv", "prevalence_by_level.csv"} <= tables
+    _check_issue13_tables(build_dir / "tables")
+    results_page = (html / "notebooks" / "07_results.html").read_text()
+    assert "Stability" in results_page and "Plausibility" in results_page
     import nbformat
 
     for name in ("02_geometry", "05_interpretation"):  # the widgets' first rendering is kept
@@ -158,6 +161,28 @@ def test_quick_book_builds_and_caches(quick_book):
     for name in notebooks:
         assert f"{name}: up to date" in second.stdout
     assert "executing" not in second.stdout
+
+
+def _check_issue13_tables(tables) -> None:
+    """The baseline, stability, canonical-correlation and plausibility tables of a build:
+    their columns and values in range."""
+    import pandas as pd
+
+    base = pd.read_csv(tables / "prediction_baselines.csv")
+    cols = ["source", "target", "features", "auc", "auc_lo", "auc_hi", "f1", "f1_lo", "f1_hi"]
+    assert set(cols) <= set(base.columns)
+    assert {"level", "height + level", "latent"} <= set(base.features)
+    stab = pd.read_csv(tables / "latent_stability.csv")
+    assert list(stab.columns[:4]) == ["seed_a", "seed_b", "cka", "procrustes_r2"]
+    n = len(set(stab.seed_a) | set(stab.seed_b))
+    assert n >= 3 and len(stab) == n * (n - 1) // 2  # the quick profile: 3 seeds
+    assert stab[["cka", "procrustes_r2"]].stack().between(0, 1).all()
+    cca = pd.read_csv(tables / "latent_geometry_cca.csv")
+    assert cca.canonical_r.between(0, 1).all() and cca.seed.nunique() == n
+    plaus = pd.read_csv(tables / "latent_plausibility.csv")
+    assert {"model", "sample", "plausible_share", "heldout_iou"} <= set(plaus.columns)
+    assert set(plaus["kind"]) == {"plain", "latent noise"}
+    assert plaus.plausible_share.between(0, 1).all()
 
 
 @pytest.mark.slow

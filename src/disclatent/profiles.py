@@ -106,7 +106,7 @@ class Profile:
     # 2-core machine two one-thread runs train 1.24x the epochs per second of one two-thread
     # run) and how many latent vectors are drawn from the cohort's latent distribution
     stab_seeds: int = 5
-    stab_noise_seeds: int = 2
+    stab_noise_seeds: int = 1
     stab_workers: int = 2
     ae_code_noise: float = 0.3
     plaus_samples: int = 400

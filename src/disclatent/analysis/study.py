@@ -26,6 +26,7 @@ import pandas as pd
 
 from disclatent import autoencoder as ae
 from disclatent import published
+from disclatent.analysis.plausibility import PlausibilityCheck, verdict_text
 from disclatent.analysis.prediction import disc_features
 from disclatent.conventions import latent_columns
 from disclatent.data import phantom, spider
@@ -108,6 +109,17 @@ class Study:
     def measure_decoded(self, cubes: np.ndarray) -> pd.DataFrame:
         """Geometry of decoded masks ``(n, S, S, S)`` on the disc grid (an empty one: NaN)."""
         return measure_cubes(cubes, self.gt.spacing_mm, allow_empty=True)
+
+    def plausibility_check(self) -> PlausibilityCheck:
+        """A :class:`~disclatent.analysis.plausibility.PlausibilityCheck` fitted on the
+        cohort's ground-truth discs, each measured on the model's cube as a decoded disc is
+        (the same grid, the same code)."""
+        cubes = ae.fit_cubes(self.gt.cubes, self.model.config.size)
+        return PlausibilityCheck().fit(self.measure_decoded(cubes))
+
+    def judge_decoded(self, check: PlausibilityCheck, cube: np.ndarray) -> str:
+        """ "plausible" or "implausible: <reasons>" for one decoded cube ``(S, S, S)``."""
+        return verdict_text(check.judge(cube[None], self.gt.spacing_mm).iloc[0])
 
     def phantom_truth(self) -> pd.DataFrame | None:
         """The phantom's generating factors per disc (``phantom_truth.csv``); ``None`` for

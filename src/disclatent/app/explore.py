@@ -1,7 +1,8 @@
 """The explorers in one page of tabs, read from the outputs of the last ``make book``.
 
 * **Latent explorer**: one slider per latent feature of the autoencoder chapter's k = 4
-  model (cohort minimum to maximum); the decoded disc's central slices and measured geometry.
+  model (cohort minimum to maximum); the decoded disc's central slices, measured geometry
+  and plausibility (:mod:`disclatent.analysis.plausibility`).
 * **Cohort browser**: a series and a level; the mid-sagittal slice with the mask overlay and
   the disc's features.
 * **Prediction explorer**: target, feature set, XGBoost settings, class weighting and
@@ -62,7 +63,14 @@ def build_app(inputs: AppInputs):
     def measure_one(cube: np.ndarray) -> dict[str, float]:
         return study.measure_decoded(cube[None]).iloc[0][GEOMETRY_FEATURES].to_dict()
 
-    latent = latent_explorer(z, study.model.decode, measure_one, study.gt.spacing_mm)
+    check = study.plausibility_check()
+    latent = latent_explorer(
+        z,
+        study.model.decode,
+        measure_one,
+        study.gt.spacing_mm,
+        judge=lambda cube: study.judge_decoded(check, cube),
+    )
     browser = cohort_browser(
         spider.SpiderFolder(Path(study.root)), features[["series", "level", *GEOMETRY_FEATURES]]
     )

@@ -75,6 +75,9 @@ class GlueText:
 
 #: decimals of each quoted number that does not have the default two
 TEXT_DIGITS = {
+    "stab_seeds": 0,
+    "plaus_plain_heldout_iou": 3,
+    "plaus_noise_heldout_iou": 3,
     "ae_k4_iou": 4,
     "ae_k4_heldout_iou": 4,
     "ae_k4_pca_heldout_iou": 4,
@@ -239,11 +242,79 @@ def _interpretation(t: Path) -> Numbers:
     return out
 
 
+_STABILITY_KEYS = [
+    "stab_seeds",
+    "stab_cka_median",
+    "stab_cka_min",
+    "stab_r2_median",
+    "stab_r2_min",
+    "stab_cca1_min",
+    "stab_cca1_max",
+    "stab_claims",
+]
+
+
+def _claims_text(claims: pd.DataFrame) -> str:
+    """ "latent 2 ~ ap_width_mm (paper r = -0.80): 1 of 5 seeds; ..." """
+    parts = [
+        f"{claim}: {int(g['holds'].sum())} of {len(g)} seeds"
+        for claim, g in claims.groupby("claim", sort=False)
+    ]
+    return "; ".join(parts)
+
+
+def _stability(t: Path) -> Numbers:
+    """How similar the retrained latent spaces are (CKA, Procrustes R^2 over pairs of seeds),
+    the range of the first canonical correlation with geometry over seeds, and in how many
+    seeds each of the paper's single-axis statements holds."""
+    out: Numbers = dict.fromkeys(_STABILITY_KEYS)
+    pairs = _read(t, Table.LATENT_STABILITY)
+    if pairs is not None and len(pairs):
+        out["stab_seeds"] = float(len(set(pairs.seed_a) | set(pairs.seed_b)))
+        out.update(stab_cka_median=_f(pairs.cka.median()), stab_cka_min=_f(pairs.cka.min()))
+        r2 = pairs.procrustes_r2
+        out.update(stab_r2_median=_f(r2.median()), stab_r2_min=_f(r2.min()))
+    cca = _read(t, Table.LATENT_GEOMETRY_CCA)
+    if cca is not None and len(first := cca[cca.component == 1]):
+        out.update(
+            stab_cca1_min=_f(first.canonical_r.min()), stab_cca1_max=_f(first.canonical_r.max())
+        )
+    claims = _read(t, Table.LATENT_CLAIMS)
+    if claims is not None and len(claims):
+        out["stab_claims"] = _claims_text(claims)
+    return out
+
+
+_PLAUSIBILITY_KEYS = [
+    f"plaus_{kind}_{what}"
+    for kind in ("plain", "noise")
+    for what in ("sweep", "cohort", "heldout_iou")
+]
+
+
+def _plausibility(t: Path) -> Numbers:
+    """Mean plausible share over seeds of the plain and the latent-noise decoders, over the
+    sweep grid and the cohort's latent distribution, and their mean held-out IoU."""
+    out: Numbers = dict.fromkeys(_PLAUSIBILITY_KEYS)
+    table = _read(t, Table.LATENT_PLAUSIBILITY)
+    if table is None:
+        return out
+    for kind, short in (("plain", "plain"), ("latent noise", "noise")):
+        part = table[table["kind"] == kind]
+        for sample, what in (("sweep grid", "sweep"), ("cohort distribution", "cohort")):
+            rows = part[part["sample"] == sample]
+            out[f"plaus_{short}_{what}"] = _f(rows.plausible_share.mean()) if len(rows) else None
+        iou = part.drop_duplicates("model").heldout_iou
+        out[f"plaus_{short}_heldout_iou"] = _f(iou.mean()) if len(iou) else None
+    return out
+
+
 def headline_numbers(tables_dir: str | os.PathLike) -> Numbers:
     """Every number the results chapter quotes; ``None`` where its table is missing."""
     t = Path(tables_dir)
     out: Numbers = {}
-    for part in (_segmentation, _autoencoder, _geometry, _prediction, _baselines, _interpretation):
+    parts = (_segmentation, _autoencoder, _geometry, _prediction, _baselines, _interpretation)
+    for part in (*parts, _stability, _plausibility):
         out.update(part(t))
     return out
 
@@ -258,6 +329,15 @@ def _named(numbers: Mapping, key: str, name_key: str) -> str:
     """``numbers[key]`` formatted, followed by ``numbers[name_key]`` in brackets if any."""
     value, name = format_number(numbers.get(key)), numbers.get(name_key)
     return f"{value} ({name})" if name and numbers.get(key) is not None else value
+
+
+def _joined(numbers: Mapping, keys: tuple[str, ...], pattern: str) -> str:
+    """Several numbers in one cell (``pattern`` with one ``{}`` each); "n/a" when all are
+    missing."""
+    values = [numbers.get(k) for k in keys]
+    if all(v is None for v in values):
+        return format_number(None)
+    return pattern.format(*(format_number(v) for v in values))
 
 
 def comparison_table(numbers: dict) -> pd.DataFrame:
@@ -338,6 +418,18 @@ def comparison_table(numbers: dict) -> pd.DataFrame:
             "largest |r| between latent features",
             f"< {PAPER['latent_latent_max_r']}",
             fmt(numbers.get("latent_latent_max_r")),
+        ),
+        (
+            "6 stability",
+            "CKA of retrained latent spaces, median (min)",
+            "not tested",
+            _joined(numbers, ("stab_cka_median", "stab_cka_min"), "{} ({})"),
+        ),
+        (
+            "6 stability",
+            "plausible decodes, cohort distribution: plain / latent noise",
+            "not measured",
+            _joined(numbers, ("plaus_plain_cohort", "plaus_noise_cohort"), "{} / {}"),
         ),
     ]
     return pd.DataFrame(rows, columns=["step", "quantity", "paper", "this study"])

@@ -14,6 +14,7 @@ without widgets.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -80,8 +81,11 @@ def latent_explorer(
     decode: Callable[[np.ndarray], np.ndarray],
     measure: Callable[[np.ndarray], dict] | None,
     spacing_mm: Sequence[float],
+    judge: Callable[[np.ndarray], str] | None = None,
 ):
-    """Sliders (cohort min to max, starting at the mean) driving the decoder live."""
+    """Sliders (cohort min to max, starting at the mean) driving the decoder live; the
+    decoded disc's geometry and, with ``judge`` (cube -> "plausible" or "implausible:
+    <reasons>"), whether it could be a real disc (an implausible one in red)."""
     import ipywidgets as W
 
     z_cohort = np.asarray(z_cohort, float)
@@ -107,6 +111,11 @@ def latent_explorer(
         cube = np.asarray(decode(code[None]))[0]
         features = measure(cube) if measure else None
         numbers.value = "decoded disc: " + geometry_text(features, " &nbsp; ")
+        if judge is not None:
+            verdict = html.escape(judge(cube))
+            color = "#1a7f37" if verdict == "plausible" else "#c62828"
+            numbers.value += f'<br><b class="plausibility" style="color:{color}">{verdict}</b>'
+
         fig = plt.figure(figsize=(9, 3.2))
         _draw_decoded(fig, cube, spacing_mm, None)
         plt.show()
