@@ -100,16 +100,14 @@ glue("data_name", Text(cohort), display=False)
 # {glue:text}`stab_cka_median` (median over pairs; lowest {glue:text}`stab_cka_min`) and a
 # Procrustes R² of {glue:text}`stab_r2_median` (lowest {glue:text}`stab_r2_min`); the
 # strongest canonical correlation between latent space and geometry ranged from
-# {glue:text}`stab_cca1_min` to {glue:text}`stab_cca1_max` over seeds. The paper's
-# statements about single latent axes, checked run by run: {glue:text}`stab_claims`. A
-# statement about "latent feature j" holds only in the runs counted; one about the latent
-# *space* (its canonical correlations with geometry) is what survives retraining.
+# {glue:text}`stab_cca1_min` to {glue:text}`stab_cca1_max` over seeds.
+# {glue:text}`stab_verdict`
 #
 # **Plausibility** (the paper's future work). Over the interpretation chapter's sweep grid,
 # a share of {glue:text}`plaus_plain_sweep` of the plain decoder's discs were plausible (one
-# piece, no cavity, sizes within the cohort's 1st-99th percentiles; mean over seeds), and
+# piece, no cavity or hole through it, sizes within the cohort's 1st-99th percentiles), and
 # {glue:text}`plaus_plain_cohort` of discs decoded from the cohort's latent distribution;
-# with latent noise in training, {glue:text}`plaus_noise_sweep` and
+# the decoder trained with latent noise, same seed: {glue:text}`plaus_noise_sweep` and
 # {glue:text}`plaus_noise_cohort`, at a held-out IoU of
 # {glue:text}`plaus_noise_heldout_iou` against {glue:text}`plaus_plain_heldout_iou`.
 

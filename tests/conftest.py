@@ -71,6 +71,21 @@ TINY = AEConfig(
 )
 
 
+# decoder-first training of TINY (GroupNorm, kernel-4 decoder), short, without early stop
+DECODER_FIRST = AEConfig(
+    **{
+        **TINY.to_dict(),
+        "norm": "group",
+        "decoder_kernel": 4,
+        "schedule": "cosine",
+        "strategy": "decoder_first",
+        "max_epochs": 3,
+        "encoder_epochs": 3,
+        "stop_at_target": False,
+    }
+)
+
+
 def ellipsoids(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
     """Binary ellipsoids of random semi-axes, tilt and sub-voxel offset (SI, AP, LR)."""
     rng = np.random.default_rng(seed)

@@ -139,7 +139,10 @@ def test_quick_book_builds_and_caches(quick_book):
     assert {"cohort_by_site.csv", "prevalence_by_level.csv"} <= tables
     _check_issue13_tables(build_dir / "tables")
     results_page = (html / "notebooks" / "07_results.html").read_text()
-    assert "Stability" in results_page and "Plausibility" in results_page
+    start = results_page.index("Stability")
+    glued = results_page[start : results_page.index("Where and why", start)]
+    assert "Plausibility" in glued and "n/a" not in glued  # every number was read back
+    assert "canonical correlation" in glued and "of 3 seeds" in glued
     import nbformat
 
     for name in ("02_geometry", "05_interpretation"):  # the widgets' first rendering is kept

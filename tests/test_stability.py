@@ -3,6 +3,7 @@ models trained side by side for them."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
-from conftest import TINY, ellipsoids
+from conftest import DECODER_FIRST, ellipsoids
 from disclatent import autoencoder as A
 from disclatent.analysis import plausibility as pl
 from disclatent.analysis import robustness as rb
@@ -70,8 +71,13 @@ def test_canonical_correlations_are_invariant_to_the_latent_basis():
     mixed = lat @ RNG.normal(size=(4, 4))  # any invertible map of the latent side
     np.testing.assert_allclose(st.canonical_correlations(mixed, g), r, atol=1e-8)
     geo = pd.DataFrame(g, columns=["a", "b", "c"])
-    table = st.cca_table({0: lat, 1: mixed}, geo)
+    table = st.cca_table({0: lat, 1: mixed}, geo, n_perm=50)
     assert table.groupby("seed").size().tolist() == [3, 3]
+    first = table[table.component == 1]
+    assert first.above_null.all() and (first.null_r_95 < 0.4).all()
+    # unrelated codes: the null explains their canonical correlations
+    noise = st.cca_table({0: np.random.default_rng(11).normal(size=(n, 4))}, geo, n_perm=100)
+    assert not noise.above_null.all() and (noise.null_r_95 > 0.05).all()
     np.testing.assert_allclose(
         table[table.seed == 0].canonical_r.to_numpy(), table[table.seed == 1].canonical_r
     )
@@ -92,12 +98,16 @@ def test_correlations_by_seed_see_a_relabelled_axis_and_alignment_undoes_it():
     spread = st.correlation_spread(by_seed).set_index(["latent", "feature"])
     row = spread.loc[("latent_0", "ap_width_mm")]
     assert row.r_reference == pytest.approx(1.0) and row.r_sd > 0.5
-    assert row.aligned_r_sd == pytest.approx(0.0, abs=1e-6) and row.holds_share == 0.5
+    assert (
+        row.aligned_r_sd == pytest.approx(0.0, abs=1e-6) and row.holds_share == 0.0
+    )  # seed 1 of 1
     top = st.strongest_by_feature(by_seed).set_index(["seed", "feature"])
     assert top.loc[(1, "ap_width_mm"), "latent"] == "latent_1"
     claims = st.paper_claims(by_seed, {0: 0.01, 1: 0.2}, [(0, "ap_width_mm", -0.8)], 0.05)
     held = claims.set_index(["seed", "claim"])["holds"]
     assert not held.iloc[0]  # r = +1 against the paper's -0.80: the wrong sign
+    some = "some latent feature ~ ap_width_mm (paper r = -0.80, any sign)"
+    assert held[(0, some)] and held[(1, some)]  # but AP width is carried by an axis in both
     assert held[(0, "latent features mutually uncorrelated (paper |r| < 0.05)")]
     assert not held[(1, "latent features mutually uncorrelated (paper |r| < 0.05)")]
 
@@ -111,14 +121,16 @@ def _disc(size=32, shift=0, radius=10, height=3):
 
 def test_topology_counts_pieces_and_cavities():
     d = _disc().astype(np.uint8)
-    assert pl.topology(d) == (1, 0)
+    assert pl.topology(d) == (1, 0, 0)
     two = d.copy()
     two[:, 16, :] = 0  # cut through: two halves
     assert pl.topology(two)[0] == 2
     hollow = d.copy()
     hollow[15:18, 14:19, 14:19] = 0  # a closed cavity of 3 x 5 x 5 voxels
-    assert pl.topology(hollow) == (1, 75)
-    assert pl.topology(np.zeros_like(d)) == (0, 0)
+    assert pl.topology(hollow) == (1, 75, 0)
+    ring = d & ~_disc(radius=4, height=10)  # a hole through the middle: a ring
+    assert pl.topology(ring) == (1, 0, 1)
+    assert pl.topology(np.zeros_like(d)) == (0, 0, 0)
 
 
 def test_plausibility_check_uses_the_cohort_range_and_names_the_reasons():
@@ -155,17 +167,7 @@ def test_share_and_cohort_samples():
 
 
 # --- several models, trained side by side ------------------------------------------------------
-DF = replace(
-    TINY,
-    norm="group",
-    decoder_kernel=4,
-    schedule="cosine",
-    strategy="decoder_first",
-    max_epochs=2,
-    encoder_epochs=1,
-    stop_at_target=False,
-    cpu_threads=1,
-)
+DF = replace(DECODER_FIRST, max_epochs=2, encoder_epochs=1, cpu_threads=1)
 
 
 def test_train_many_in_two_processes_matches_one_and_reuses_finished_models(tmp_path):
@@ -212,13 +214,19 @@ def test_robustness_tables_on_trained_models(tmp_path):
     assert table.model.tolist() == ["k4-seed0", "k4-seed1"] and (table.kind == "plain").all()
     spacing = (2.0, 2.0, 2.0)
     check = pl.PlausibilityCheck().fit(measure_cubes(train, spacing))
-    plaus, grids = rb.plausibility_table(models, train, held, check, spacing, n_samples=10)
+    plaus, grids = rb.plausibility_table(models, cubes, held, check, spacing, n_samples=10)
     assert set(plaus["sample"]) == set(rb.SAMPLES) and len(plaus) == 6
     assert plaus.set_index(["model", "sample"]).n[("k4-seed0", "sweep grid")] == 24
     assert plaus.plausible_share.between(0, 1).all() and (plaus.lo <= plaus.hi).all()
-    assert len(grids["k4-seed1"]) == 24
+    masks, judged = grids["k4-seed1"]
+    assert masks.shape == (4, 6, 16, 16, 16) and len(judged) == 24
+    # the grid is the sweep of every disc's codes, decoded feature by feature
+    z = models["k4-seed1"].encode(cubes)
+    codes, _ = rb.sweep_codes(z, 6)
+    np.testing.assert_array_equal(masks[2, 5], models["k4-seed1"].decode(codes[2, 5][None])[0])
     summary = rb.plausibility_summary(plaus)
     assert summary.models.tolist() == [2, 2, 2]
+    assert rb.plausibility_text(plaus) == "No latent-noise model was trained in this run."
 
 
 def test_whitening_decorrelates_on_the_rows_it_is_fitted_on():
@@ -230,3 +238,71 @@ def test_whitening_decorrelates_on_the_rows_it_is_fitted_on():
     rot = rb.rotated_table(table, 4, fit)
     corr = rb.basis_correlations({"as trained": table, "whitened": rot}, 4)
     assert corr.max_abs_r_between_latents[0] > 0.5 > 0.2 > corr.max_abs_r_between_latents[1]
+
+
+def test_claims_verdict_sorts_the_claims_by_how_many_seeds_they_hold_in():
+    claims = pd.DataFrame(
+        {
+            "seed": [0, 1, 0, 1, 0, 1],
+            "claim": ["a"] * 2 + ["b"] * 2 + ["c"] * 2,
+            "value": [0.0] * 6,
+            "holds": [True, True, True, False, False, False],
+        }
+    )
+    cca = pd.DataFrame(
+        {
+            "seed": [0, 1],
+            "component": [1, 1],
+            "canonical_r": [0.91, 0.25],
+            "null_r_95": [0.30, 0.31],
+            "above_null": [True, False],
+        }
+    )
+    text = rb.claims_verdict(claims, cca)
+    assert "survive retraining (hold in every seed): a (2 of 2)" in text
+    assert "hold in some seeds only: b (1 of 2)" in text and "hold in no seed: c (0 of 2)" in text
+    assert "is 0.25-0.91 over seeds, against 0.31 at most" in text
+    assert text.endswith("above it in 1 of 2 seeds.")
+
+
+def test_plausibility_text_pairs_each_noise_model_with_the_plain_one_of_its_seed():
+    rows = [
+        ("k4-seed0", "plain", 0, "sweep grid", 0.50, 0.70),
+        ("k4-seed1", "plain", 1, "sweep grid", 0.90, 0.72),
+        ("k4-noise-seed0", "latent noise", 0, "sweep grid", 0.75, 0.74),
+    ]
+    table = pd.DataFrame(
+        rows, columns=["model", "kind", "seed", "sample", "plausible_share", "heldout_iou"]
+    )
+    table["lo"], table["hi"] = table.plausible_share - 0.1, table.plausible_share + 0.1
+    text = rb.plausibility_text(table)
+    assert text.startswith("Over the sweep grid, 75% (65%-85%) of the latent-noise decoder's")
+    assert "against 50% for the plain decoder of the same seed (plain, all seeds: 50%-90%)" in text
+    assert text.endswith(
+        "held-out IoU 0.740 with latent noise against 0.700-0.720 for the plain seeds."
+    )
+
+
+def test_stability_jobs_pair_noise_with_plain_seeds_and_skip_noise_for_joint_training(tmp_path):
+    jobs, notes = A.ensemble.stability_jobs(DF, lambda n: tmp_path / n, 4, 2, 0.3, workers=2)
+    assert [j.name for j in jobs] == [
+        "k4-noise-seed0", "k4-noise-seed1", "k4-seed1", "k4-seed2", "k4-seed3"
+    ]  # fmt: skip
+    assert not notes and all(j.config.cpu_threads == 1 for j in jobs)
+    joint = replace(DF, strategy="joint", norm="batch", seed=5, cpu_threads=0)
+    jobs, notes = A.ensemble.stability_jobs(joint, lambda n: tmp_path / n, 3, 2, 0.3, workers=2)
+    assert [j.name for j in jobs] == ["k4-seed6", "k4-seed7"] and "jointly" in notes[0]
+    assert jobs[0].config.cpu_threads == max(1, (os.cpu_count() or 1) // 2)
+    with pytest.raises(ValueError, match="at least 2"):
+        A.ensemble.stability_jobs(DF, lambda n: tmp_path / n, 1, 0, 0.3, workers=1)
+
+
+def test_basis_text_quotes_both_bases():
+    rows = [
+        ("as trained", "disc_narrowing", "latent", 0.70, 0.60, 0.80),
+        ("PCA-whitened", "disc_narrowing", "latent", 0.65, 0.55, 0.75),
+    ]
+    auc = pd.DataFrame(rows, columns=["basis", "target", "features", "auc", "auc_lo", "auc_hi"])
+    assert rb.basis_text(auc) == (
+        "AUC for disc narrowing: latent: 0.70 (0.60-0.80) as trained, 0.65 (0.55-0.75) whitened."
+    )

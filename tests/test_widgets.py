@@ -43,6 +43,27 @@ def test_latent_explorer_decodes_what_the_sliders_say():
     assert len(fig.axes) == 3
 
 
+def test_latent_explorer_flags_an_implausible_decode():
+    """With a judge, the numbers line says whether the decoded disc is plausible, and an
+    implausible one (here: a ball decoded too large) in red with the reason."""
+    from disclatent.analysis import plausibility as pl
+    from disclatent.discs.geometry import measure_cubes
+
+    spacing = (1.0, 1.0, 1.0)
+    z = np.array([[1.0], [2.0], [3.0]])
+    cohort = np.stack([ball_decoder([[r]])[0] for r in (1.5, 2.0, 2.5)])
+    check = pl.PlausibilityCheck(quantiles=(0.0, 1.0)).fit(measure_cubes(cohort, spacing))
+
+    def judge(cube):
+        return pl.verdict_text(check.judge(cube[None], spacing).iloc[0])
+
+    box = widgets.latent_explorer(z, ball_decoder, None, spacing, judge=judge)
+    numbers, slider = box.children[1], box.children[0].children[0]
+    assert "plausible</b>" in numbers.value and "#1a7f37" in numbers.value  # the mean, r = 2
+    slider.value = 3.0  # a ball larger than any of the cohort's
+    assert "implausible: volume_mm3 out of range" in numbers.value and "#c62828" in numbers.value
+
+
 def test_cohort_browser_lists_levels_of_the_chosen_series(phantom_dir):
     folder = spider.SpiderFolder(phantom_dir)
     truth = pd.read_csv(phantom_dir / "phantom_truth.csv", dtype={"patient": str})

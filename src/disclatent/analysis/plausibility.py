@@ -4,7 +4,8 @@ The paper notes that some latent combinations decode to implausible discs. Here 
 mask is **plausible** when it
 
 * is one connected component (6-connectivity, :func:`scipy.ndimage.label`),
-* has no enclosed cavity (:func:`scipy.ndimage.binary_fill_holes` adds nothing), and
+* has no enclosed cavity (:func:`scipy.ndimage.binary_fill_holes` adds nothing) and no hole
+  through it (its Euler number is that of a solid: 1), and
 * has its volume, height, AP and lateral width (measured by the geometry chapter's code,
   :func:`disclatent.discs.geometry.measure_cubes`, in mm and mm^3) inside the cohort's 1st-99th
   percentiles (:class:`PlausibilityCheck`, fitted on the cohort's measured discs).
@@ -29,12 +30,18 @@ from disclatent.discs.geometry import measure_cubes
 PLAUSIBILITY_FEATURES = ("volume_mm3", "height_mm", "ap_width_mm", "lateral_width_mm")
 
 
-def topology(cube: np.ndarray) -> tuple[int, int]:
-    """Connected components (6-connectivity) and enclosed-cavity voxels of a binary cube."""
+def topology(cube: np.ndarray) -> tuple[int, int, int]:
+    """Connected components (6-connectivity), enclosed-cavity voxels and tunnels (holes
+    through the mask, as in a ring) of a binary cube. Tunnels follow from the Euler number
+    (:func:`skimage.measure.euler_number`): chi = components - tunnels + cavities."""
+    from skimage.measure import euler_number
+
     mask = np.asarray(cube, bool)
     _, n = ndimage.label(mask)
-    holes = int((ndimage.binary_fill_holes(mask) & ~mask).sum())
-    return int(n), holes
+    enclosed = ndimage.binary_fill_holes(mask) & ~mask
+    _, n_cavities = ndimage.label(enclosed)
+    tunnels = n + n_cavities - int(euler_number(mask, connectivity=1)) if n else 0
+    return int(n), int(enclosed.sum()), int(tunnels)
 
 
 class PlausibilityCheck:
@@ -68,7 +75,7 @@ class PlausibilityCheck:
         return self
 
     def judge(self, cubes: np.ndarray, spacing_mm: Sequence[float]) -> pd.DataFrame:
-        """Columns ``components, hole_voxels``, the measured features, ``in_range`` (all
+        """Columns ``components, hole_voxels, tunnels``, the measured features, ``in_range`` (all
         features inside the range), ``plausible`` and ``reason`` (empty when plausible)."""
         if not hasattr(self, "low_"):
             raise RuntimeError("PlausibilityCheck is not fitted: call fit(geometry) first")
@@ -77,6 +84,7 @@ class PlausibilityCheck:
         table = measure_cubes(cubes, spacing_mm, allow_empty=True)[list(self.features)]
         table.insert(0, "components", [t[0] for t in topo])
         table.insert(1, "hole_voxels", [t[1] for t in topo])
+        table.insert(2, "tunnels", [t[2] for t in topo])
         reasons = [self._reasons(row) for _, row in table.iterrows()]
         table["in_range"] = [not any(r.endswith("range") for r in rs) for rs in reasons]
         table["plausible"] = [not rs for rs in reasons]
@@ -91,6 +99,8 @@ class PlausibilityCheck:
             out.append(f"{int(row['components'])} pieces")
         if row["hole_voxels"] > 0:
             out.append("cavity")
+        if row["tunnels"] > 0:
+            out.append("hole through")
         for f in self.features:
             v = row[f]
             if not np.isfinite(v) or not self.low_[f] <= v <= self.high_[f]:

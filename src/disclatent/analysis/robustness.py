@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 #: the samples of latent vectors whose decodes are judged
 SAMPLES = {
     "held-out discs": "the held-out discs' own codes (a reference: real discs, re-drawn)",
-    "sweep grid": "the interpretation chapter's sweeps: one feature from its minimum to its "
-    "maximum in 6 steps, the others at their mean",
+    "sweep grid": "the interpretation chapter's sweeps over the cohort's codes: one feature "
+    "from its minimum to its maximum in 6 steps, the others at their mean",
     "cohort distribution": "vectors drawn from a Gaussian with the mean and covariance of "
-    "the training discs' codes",
+    "the cohort's codes",
 }
 
 
@@ -60,39 +60,43 @@ def model_table(models: Mapping[str, DiscAE]) -> pd.DataFrame:
 
 
 def sample_codes(
-    model: DiscAE, train: np.ndarray, heldout: np.ndarray, n_samples: int, seed: int = 0
+    model: DiscAE, cohort: np.ndarray, heldout: np.ndarray, n_samples: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """The latent vectors of :data:`SAMPLES` for one model (``DiscAE``): the held-out discs'
-    codes, the sweep grid over its training discs' codes and ``n_samples`` draws from their
-    Gaussian."""
-    z_train = model.encode(train)
-    grid, _ = sweep_codes(z_train, n_steps=6)
+    codes, and over the codes of the ``cohort`` cubes (every disc, as the interpretation
+    chapter sweeps them) the sweep grid (feature-major: feature j, step s at row j * 6 + s)
+    and ``n_samples`` draws from their Gaussian."""
+    z = model.encode(cohort)
+    grid, _ = sweep_codes(z, n_steps=6)
     return {
         "held-out discs": model.encode(heldout),
-        "sweep grid": grid.reshape(-1, z_train.shape[1]),
-        "cohort distribution": pl.cohort_samples(z_train, n_samples, seed),
+        "sweep grid": grid.reshape(-1, z.shape[1]),
+        "cohort distribution": pl.cohort_samples(z, n_samples, seed),
     }
 
 
 def plausibility_table(
     models: Mapping[str, DiscAE],
-    train: np.ndarray,
+    cohort: np.ndarray,
     heldout: np.ndarray,
     check: pl.PlausibilityCheck,
     spacing_mm: Sequence[float],
     n_samples: int,
     seed: int = 0,
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, pd.DataFrame]]]:
     """Per model and sample (:data:`SAMPLES`) the plausible share of the decoded discs with
     its Wilson interval, the commonest reason for implausibility, and the model's held-out
     IoU: columns ``model, kind, seed, sample, n, plausible_share, lo, hi, top_reason,
-    heldout_iou``; and each model's judged sweep grid (for figures)."""
+    heldout_iou``; and each model's decoded sweep grid ``(k, 6, S, S, S)`` with its verdicts
+    (for figures)."""
     rows, grids = [], {}
     for name, m in models.items():
-        for sample, z in sample_codes(m, train, heldout, n_samples, seed).items():
-            judged = check.judge(m.decode(z), spacing_mm)
+        for sample, z in sample_codes(m, cohort, heldout, n_samples, seed).items():
+            decoded = m.decode(z)
+            judged = check.judge(decoded, spacing_mm)
             if sample == "sweep grid":
-                grids[name] = judged
+                k = m.config.latent_dim
+                grids[name] = (decoded.reshape(k, -1, *decoded.shape[1:]), judged)
             value, lo, hi = pl.share(judged["plausible"])
             reasons = judged.loc[~judged["plausible"], "reason"].str.split("; ").explode()
             rows.append(
@@ -203,20 +207,75 @@ def claims_summary(claims: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plausibility_text(summary: pd.DataFrame) -> str:
-    """Plain against latent-noise decoders, per sample, with numbers."""
-    s = summary.set_index(["kind", "sample"])
+def plausibility_text(table: pd.DataFrame) -> str:
+    """The latent-noise decoder against the plain one *of the same seed* (paired: same
+    initial weights and disc order), per sample, with the plain decoder's range over all its
+    seeds as the yardstick of seed-to-seed variation; and their held-out IoU."""
+    noisy = table[table["kind"] == "latent noise"]
+    if noisy.empty:
+        return "No latent-noise model was trained in this run."
+    plain = table[table["kind"] == "plain"]
     parts = []
     for sample in ("sweep grid", "cohort distribution"):
-        if ("plain", sample) in s.index and ("latent noise", sample) in s.index:
-            a, b = s.loc[("plain", sample)], s.loc[("latent noise", sample)]
+        p_all = plain[plain["sample"] == sample]
+        for row in noisy[noisy["sample"] == sample].itertuples():
+            twin = p_all[p_all.seed == row.seed]
+            if twin.empty:
+                continue
             parts.append(
-                f"over the {sample}, {a.plausible_share:.0%} of the plain decoder's discs are "
-                f"plausible (seeds {a.share_min:.0%}-{a.share_max:.0%}) against "
-                f"{b.plausible_share:.0%} with latent noise ({b.share_min:.0%}-{b.share_max:.0%})"
+                f"over the {sample}, {row.plausible_share:.0%} "
+                f"({row.lo:.0%}-{row.hi:.0%}) of the latent-noise decoder's discs (seed "
+                f"{row.seed}) are plausible against {twin.plausible_share.iloc[0]:.0%} for "
+                f"the plain decoder of the same seed (plain, all seeds: "
+                f"{p_all.plausible_share.min():.0%}-{p_all.plausible_share.max():.0%})"
             )
-    if not parts:
-        return "No latent-noise model was trained in this profile."
-    a, b = s.loc[("plain", "held-out discs")], s.loc[("latent noise", "held-out discs")]
-    iou = f"held-out IoU {a.heldout_iou:.3f} against {b.heldout_iou:.3f}"
-    return "; ".join(parts).capitalize() + f"; {iou}."
+    iou = table.drop_duplicates("model").groupby("kind")["heldout_iou"]
+    lo, hi = iou.min(), iou.max()
+    tail = (
+        f"held-out IoU {hi['latent noise']:.3f} with latent noise against "
+        f"{lo['plain']:.3f}-{hi['plain']:.3f} for the plain seeds"
+    )
+    text = "; ".join(parts + [tail]) + "."
+    return text[0].upper() + text[1:]
+
+
+def basis_text(basis_auc: pd.DataFrame, target: str = "disc_narrowing") -> str:
+    """What whitening did to the AUC of each feature set for ``target``, with intervals."""
+    part = basis_auc[basis_auc["target"] == target].set_index(["features", "basis"])
+    parts = []
+    for fs in dict.fromkeys(part.index.get_level_values(0)):
+        a, b = part.loc[(fs, "as trained")], part.loc[(fs, "PCA-whitened")]
+        parts.append(
+            f"{fs}: {a.auc:.2f} ({a.auc_lo:.2f}-{a.auc_hi:.2f}) as trained, "
+            f"{b.auc:.2f} ({b.auc_lo:.2f}-{b.auc_hi:.2f}) whitened"
+        )
+    return f"AUC for {target.replace('_', ' ')}: " + "; ".join(parts) + "."
+
+
+def claims_verdict(claims: pd.DataFrame, cca: pd.DataFrame) -> str:
+    """Which of the paper's statements about single latent axes survive retraining (hold in
+    every seed), which hold only in some or none, and the axis-free view: whether the first
+    canonical correlation with geometry exceeds its shuffled-discs null in every seed."""
+    n = claims["seed"].nunique()
+    every: list[str] = []
+    some: list[str] = []
+    none: list[str] = []
+    for claim, g in claims.groupby("claim", sort=False):
+        held = int(g["holds"].sum())
+        (every if held == n else some if held else none).append(f"{claim} ({held} of {n})")
+    parts = []
+    if every:
+        parts.append("survive retraining (hold in every seed): " + "; ".join(every))
+    if some:
+        parts.append("hold in some seeds only: " + "; ".join(some))
+    if none:
+        parts.append("hold in no seed: " + "; ".join(none))
+    first = cca[cca["component"] == 1]
+    r, null = first["canonical_r"], first["null_r_95"]
+    seeds = f"{int(first['above_null'].sum())} of {len(first)} seeds"
+    axis_free = (
+        f"The axis-free view: the first canonical correlation between latent space and "
+        f"geometry is {r.min():.2f}-{r.max():.2f} over seeds, against {null.max():.2f} at most "
+        f"for the 95th percentile of shuffled discs; above it in {seeds}."
+    )
+    return "Of the paper's statements, " + "; ".join(parts) + ". " + axis_free

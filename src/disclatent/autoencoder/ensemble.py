@@ -13,6 +13,7 @@ each model from its checkpoint. A job that fails is reported by name after the o
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ import numpy as np
 
 from disclatent.autoencoder import evaluation
 from disclatent.autoencoder.config import AEConfig
+from disclatent.autoencoder.network import default_device
 from disclatent.autoencoder.training import DiscAE
 
 
@@ -43,13 +45,15 @@ class TrainingFailed(RuntimeError):
         super().__init__(f"{len(failures)} autoencoder(s) failed to train: {lines}")
 
 
-def _train_job(train: np.ndarray, heldout: np.ndarray, config: AEConfig, folder: str) -> str:
+def _train_job(
+    train: np.ndarray, heldout: np.ndarray, config: AEConfig, folder: str, device: str
+) -> str:
     """Worker: set the job's thread count, train (or reuse) into ``folder``."""
     import torch
 
     if config.cpu_threads > 0:
         torch.set_num_threads(config.cpu_threads)
-    evaluation.train_or_load(train, config, folder, heldout, progress=False, device="cpu")
+    evaluation.train_or_load(train, config, folder, heldout, progress=False, device=device)
     return folder
 
 
@@ -65,24 +69,29 @@ def train_many(
     jobs: Sequence[Job],
     workers: int = 1,
     progress: bool = True,
+    device: str | None = None,
 ) -> dict[str, DiscAE]:
     """Train every job's model on ``train`` (n, S, S, S) binary cubes and evaluate it on
     ``heldout`` (its folder's metrics hold the training and held-out IoU); the trained models
     by job name, in the jobs' order.
 
     ``workers`` > 1 runs that many CPU processes at once (fresh interpreters, so nothing of
-    the caller's torch state leaks in); 1 trains in this process. Results do not depend on
+    the caller's torch state leaks in); 1 trains in this process, as does any run on an
+    accelerator (``device``, default: CUDA when present). Results do not depend on
     ``workers``, only on each job's configuration (``cpu_threads`` included).
     """
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names must be unique, got {names}")
+    dev = str(default_device() if device is None else device)
+    if dev != "cpu":
+        workers = 1  # one accelerator: one model at a time, in this process
     failures: dict[str, str] = {}
     with _bar(len(jobs), progress) as bar:
         if workers <= 1:
             for job in jobs:
                 try:
-                    _train_job(train, heldout, job.config, str(job.folder))
+                    _train_job(train, heldout, job.config, str(job.folder), dev)
                 except Exception as err:  # noqa: BLE001 (reported below, by name)
                     failures[job.name] = f"{type(err).__name__}: {err}"
                 bar.update(1)
@@ -90,7 +99,7 @@ def train_many(
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 futures: dict[Future, Job] = {
-                    pool.submit(_train_job, train, heldout, j.config, str(j.folder)): j
+                    pool.submit(_train_job, train, heldout, j.config, str(j.folder), dev): j
                     for j in jobs
                 }
                 for fut in as_completed(futures):
@@ -101,6 +110,13 @@ def train_many(
     if failures:
         raise TrainingFailed(failures)
     return {j.name: DiscAE.load(j.folder) for j in jobs}
+
+
+def threads_per_worker(config: AEConfig, workers: int) -> int:
+    """Torch threads for each of ``workers`` runs at once: the configuration's threads (0:
+    every core) shared out, at least one."""
+    total = config.cpu_threads or os.cpu_count() or 1
+    return max(1, total // max(1, workers))
 
 
 def seed_jobs(
@@ -122,3 +138,29 @@ def seed_jobs(
             cfg = replace(cfg, cpu_threads=int(threads))
         jobs.append(Job(name, cfg, folder_for(name)))
     return jobs
+
+
+def stability_jobs(
+    config: AEConfig,
+    folder_for: Callable[[str], Path],
+    n_seeds: int,
+    n_noise_seeds: int,
+    code_noise: float,
+    workers: int,
+) -> tuple[list[Job], list[str]]:
+    """The retraining runs of the stability chapter: ``config`` with the next ``n_seeds - 1``
+    seeds (``config.seed`` is the model already trained) and its latent-noise variant with
+    the first ``n_noise_seeds`` seeds (paired with the plain runs of the same seeds), the
+    longest first; each with :func:`threads_per_worker` threads. Notes say what is left
+    out (a jointly trained model has no decoder stage to add latent noise to)."""
+    if n_seeds < 2:
+        raise ValueError(f"n_seeds must be at least 2 to compare runs, got {n_seeds}")
+    threads = threads_per_worker(config, workers)
+    seeds = [config.seed + i for i in range(1, n_seeds)]
+    noise = [config.seed + i for i in range(n_noise_seeds)]
+    notes = []
+    if noise and config.strategy != "decoder_first":
+        notes.append("the model is trained jointly: no latent-noise variant")
+        noise = []
+    jobs = seed_jobs(config, folder_for, noise, code_noise, threads)
+    return jobs + seed_jobs(config, folder_for, seeds, threads=threads), notes

@@ -14,9 +14,11 @@ the other. Decoder-first training removes the wait:
    default), and the codes are optimised together with the decoder under the reconstruction
    loss (:func:`decoder_step`). Its quality is the IoU of the decoded codes, recorded for
    every disc from the forward pass that trained it (free: with GroupNorm the train-mode
-   network is the eval-mode one; with latent noise, which those passes decode, an eval pass
-   of the clean codes, :func:`decoder_iou`, after the epoch); the stage ends when its mean
-   reaches the criterion plus ``decoder_margin`` or at the epoch budget.
+   network is the eval-mode one; it lags a little, each disc measured before its own update
+   and under the weights of its point in the epoch). With latent noise those passes decode
+   perturbed codes, so an eval pass of the clean codes (:func:`decoder_iou`) after the epoch
+   measures it instead. The stage ends when its mean reaches the criterion plus
+   ``decoder_margin`` or at the epoch budget.
 2. **The encoder regresses the codes** (:func:`encoder_step`, mean squared error, the
    decoder fixed). After every epoch the *composed* autoencoder (encoder, then decoder) is
    measured with the same criterion as joint training: mean IoU over all training discs,
@@ -159,8 +161,9 @@ def noisy_codes(
     z: torch.Tensor, all_codes: torch.Tensor, scale: float, generator: torch.Generator | None
 ) -> torch.Tensor:
     """``z`` (n, k) + ``scale`` x s x N(0, 1), s the standard deviation of ``all_codes``
-    (m, k) per latent feature (not differentiated: the codes cannot outgrow the noise by
-    spreading out). The noise is drawn on the CPU from ``generator`` (seeded per epoch by
+    (m, k) per latent feature: the noise grows with the codes' spread, so the codes cannot
+    outgrow it by spreading out (s is not differentiated, so the loss cannot shrink the noise
+    through it either). The noise is drawn on the CPU from ``generator`` (seeded per epoch by
     the caller, so a resumed run draws the same noise)."""
     s = all_codes.detach().std(dim=0, keepdim=True)
     eps = torch.randn(z.shape, generator=generator).to(z.device)

@@ -280,8 +280,9 @@ class DiscAE:
         return budget_spent or (run.converged and cfg.stop_at_target)
 
     def _epoch(self, run: _Run) -> None:
-        """Train one epoch of the current stage, then evaluate every training disc in eval
-        mode (the autoencoder; in the decoder stage, the decoded codes) and record it."""
+        """Train one epoch of the current stage, then record the IoU of every training disc:
+        the autoencoder's in eval mode, or in the decoder stage the decoded codes' (see
+        :mod:`~disclatent.autoencoder.stages`)."""
         t0 = time.perf_counter()
         stage = run.state.stage
         frozen = self._enter_train_mode(run)
@@ -349,7 +350,7 @@ class DiscAE:
         bs, epoch, epochs, lr, schedule = stage_schedule(cfg, st.stage, st.epoch, st.decoder_epochs)
         steps = math.ceil(run.n / bs)
         perm = epoch_order(run.n, cfg.seed, st.epoch)
-        noise = torch.Generator().manual_seed(cfg.seed * 1_000_003 + st.epoch)  # latent noise
+        noise = torch.Generator().manual_seed(cfg.seed * 1_000_003 + st.epoch + 7_777_777)
         loss_sum = 0.0
         for b in range(steps):
             rate = learning_rate(cfg, epoch * steps + b, steps * epochs, lr, schedule)

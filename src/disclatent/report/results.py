@@ -20,6 +20,7 @@ import pandas as pd
 from disclatent import published
 from disclatent.analysis.baselines import baseline_verdict
 from disclatent.analysis.interpretation import max_off_diagonal
+from disclatent.analysis.robustness import claims_verdict
 from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data.spider import GRADING_TARGETS
 from disclatent.formatting import format_number
@@ -251,6 +252,7 @@ _STABILITY_KEYS = [
     "stab_cca1_min",
     "stab_cca1_max",
     "stab_claims",
+    "stab_verdict",
 ]
 
 
@@ -282,6 +284,8 @@ def _stability(t: Path) -> Numbers:
     claims = _read(t, Table.LATENT_CLAIMS)
     if claims is not None and len(claims):
         out["stab_claims"] = _claims_text(claims)
+        if cca is not None and len(cca):
+            out["stab_verdict"] = claims_verdict(claims, cca)
     return out
 
 
@@ -293,14 +297,15 @@ _PLAUSIBILITY_KEYS = [
 
 
 def _plausibility(t: Path) -> Numbers:
-    """Mean plausible share over seeds of the plain and the latent-noise decoders, over the
-    sweep grid and the cohort's latent distribution, and their mean held-out IoU."""
+    """The plausible share of the latent-noise decoders and of the plain decoders of the same
+    seeds (paired), over the sweep grid and the cohort's latent distribution, and their
+    held-out IoU (means over those seeds)."""
     out: Numbers = dict.fromkeys(_PLAUSIBILITY_KEYS)
     table = _read(t, Table.LATENT_PLAUSIBILITY)
-    if table is None:
+    if table is None or not len(noisy := table[table["kind"] == "latent noise"]):
         return out
-    for kind, short in (("plain", "plain"), ("latent noise", "noise")):
-        part = table[table["kind"] == kind]
+    paired = table[(table["kind"] == "plain") & table["seed"].isin(set(noisy["seed"]))]
+    for part, short in ((paired, "plain"), (noisy, "noise")):
         for sample, what in (("sweep grid", "sweep"), ("cohort distribution", "cohort")):
             rows = part[part["sample"] == sample]
             out[f"plaus_{short}_{what}"] = _f(rows.plausible_share.mean()) if len(rows) else None

@@ -44,8 +44,8 @@ def correlation_strips(
     by_seed: pd.DataFrame, features: Sequence[str], labels: Mapping[str, str] | None = None
 ) -> plt.Figure:
     """Per latent feature (rows) and geometric feature (x), Pearson r in every seed: as
-    trained (left; seed 0, the interpretation chapter's model, ringed) and after aligning each
-    seed's axes to seed 0's (right)."""
+    trained (left; the first seed, the interpretation chapter's model, ringed) and after
+    aligning each seed's axes to the first seed's (right)."""
     names = labels or {}
     latents = sorted(by_seed.latent.unique())
     seeds = sorted(by_seed.seed.unique())
@@ -61,8 +61,9 @@ def correlation_strips(
             for k, seed in enumerate(seeds):
                 y = [part.get((seed, f), np.nan) for f in features]
                 jitter = (k - (len(seeds) - 1) / 2) * 0.06
-                ax.plot(x + jitter, y, "o", ms=4 if seed else 6, alpha=0.8,
-                        mfc="none" if seed == seeds[0] else None, color=f"C{k}",
+                first = seed == seeds[0]
+                ax.plot(x + jitter, y, "o", ms=6 if first else 4, alpha=0.8,
+                        mfc="none" if first else None, color=f"C{k}",
                         label=f"seed {seed}")  # fmt: skip
             ax.axhline(0, color="0.6", lw=0.6)
             ax.set_ylim(-1.05, 1.05)
@@ -70,11 +71,13 @@ def correlation_strips(
             if j == 0:
                 ax.set_ylabel(f"{lat.replace('_', ' ')}\nr", fontsize=8)
             if i == 0:
-                ax.set_title("as trained" if col == "r" else "aligned to seed 0", fontsize=9)
+                title = "as trained" if col == "r" else f"aligned to seed {seeds[0]}"
+                ax.set_title(title, fontsize=9)
     for ax in axes[-1]:
         ax.set_xticks(x, [names.get(f, f) for f in features], rotation=35, ha="right")
-    axes[0, 1].legend(fontsize=7, ncol=len(seeds), loc="lower right")
-    fig.tight_layout()
+    handles, names_ = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names_, fontsize=7, ncol=len(seeds), loc="upper center")
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
 
 
@@ -112,24 +115,54 @@ def plausibility_bars(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+_SHORT = {
+    "volume_mm3": "volume",
+    "height_mm": "height",
+    "ap_width_mm": "AP width",
+    "lateral_width_mm": "lat. width",
+}
+
+
+def short_reason(reason: str) -> str:
+    """The first reason of a plausibility verdict in a word or two ("AP width", "2 pieces")."""
+    first = str(reason).split(";")[0].strip()
+    return _SHORT.get(first.replace(" out of range", ""), first)
+
+
+def _crop(slices: list[np.ndarray], margin: int = 2) -> tuple[slice, slice]:
+    """The rows and columns that hold every foreground pixel of ``slices``, plus a margin."""
+    union = np.any(np.stack([s > 0 for s in slices]), axis=0)
+    if not union.any():
+        return slice(None), slice(None)
+    rows, cols = np.nonzero(union.any(axis=1))[0], np.nonzero(union.any(axis=0))[0]
+    r0, r1 = max(rows[0] - margin, 0), min(rows[-1] + margin + 1, union.shape[0])
+    c0, c1 = max(cols[0] - margin, 0), min(cols[-1] + margin + 1, union.shape[1])
+    return slice(r0, r1), slice(c0, c1)
+
+
 def sweep_gallery(
     galleries: Mapping[str, tuple[np.ndarray, pd.DataFrame]], spacing_mm: Sequence[float]
 ) -> plt.Figure:
     """Central sagittal slices of each model's decoded sweep grid (rows: latent features;
-    columns: steps), implausible decodes framed in red and titled with the first reason."""
+    columns: steps from the feature's minimum to its maximum), cropped to the discs;
+    implausible decodes framed in red and labelled with their first reason."""
     aspect = slice_aspects(spacing_mm)["sagittal"]
+    slices = {
+        name: [[central_slices(m)["sagittal"] for m in row] for row in masks]
+        for name, (masks, _) in galleries.items()
+    }
+    rows, cols = _crop([s for grid in slices.values() for row in grid for s in row])
+    k, steps = next(iter(galleries.values()))[0].shape[:2]
     n_models = len(galleries)
-    first = next(iter(galleries.values()))[0]
-    k, steps = first.shape[:2]
     fig, axes = plt.subplots(
-        k, steps * n_models, figsize=(0.95 * steps * n_models, 1.05 * k), squeeze=False
+        k, steps * n_models, figsize=(0.95 * steps * n_models, 0.95 * k + 0.4), squeeze=False
     )
-    for m, (name, (masks, judged)) in enumerate(galleries.items()):
+    for m, (name, (_, judged)) in enumerate(galleries.items()):
         for j in range(k):
             for s in range(steps):
                 ax = axes[j, m * steps + s]
                 row = judged.iloc[j * steps + s]
-                ax.imshow(central_slices(masks[j, s])["sagittal"], cmap="gray_r", origin="lower",
+                ax.imshow(slices[name][j][s][rows, cols], cmap="gray_r", origin="lower",
                           vmin=0, vmax=1, aspect=aspect, interpolation="nearest")  # fmt: skip
                 ax.set_xticks([])
                 ax.set_yticks([])
@@ -138,9 +171,9 @@ def sweep_gallery(
                     side.set_edgecolor("red" if bad else "0.7")
                     side.set_linewidth(2 if bad else 0.5)
                 if bad:
-                    ax.set_title(str(row["reason"]).split(";")[0][:14], fontsize=5, color="red")
+                    ax.set_xlabel(short_reason(row["reason"]), fontsize=6, color="red", labelpad=1)
                 if s == 0 and m == 0:
                     ax.set_ylabel(f"latent {j}", fontsize=7)
-        axes[0, m * steps].annotate(name, (0, 1.45), xycoords="axes fraction", fontsize=8)
-    fig.tight_layout(h_pad=0.3, w_pad=0.1)
+        axes[0, m * steps].set_title(name, fontsize=8, loc="left")
+    fig.tight_layout(h_pad=0.4, w_pad=0.1)
     return fig
