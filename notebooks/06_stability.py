@@ -75,7 +75,7 @@ display(
     Markdown(
         f"{len(train)} training and {len(held)} held-out discs (the autoencoder chapter's "
         f"split); {cfg.stab_seeds} seeds of the k = {k} model, {cfg.stab_noise_seeds} of "
-        f"its latent-noise variant, {cfg.stab_workers} trained at a time."
+        f"its latent-noise variant, {cfg.ae_workers} trained at a time."
     )
 )
 
@@ -94,11 +94,11 @@ glue("plaus_samples_text", str(cfg.plaus_samples), display=False)
 # %%
 jobs, notes = ae.ensemble.stability_jobs(
     base, paths.autoencoder_variant, cfg.stab_seeds, cfg.stab_noise_seeds, cfg.ae_code_noise,
-    cfg.stab_workers,
+    cfg.ae_workers,
 )  # fmt: skip
 for note in notes:
     print("note:", note)
-trained = ae.train_many(train, held, jobs, workers=cfg.stab_workers)
+trained = ae.train_many(train, held, jobs, workers=cfg.ae_workers)
 models = {f"k{k}-seed{base.seed}": study.model, **trained}
 plain = {m.config.seed: m for n, m in models.items() if rb.model_kind(n) == "plain"}
 runs = rb.model_table(models)
@@ -124,6 +124,13 @@ fig = splt.similarity_matrices(pairs)
 display(Markdown(rb.similarity_text(pairs, shuffled)))
 
 # %% [markdown]
+# Read this with the training in mind: the decoder stage starts every run from the discs'
+# principal-component scores, which do not depend on the seed (up to sign). The seed changes
+# the network's initial weights and the order of the discs, not where the codes start, so
+# decoder-first training anchors the basis. What is measured here is the stability of this
+# procedure; the paper's joint training from random weights (the `paper` profile) has no
+# such anchor.
+#
 # ## The interpretation chapter's correlations, seed by seed
 #
 # Each latent feature against each geometric feature, on the interpretation chapter's

@@ -306,3 +306,20 @@ def test_basis_text_quotes_both_bases():
     assert rb.basis_text(auc) == (
         "AUC for disc narrowing: latent: 0.70 (0.60-0.80) as trained, 0.65 (0.55-0.75) whitened."
     )
+
+
+def test_the_sweep_trains_its_models_side_by_side(tmp_path):
+    cubes = ellipsoids(10)
+    base = replace(DF, cpu_threads=2)
+    table, models, _ = A.sweep(
+        cubes[:8], cubes[8:], base, (4, 2), out_dir=tmp_path, progress=False, workers=2
+    )
+    assert table.latent_dim.tolist() == [4, 2]  # in the order asked, trained smallest k first
+    assert {m.config.cpu_threads for m in models.values()} == {1}  # 2 threads shared by 2
+    assert (tmp_path / "k2" / "model.safetensors").exists() and table.heldout_iou.between(
+        0, 1
+    ).all()
+    alone = A.train_or_load(
+        cubes[:8], models[2].config, tmp_path / "k2", cubes[8:], progress=False
+    )[0]
+    assert alone.metrics["train_seconds"] == models[2].metrics["train_seconds"]  # reused

@@ -57,7 +57,7 @@ class Profile:
     seg_max_epochs: int = 40
     seg_iters_per_epoch: int = 0
     seg_patience: int = published.SEGMENTATION_TRAINING.patience
-    seg_max_minutes: float | None = 2.5
+    seg_max_minutes: float | None = 1.5
     seg_unet_channels: tuple[int, ...] = (8, 16, 32, 64)
     seg_segresnet_filters: int = 8
     seg_swin_feature_size: int = 12
@@ -102,14 +102,15 @@ class Profile:
     # how many seeds of the chosen k (seed 0 is the autoencoder chapter's model; the others
     # are trained on the same discs with the same settings), the seeds of the variant
     # trained with latent noise (ae_code_noise x the codes' SD, a plausibility regulariser),
-    # how many models train at once (each with cpu_threads // stab_workers threads: on this
-    # 2-core machine two one-thread runs train 1.24x the epochs per second of one two-thread
-    # run) and how many latent vectors are drawn from the cohort's latent distribution
+    # and how many latent vectors are drawn from the cohort's latent distribution
     stab_seeds: int = 5
     stab_noise_seeds: int = 1
-    stab_workers: int = 2
     ae_code_noise: float = 0.3
     plaus_samples: int = 400
+    # autoencoders trained at once by the sweep (03) and the stability chapter (06), each
+    # with cpu_threads // ae_workers threads: on this 2-core machine two one-thread runs
+    # train 1.24x the epochs per second of one two-thread run (disclatent.autoencoder.ensemble)
+    ae_workers: int = 2
 
 
 PROFILES: dict[str, Profile] = {
@@ -135,7 +136,7 @@ PROFILES: dict[str, Profile] = {
         ae_encoder_epochs=6,
         stab_seeds=3,
         stab_noise_seeds=1,
-        stab_workers=1,
+        ae_workers=1,
         plaus_samples=60,
     ),
     "default": Profile(

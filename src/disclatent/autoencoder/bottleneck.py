@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from disclatent import published
-from disclatent.autoencoder import evaluation, training
+from disclatent.autoencoder import ensemble, evaluation, training
 from disclatent.autoencoder.baseline import PCABaseline
 from disclatent.autoencoder.checkpoint import SPLIT_FILE
 from disclatent.autoencoder.config import AEConfig, describe_config
@@ -151,15 +151,25 @@ def sweep(
     progress: bool = True,
     device: str | torch.device | None = None,
     split: pd.DataFrame | None = None,
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, dict[int, DiscAE], dict[int, PCABaseline]]:
     """The bottleneck sweep: an autoencoder and a PCA baseline per ``k``.
 
     Returns the result table (one row per k, numbers as floats), the models and the PCA fits.
     Models are saved under ``out_dir/k<K>`` (with ``split``, a :func:`split_table`, as
-    ``discs.csv``) and reused when nothing changed.
+    ``discs.csv``) and reused when nothing changed. With ``workers`` > 1 (and ``out_dir``)
+    the models train that many at a time, each with its share of ``base.cpu_threads``
+    (:func:`~disclatent.autoencoder.ensemble.train_many`; smallest k, the longest run, first).
     """
     rows, models, pcas = [], {}, {}
     train, heldout = fit_cubes(train, base.size), fit_cubes(heldout, base.size)
+    if workers > 1 and out_dir is not None:
+        base = replace(base, cpu_threads=ensemble.threads_per_worker(base, workers))
+        jobs = [
+            ensemble.Job(f"k{k}", replace(base, latent_dim=int(k)), Path(out_dir) / f"k{k}")
+            for k in sorted(latent_dims)
+        ]
+        ensemble.train_many(train, heldout, jobs, workers, progress, device)
     for k in latent_dims:
         cfg = replace(base, latent_dim=int(k))
         folder = Path(out_dir) / f"k{k}" if out_dir is not None else None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from disclatent.autoencoder import evaluation
 from disclatent.autoencoder.config import AEConfig
@@ -69,7 +70,7 @@ def train_many(
     jobs: Sequence[Job],
     workers: int = 1,
     progress: bool = True,
-    device: str | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, DiscAE]:
     """Train every job's model on ``train`` (n, S, S, S) binary cubes and evaluate it on
     ``heldout`` (its folder's metrics hold the training and held-out IoU); the trained models

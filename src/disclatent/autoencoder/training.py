@@ -296,10 +296,8 @@ class DiscAE:
             assert run.codes is not None
             # from the epoch's own forward passes (see stages); with latent noise, whose
             # passes decoded perturbed codes, from an eval pass of the codes
-            steps, name = run.step_ious, "decoder_iou"
-            ious = (
-                steps.copy() if steps is not None else decoder_iou(self.model, run.codes, run.data)
-            )
+            name, own = "decoder_iou", run.step_ious
+            ious = own.copy() if own is not None else decoder_iou(self.model, run.codes, run.data)
         else:
             ious, name = self.iou(run.cubes), "train_iou"  # every training disc, eval mode
         run.state.epoch += 1
