@@ -413,7 +413,7 @@ def test_training_and_settings_tables():
     assert quick["iterations per epoch"] == 2 and quick["wall-clock cap per model"] == "none"
     default = settings_table(config_from_profile("default"))["every model"]
     assert default["iterations per epoch"] == "one pass (4 patches per series)"
-    assert default["wall-clock cap per model"] == "2.5 min"
+    assert default["wall-clock cap per model"] == "1.5 min"
     assert default["early stopping"] == "validation IoU, patience 15"
 
 
