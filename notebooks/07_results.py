@@ -29,8 +29,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from disclatent.paths import BuildPaths
+from disclatent import published
+from disclatent.paths import BuildPaths, benchmark_result
 from disclatent.report import results
+from disclatent.report.gpu_run import gpu_run_table, gpu_run_text, read_gpu_run
 from disclatent.report.results import GlueText as Text
 from disclatent.report.tables import save_table
 
@@ -154,6 +156,20 @@ timings
 # The chapters before this one took {glue:text}`total_minutes` minutes in total on
 # {glue:text}`hw_cpu`, GPU: {glue:text}`hw_gpu`. (Times are those of the last execution of
 # each chapter; a chapter reused from the cache keeps its earlier time.)
+
+# %% [markdown]
+# ### The published settings on a GPU
+#
+# The `paper` profile (SwinUNETR-V2 at 96 x 96 x 64, 200-epoch segmentation budgets, the
+# 9.4 M-parameter autoencoder with its 1000-epoch budget) is meant for a GPU: it trains in
+# bfloat16 autocast with cuDNN autotuning, while every criterion and every inference stays in
+# float32 ({ref}`method-conventions`).
+
+# %%
+gpu_run = read_gpu_run(benchmark_result("paper-gpu"))
+display(Markdown(gpu_run_text(gpu_run, published.PIPELINE_HOURS)))
+if gpu_run is not None:
+    display(gpu_run_table(gpu_run))
 
 # %%
 display(

@@ -16,6 +16,7 @@ import torch
 
 from conftest import oblique_direction
 from disclatent import published
+from disclatent.accel import resolve_device
 from disclatent.cli import main
 from disclatent.conventions import PAPER_SPACING, Spacing
 from disclatent.data import spider
@@ -40,7 +41,7 @@ from disclatent.segmentation.inference import (
     evaluate_test_site,
     write_pred_cohort,
 )
-from disclatent.segmentation.network import build_model, make_loss, resolve_device
+from disclatent.segmentation.network import build_model, make_loss
 from disclatent.segmentation.training import (
     binary_overlap,
     is_trained,

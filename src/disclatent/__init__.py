@@ -8,7 +8,8 @@ module imports its own layer and the layers before it, never a later one::
 * base modules: :mod:`~disclatent.published` (every number the paper reports, its settings),
   :mod:`~disclatent.conventions` (axis orders, :class:`~disclatent.conventions.Spacing`,
   feature names), :mod:`~disclatent.paths` (every output under the build folder),
-  :mod:`~disclatent.formatting`, :mod:`~disclatent.stats`, :mod:`~disclatent.profiles`
+  :mod:`~disclatent.formatting`, :mod:`~disclatent.stats`, :mod:`~disclatent.profiles`,
+  :mod:`~disclatent.accel` (the device, mixed precision, cuDNN determinism)
 * :mod:`disclatent.data`: SPIDER folders, volumes with their header geometry, the phantom
 * :mod:`disclatent.discs`: disc isolation into cubes, geometry in millimetres and degrees
 * :mod:`disclatent.segmentation`: MONAI disc segmentation with one site held out

@@ -38,6 +38,13 @@ class Profile:
     # good (jupyter/nbclient#312; seen once here in the quick book of the tests), so the
     # quick profile, whose cells take seconds, retries instead of hanging CI
     cell_timeout_s: float | None = None
+    # GPU switches (disclatent.accel), read by segmentation and the autoencoder: mixed
+    # precision of the training steps ("off", "auto" = bfloat16 on a CUDA device that
+    # supports it, float32 elsewhere; evaluation and inference always float32), and on CUDA
+    # deterministic algorithms (True) or cuDNN autotuning (False, faster, not bit-exact;
+    # DISCLATENT_DETERMINISTIC=1 overrides). The CPU profiles are unaffected.
+    amp: str = "off"
+    deterministic: bool = True
     # disc isolation (disclatent.discs.isolation): cube edge in voxels and spacing in the cube's
     # numpy order (SI, AP, LR); the paper's cube and grid (disclatent.published). Every
     # profile covers the same ~96 x 77 x 90 mm around the disc.
@@ -151,6 +158,8 @@ PROFILES: dict[str, Profile] = {
         "the published settings, for a GPU",
         n_patients=60,
         cpu_threads=0,
+        amp="auto",
+        deterministic=False,
         seg_models=("UNet", "SegResNet", "SwinUNETR"),
         seg_model="SwinUNETR",
         seg_patch=(96, 96, 64),

@@ -48,7 +48,7 @@ from disclatent.autoencoder.config import AEConfig, describe_config
 from disclatent.autoencoder.cubes import CropWarning, Discs, discs_from_store, fit_cubes, load_discs
 from disclatent.autoencoder.ensemble import Job, TrainingFailed, train_many
 from disclatent.autoencoder.evaluation import evaluate, train_or_load
-from disclatent.autoencoder.features import LatentFeatures
+from disclatent.autoencoder.features import LatentFeatures, decode, encode
 from disclatent.autoencoder.network import (
     DiscAutoencoder,
     build_model,
@@ -56,7 +56,7 @@ from disclatent.autoencoder.network import (
     default_device,
 )
 from disclatent.autoencoder.objective import iou_per_disc
-from disclatent.autoencoder.training import DiscAE, decode, encode, fit
+from disclatent.autoencoder.training import DiscAE, fit
 
 __all__ = [
     "AEConfig",

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from disclatent import published
+from disclatent.accel import check_amp
 from disclatent.conventions import PAPER_SPACING
 from disclatent.profiles import Profile, cpu_threads, get_profile
 
@@ -25,7 +26,12 @@ STRATEGIES = ("joint", "decoder_first")  # see disclatent.autoencoder.stages
 CODE_INITS = ("pca", "random")  # the decoder stage's starting codes (decoder_first)
 #: fields added after models were first cached, with the value that reproduces the training
 #: from before they existed: a stored model without one was trained with that value
-NEUTRAL_DEFAULTS: dict[str, Any] = {"code_lr_scale": 1.0, "code_noise": 0.0}
+NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "code_lr_scale": 1.0,
+    "code_noise": 0.0,
+    "amp": "off",
+    "deterministic": True,
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,11 @@ class AEConfig:
     precise_bn: bool = True  # re-estimate batch-norm statistics on all discs before eval
     freeze_bn_epoch: int = 0  # from this epoch on, batch norm uses fixed statistics (0: never)
     cpu_threads: int = 1  # torch CPU threads on a CPU device (0: torch's default); see profiles
+    # mixed precision of the training steps (disclatent.accel: "off", "auto" = bfloat16 on a
+    # CUDA device that supports it, "bf16"); the IoU criterion is always computed in float32
+    amp: str = "off"
+    # CUDA: deterministic algorithms (True) or cuDNN autotuning (False); see disclatent.accel
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spacing_mm", tuple(float(s) for s in self.spacing_mm))
@@ -100,6 +111,7 @@ class AEConfig:
             raise ValueError("hard_weight must be non-negative")
         if self.max_epochs < 1 or self.batch_size < 1:
             raise ValueError("max_epochs and batch_size must be positive")
+        check_amp(self.amp)
         self._check_codes()
         if self.strategy == "decoder_first":
             self._check_decoder_first()
@@ -151,6 +163,8 @@ class AEConfig:
             encoder_epochs=p.ae_encoder_epochs,
             channels_last=p.ae_channels_last,
             cpu_threads=cpu_threads(p),
+            amp=p.amp,
+            deterministic=p.deterministic,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -174,7 +188,7 @@ class AEConfig:
     def training_key(self) -> dict[str, Any]:
         """The fields that change what training produces (not the stopping budget)."""
         d = self.to_dict()
-        for k in ("max_epochs", "stop_at_target", "channels_last", "cpu_threads"):
+        for k in ("max_epochs", "stop_at_target", "channels_last", "cpu_threads", "deterministic"):
             d.pop(k)
         return d
 

@@ -1,4 +1,5 @@
-"""Latent features of disc cubes as a scikit-learn transformer (:class:`LatentFeatures`).
+"""Latent features of disc cubes as a scikit-learn transformer (:class:`LatentFeatures`),
+and :func:`encode` / :func:`decode` with a model or a model folder.
 
 It lets the prediction protocols train an autoencoder inside each cross-validation fold on
 that fold's training discs only, or use one trained model frozen.
@@ -6,6 +7,7 @@ that fold's training discs only, or use one trained model frozen.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -67,3 +69,15 @@ class LatentFeatures(BaseEstimator, TransformerMixin):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.array(latent_columns(self.n_features_out_), dtype=object)
+
+
+def encode(model: DiscAE | str | os.PathLike, cubes: np.ndarray) -> np.ndarray:
+    """Latent vectors of ``cubes`` under a model or a model folder."""
+    ae = model if isinstance(model, DiscAE) else DiscAE.load(model)
+    return ae.encode(cubes)
+
+
+def decode(model: DiscAE | str | os.PathLike, z: np.ndarray) -> np.ndarray:
+    """Binary cubes decoded from latent vectors ``z`` by a model or a model folder."""
+    ae = model if isinstance(model, DiscAE) else DiscAE.load(model)
+    return ae.decode(z)

@@ -27,6 +27,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from disclatent.accel import resolve_device
 from disclatent.autoencoder.config import DECODER_KERNELS, NORMS, AEConfig
 
 
@@ -145,8 +146,9 @@ def build_model(cfg: AEConfig) -> DiscAutoencoder:
 
 
 def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when present, else the CPU (:func:`disclatent.accel.resolve_device` without
+    Apple's MPS, which lacks some 3-D operations the autoencoder uses)."""
+    return resolve_device("auto", mps=False)
 
 
 def to_channels_last(module: nn.Module) -> None:

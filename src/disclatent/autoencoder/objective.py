@@ -96,3 +96,14 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The seeded order in which epoch ``epoch`` visits ``n`` training discs."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
+
+
+def criterion_iou(row: dict) -> float:
+    """The criterion's IoU of a history row (NaN for a decoder-stage row: no encoder yet)."""
+    return float(row.get("train_iou", math.nan))
+
+
+def throughput(history: list[dict], n: int) -> float:
+    """Training volumes per second (optimisation steps only, evaluation excluded)."""
+    t = sum(r["seconds"] - r.get("eval_seconds", 0.0) for r in history)
+    return round(len(history) * n / t, 2) if t > 0 else math.nan

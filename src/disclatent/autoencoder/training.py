@@ -33,6 +33,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from disclatent.accel import (
+    amp_dtype,
+    autocast,
+    configure_backends,
+    gpu_memory_peak_gb,
+    reset_gpu_memory_peak,
+    seed_everything,
+)
 from disclatent.autoencoder.checkpoint import (
     CHECKPOINT_FILE,
     TRAINING_VERSION,
@@ -54,7 +62,13 @@ from disclatent.autoencoder.network import (
     recalibrate_batch_norm,
     to_channels_last,
 )
-from disclatent.autoencoder.objective import epoch_order, iou_per_disc, learning_rate
+from disclatent.autoencoder.objective import (
+    criterion_iou,
+    epoch_order,
+    iou_per_disc,
+    learning_rate,
+    throughput,
+)
 from disclatent.autoencoder.stages import (
     CODES_KEY,
     decoder_iou,
@@ -211,10 +225,12 @@ class DiscAE:
             callback=callback,
             bar=None,
             codes=codes,
-            step_ious=np.zeros(len(cubes)) if self.config.code_noise == 0 else None,
+            # the decoder stage's IoU from its training passes unless they decode noisy codes
+            # or run under autocast: then from a float32 eval pass (see stages)
+            step_ious=np.zeros(len(cubes)) if self._step_ious_exact else None,
         )
         done = run.state.history  # a resumed run may have converged already
-        run.converged = bool(done) and _iou(done[-1]) >= self.config.target_iou
+        run.converged = bool(done) and criterion_iou(done[-1]) >= self.config.target_iou
         run.bar = _progress(self.config.epoch_budget, run.state.epoch, progress, self.config)
         try:
             while not self._finished(run):
@@ -227,12 +243,23 @@ class DiscAE:
             ckpt.unlink(missing_ok=True)  # the finished model replaces the checkpoint
         return self
 
+    @property
+    def amp(self) -> torch.dtype | None:
+        """The training steps' autocast dtype on this device (``None``: float32)."""
+        return amp_dtype(self.config.amp, self.device)
+
+    @property
+    def _step_ious_exact(self) -> bool:
+        return self.config.code_noise == 0 and self.amp is None
+
     def _start_training(
         self, cubes: np.ndarray
     ) -> tuple[torch.optim.Optimizer, nn.Embedding | None]:
         """Seed, build the initial network (same seed -> same weights), the decoder-first
         codes (``None`` for joint training) and the first stage's optimiser."""
-        _seed_everything(self.config.seed)
+        seed_everything(self.config.seed)
+        configure_backends(self.device, self.config.deterministic)
+        reset_gpu_memory_peak(self.device)
         self.model = build_model(self.config)
         # start from the prior: output bias = log-odds of the foreground share of the discs
         # (otherwise every voxel starts at p = 0.5 and the first epochs only learn "empty")
@@ -365,7 +392,8 @@ class DiscAE:
         for group in run.opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         run.opt.zero_grad(set_to_none=True)
-        loss, logits = stage_loss(self.model, run.codes, run.state.stage, x, idx, cfg, noise)
+        with autocast(self.device, self.amp):
+            loss, logits = stage_loss(self.model, run.codes, run.state.stage, x, idx, cfg, noise)
         if run.state.stage == "decoder" and run.step_ious is not None and logits is not None:
             pred = (logits.detach()[:, 0] > 0).cpu()
             run.step_ious[idx.cpu().numpy()] = iou_per_disc(pred, run.data[idx])
@@ -376,7 +404,7 @@ class DiscAE:
     def _record(self, run: _Run, row: dict) -> None:
         """Keep the epoch's row; checkpoint when due; report it."""
         run.state.history.append(row)
-        run.converged = _iou(row) >= self.config.target_iou
+        run.converged = criterion_iou(row) >= self.config.target_iou
         run.bar.update(1)
         shown = row.get("train_iou", row.get("decoder_iou", math.nan))
         run.bar.set_postfix(stage=row["stage"], loss=f"{row['loss']:.4f}", iou=f"{shown:.4f}")
@@ -395,7 +423,7 @@ class DiscAE:
         self.history = pd.DataFrame(history)
         ious = self.iou(run.cubes)
         _, lo, hi = bootstrap_mean_ci(ious)
-        first = next((r["epoch"] for r in history if _iou(r) >= cfg.target_iou), None)
+        first = next((r["epoch"] for r in history if criterion_iou(r) >= cfg.target_iou), None)
         decoder_rows = [r for r in history if r["stage"] == "decoder"]
         self.metrics = {
             "latent_dim": cfg.latent_dim,
@@ -410,9 +438,11 @@ class DiscAE:
             "train_iou_min": float(ious.min()),
             "n_train": int(run.n),
             "train_seconds": round(run.state.seconds, 2),
-            "volumes_per_second": _throughput(history, run.n),
+            "volumes_per_second": throughput(history, run.n),
             "parameters": count_parameters(self.model),
             "device": str(self.device),
+            "amp": str(self.amp).replace("torch.", "") if self.amp else "float32",
+            "gpu_memory_peak_gb": gpu_memory_peak_gb(self.device),
             "data": run.digest,
             "training_version": TRAINING_VERSION,
         }
@@ -445,23 +475,6 @@ class DiscAE:
         return ae
 
 
-def _iou(row: dict) -> float:
-    """The criterion's IoU of a history row (NaN for a decoder-stage row: no encoder yet)."""
-    return float(row.get("train_iou", math.nan))
-
-
-def _throughput(history: list[dict], n: int) -> float:
-    """Training volumes per second (optimisation steps only, evaluation excluded)."""
-    t = sum(r["seconds"] - r.get("eval_seconds", 0.0) for r in history)
-    return round(len(history) * n / t, 2) if t > 0 else math.nan
-
-
-def _seed_everything(seed: int) -> None:
-    from monai.utils import set_determinism
-
-    set_determinism(seed=seed)
-
-
 def _progress(total: int, initial: int, enabled: bool, cfg: AEConfig) -> Any:
     from tqdm.auto import tqdm
 
@@ -485,15 +498,3 @@ def fit(
     if ae.device.type == "cpu" and config.cpu_threads > 0:
         torch.set_num_threads(config.cpu_threads)
     return ae.fit(cubes, out_dir=out_dir, **kwargs)
-
-
-def encode(model: DiscAE | str | os.PathLike, cubes: np.ndarray) -> np.ndarray:
-    """Latent vectors of ``cubes`` under a model or a model folder."""
-    ae = model if isinstance(model, DiscAE) else DiscAE.load(model)
-    return ae.encode(cubes)
-
-
-def decode(model: DiscAE | str | os.PathLike, z: np.ndarray) -> np.ndarray:
-    """Binary cubes decoded from latent vectors ``z`` by a model or a model folder."""
-    ae = model if isinstance(model, DiscAE) else DiscAE.load(model)
-    return ae.decode(z)

@@ -168,9 +168,17 @@ def _stamp_key(path: Path, key: str) -> None:
 
 
 def execute_all(
-    profile: str, data: str, build_dir: Path, force: bool = False, root: Path | None = None
+    profile: str,
+    data: str,
+    build_dir: Path,
+    force: bool = False,
+    root: Path | None = None,
+    minutes: float | None = None,
 ) -> list[tuple[str, float | None]]:
-    """Execute every notebook whose inputs changed; returns (name, seconds or None if cached)."""
+    """Execute every notebook whose inputs changed; returns (name, seconds or None if cached).
+    With ``minutes``, no notebook is started once that much time is spent (the next call
+    continues from the first one not executed)."""
+    start = time.perf_counter()
     root = root or project_root()
     paths = BuildPaths(build_dir, profile)
     parameters = {"profile": profile, "data_dir": str(data or ""), "build_dir": str(build_dir)}
@@ -188,6 +196,9 @@ def execute_all(
             print(f"{source.stem}: up to date")
             timings.append((source.stem, None))
             continue
+        if minutes is not None and time.perf_counter() - start > 60 * minutes:
+            print(f"{source.stem}: not started (the {minutes:g} minutes are spent)", flush=True)
+            break
         print(f"{source.stem}: executing ({profile} profile) ...", flush=True)
         timeout = get_profile(profile).cell_timeout_s
         seconds = execute_notebook(source, output, parameters, cwd=root, cell_timeout=timeout)

@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from disclatent import published
+from disclatent.accel import check_amp
 from disclatent.conventions import PAPER_SPACING, Spacing
 from disclatent.profiles import Profile, cpu_threads, get_profile
 
 MODEL_NAMES = ("UNet", "SegResNet", "SwinUNETR")
 SEG_VERSION = 2  # bump when training changes meaning, to invalidate cached models
+#: fields added after models were trained, with the value those models were trained with: a
+#: saved config without the field still names the same model
+NEUTRAL_DEFAULTS: dict[str, Any] = {"amp": "off"}
 
 
 # the files of one trained model's folder
@@ -58,6 +62,12 @@ class SegConfig:
     sw_overlap: float = 0.25
     sw_batch_size: int = 4
     device: str = "auto"
+    # mixed precision of the training steps (disclatent.accel: "off", "auto" = bfloat16 on a
+    # CUDA device that supports it, "bf16"); evaluation and inference stay float32
+    amp: str = "off"
+    # CUDA: deterministic algorithms (True) or cuDNN autotuning (False); not part of a
+    # trained model's identity
+    deterministic: bool = True
     unet_channels: tuple[int, ...] = (8, 16, 32, 64)
     # 0: with residual units MONAI's UNet normalises its 1-channel output (instance norm +
     # PReLU inside the top block), which slowed learning badly here
@@ -81,6 +91,7 @@ class SegConfig:
         object.__setattr__(self, "modalities", tuple(self.modalities))
         object.__setattr__(self, "spacing", tuple(float(s) for s in spacing))
         object.__setattr__(self, "unet_channels", tuple(int(c) for c in self.unet_channels))
+        check_amp(self.amp)
         self._check_patch()
 
     def _check_patch(self) -> None:
@@ -129,5 +140,7 @@ def config_from_profile(
         swin_feature_size=p.seg_swin_feature_size,
         seed=p.phantom_seed,
         threads=cpu_threads(p),
+        amp=p.amp,
+        deterministic=p.deterministic,
     )
     return dataclasses.replace(cfg, **overrides) if overrides else cfg

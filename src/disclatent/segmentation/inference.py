@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from disclatent.accel import resolve_device
 from disclatent.conventions import PAPER_SPACING, Spacing
 from disclatent.data import phantom
 from disclatent.data.spider import SpiderFolder
@@ -44,7 +45,6 @@ from disclatent.segmentation.data import (
 from disclatent.segmentation.evaluation import ModelEvaluation, evaluate_series, label_instances
 from disclatent.segmentation.network import (
     build_model,
-    resolve_device,
     set_threads,
     sigmoid,
     sliding_logits,

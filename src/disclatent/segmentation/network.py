@@ -1,4 +1,4 @@
-"""The networks, the loss, the device, and sliding-window logits (``book/method.md``,
+"""The networks, the loss, the CPU threads, and sliding-window logits (``book/method.md``,
 *Segmentation*).
 
 The three MONAI networks take one input channel (the normalised image) and give one logit
@@ -57,19 +57,6 @@ def make_loss() -> torch.nn.Module:
     return DiceCELoss(sigmoid=True, lambda_dice=1.0, lambda_ce=1.0, batch=True)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA, else Apple's MPS, else the CPU; any other name as torch reads it."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
 def set_threads(cfg: SegConfig, device: torch.device) -> None:
     """Apply ``cfg.threads`` (0: torch's default) when running on the CPU."""
     import torch
@@ -82,12 +69,15 @@ def sliding_logits(
     model: torch.nn.Module, image: np.ndarray, cfg: SegConfig, device: torch.device
 ) -> np.ndarray:
     """Logits (SI, AP, LR) of a normalised image on the network grid: Gaussian-weighted
-    sliding windows of ``cfg.patch`` overlapping by ``cfg.sw_overlap``."""
+    sliding windows of ``cfg.patch`` overlapping by ``cfg.sw_overlap``, in float32 (never
+    under autocast: validation IoU and the masks do not depend on ``cfg.amp``). The image,
+    the windows and the stitched logits all stay on ``device`` (the GPU, when there is one)
+    until the result is copied back."""
     import torch
     from monai.inferers import sliding_window_inference
 
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
-    with torch.no_grad():
+    with torch.inference_mode():
         logits = sliding_window_inference(
             x, cfg.patch, cfg.sw_batch_size, model, overlap=cfg.sw_overlap, mode="gaussian"
         )

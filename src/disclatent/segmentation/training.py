@@ -34,6 +34,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from disclatent.accel import (
+    amp_dtype,
+    autocast,
+    configure_backends,
+    gpu_memory_peak_gb,
+    reset_gpu_memory_peak,
+    resolve_device,
+)
 from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import DataError, atomic_path, write_csv_atomic, write_text_atomic
 from disclatent.segmentation.config import (
@@ -41,6 +49,7 @@ from disclatent.segmentation.config import (
     DONE_FILE,
     HISTORY_FILE,
     MODEL_FILE,
+    NEUTRAL_DEFAULTS,
     SEG_VERSION,
     SPLIT_FILE,
     SegConfig,
@@ -49,7 +58,6 @@ from disclatent.segmentation.data import Case, load_case, make_batch, make_split
 from disclatent.segmentation.network import (
     build_model,
     make_loss,
-    resolve_device,
     set_threads,
     sigmoid,
     sliding_logits,
@@ -99,7 +107,11 @@ def is_trained(model_dir: str | Path, cfg: SegConfig | None = None, data_digest:
         wanted = json.loads(json.dumps(cfg.to_json()))
         have = dict(saved.get("config") or {})
         for d in (wanted, have):
-            d.pop("threads", None)  # how fast it trained, not what it learnt
+            for key in ("threads", "deterministic"):  # how fast it trained, not what it learnt
+                d.pop(key, None)
+        for key, value in NEUTRAL_DEFAULTS.items():  # added later; older models trained so
+            if key not in have and wanted.get(key) == value:
+                wanted.pop(key)
         if have != wanted:
             return False
     if data_digest and saved.get("data_digest") != data_digest:
@@ -124,6 +136,56 @@ class _Clock:
         return self.max_minutes is not None and self.elapsed() >= 60 * self.max_minutes
 
 
+class BatchStream:
+    """Training batches in the seeded order of :func:`make_batch`, each made while the
+    device trains on the one before (``ahead=True``: one background thread samples and
+    augments patches, and pins them when the device is CUDA). The stream lives for the
+    whole run, so the batches are the same, in the same order, as made one at a time
+    (``ahead=False``); only the last one made is never used."""
+
+    def __init__(
+        self,
+        cases: list[Case],
+        cfg: SegConfig,
+        rng: np.random.Generator,
+        device: torch.device,
+        ahead: bool = True,
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.cases, self.cfg, self.rng, self.device = cases, cfg, rng, device
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="patches") if ahead else None
+        self._next: Any = None
+
+    def _make(self) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        cfg = self.cfg
+        x, y = make_batch(
+            self.cases, cfg.batch_size, cfg.patch, self.rng, cfg.pos_fraction, cfg.augment
+        )
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        if self.device.type == "cuda":
+            xt, yt = xt.pin_memory(), yt.pin_memory()
+        return xt, yt
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch (image, label), each ``(batch, 1, *patch)`` float32, on the device."""
+        if self._pool is None:
+            xt, yt = self._make()
+        else:
+            if self._next is None:
+                self._next = self._pool.submit(self._make)
+            xt, yt = self._next.result()
+            self._next = self._pool.submit(self._make)
+        pinned = self.device.type == "cuda"
+        return xt.to(self.device, non_blocking=pinned), yt.to(self.device, non_blocking=pinned)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 @dataclass
 class _Fit:
     """Network, loss and optimiser of one run, with its patch sampler."""
@@ -135,23 +197,23 @@ class _Fit:
     device: torch.device
     rng: np.random.Generator
 
-    def epoch(self, cases: list[Case], iters: int, clock: _Clock) -> list[float]:
-        """Up to ``iters`` optimiser steps (fewer when the budget runs out, never none);
-        the training losses."""
-        import torch
+    @property
+    def amp(self) -> torch.dtype | None:
+        """The training steps' autocast dtype (``None``: float32)."""
+        return amp_dtype(self.cfg.amp, self.device)
 
-        cfg = self.cfg
+    def epoch(self, batches: BatchStream, iters: int, clock: _Clock) -> list[float]:
+        """Up to ``iters`` optimiser steps (fewer when the budget runs out, never none);
+        the training losses. Forward pass and loss under the configured autocast."""
         self.model.train()
         losses: list[float] = []
         for _ in range(iters):
             if clock.over_budget() and losses:  # cut the epoch short, validate, then stop
                 break
-            x, y = make_batch(
-                cases, cfg.batch_size, cfg.patch, self.rng, cfg.pos_fraction, cfg.augment
-            )
-            xt, yt = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
+            xt, yt = batches.next()
             self.opt.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(xt), yt)
+            with autocast(self.device, self.amp):
+                loss = self.loss_fn(self.model(xt), yt)
             loss.backward()
             self.opt.step()
             losses.append(float(loss.detach()))
@@ -187,6 +249,8 @@ def _new_fit(cfg: SegConfig) -> _Fit:
     device = resolve_device(cfg.device)
     set_threads(cfg, device)
     torch.manual_seed(cfg.seed)
+    configure_backends(device, cfg.deterministic)
+    reset_gpu_memory_peak(device)
     rng = np.random.default_rng([cfg.seed, 11])
     model = build_model(cfg).to(device)
     loss_fn = make_loss()
@@ -205,12 +269,28 @@ def _fit(
 ) -> tuple[list[dict[str, Any]], int, float, str]:
     """The epochs of one run; keeps the best-IoU weights in ``out_dir``. Returns the
     history rows, the best epoch and IoU, and the stop reason."""
+    batches = BatchStream(train_cases, fit.cfg, fit.rng, fit.device)
+    try:
+        return _epochs(fit, batches, val_cases, iters, out_dir, clock, log)
+    finally:
+        batches.close()
+
+
+def _epochs(
+    fit: _Fit,
+    batches: BatchStream,
+    val_cases: list[Case],
+    iters: int,
+    out_dir: Path,
+    clock: _Clock,
+    log: Log,
+) -> tuple[list[dict[str, Any]], int, float, str]:
     cfg = fit.cfg
     history: list[dict[str, Any]] = []
     best_iou, best_epoch, wait = -1.0, 0, 0
     for epoch in range(1, cfg.max_epochs + 1):
         t0 = time.perf_counter()
-        losses = fit.epoch(train_cases, iters, clock)
+        losses = fit.epoch(batches, iters, clock)
         val_iou, val_dice = fit.validate(val_cases)
         elapsed = clock.elapsed()
         improved = val_iou > best_iou
@@ -311,6 +391,7 @@ def train(
         f"{cfg.model}: {fit.parameters:,} parameters, "
         f"{len(train_cases)} train / {len(val_cases)} val series, {iters} iterations per "
         f"epoch, device {fit.device}, {torch.get_num_threads()} threads"
+        + (f", {fit.amp} autocast" if fit.amp else "")
     )
     history, best_epoch, best_iou, stop = _fit(
         fit, train_cases, val_cases, iters, out_dir, clock, log
@@ -328,6 +409,9 @@ def train(
         "prep_seconds": round(prep_seconds, 1),
         "iterations_per_epoch": iters,
         "device": str(fit.device),
+        "gpu": torch.cuda.get_device_name(fit.device) if fit.device.type == "cuda" else None,
+        "amp": str(fit.amp).replace("torch.", "") if fit.amp else "float32",
+        "gpu_memory_peak_gb": gpu_memory_peak_gb(fit.device),
         "threads": torch.get_num_threads(),
         "load_avg_start": load_start,
         "load_avg_end": _load_avg(),
