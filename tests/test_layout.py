@@ -17,7 +17,7 @@ PKG = ROOT / "src" / "disclatent"
 
 # data flows one way: a module may import its own layer and the layers before it
 LAYERS = [
-    {"published", "conventions", "paths", "formatting", "stats", "profiles", "accel"},
+    {"published", "conventions", "paths", "formatting", "stats", "profiles", "accel", "parallel"},
     {"data"},
     {"discs"},
     {"segmentation", "autoencoder"},
