@@ -100,3 +100,14 @@ def ellipsoids(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
         a2 = (si - off[0]) * np.sin(t) + (ap - off[1]) * np.cos(t)
         out[i] = ((s2 / a[0]) ** 2 + (a2 / a[1]) ** 2 + ((lr - off[2]) / a[2]) ** 2) <= 1
     return out
+
+
+SPIDER_SHARED = ROOT.parent / "shared" / "data" / "spider"
+
+
+@pytest.fixture(scope="session")
+def spider_shared() -> Path:
+    """The real SPIDER files kept beside the repository (metadata, patient 1's masks)."""
+    if not (SPIDER_SHARED / "masks" / "1_t1.mha").exists():
+        pytest.skip(f"real SPIDER files not found at {SPIDER_SHARED} (kept outside the repository)")
+    return SPIDER_SHARED

@@ -201,10 +201,11 @@ class GeometryFeatures(TransformerMixin, BaseEstimator):
         out = pd.DataFrame(index=table.index, columns=GEOMETRY_FEATURES, dtype=float)
         for path, rows in table.groupby("mask_path", sort=False):
             vol = _as_mask(path, self.label_offset)
-            wanted = {int(k) + self.label_offset: int(k) for k in rows["ivd_label"].unique()}
+            # every disc of the mask, so that a renumbered series (discs.numbering) finds
+            # its discs by the IVD labels the store holds
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DiscWarning)  # reported when isolated
-                found = {d.ivd_label: d for d in find_discs(vol, wanted, self.label_offset)}
+                found = {d.ivd_label: d for d in find_discs(vol, label_offset=self.label_offset)}
             for idx, k in rows["ivd_label"].items():
                 if int(k) not in found:
                     if self.allow_empty:

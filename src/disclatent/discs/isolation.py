@@ -59,6 +59,8 @@ from disclatent import published
 from disclatent.conventions import PAPER_SPACING
 from disclatent.data import labels as lab
 from disclatent.data.volume import DataError, Volume, series_name
+from disclatent.discs.numbering import NumberingError as NumberingError
+from disclatent.discs.numbering import check_numbering, superior_mm
 
 MIN_VOXELS = 8
 
@@ -85,6 +87,11 @@ class DiscTouchesBorderWarning(DiscWarning):
 
 class ObliqueHeaderWarning(DiscWarning):
     pass
+
+
+class RenumberedWarning(DiscWarning):
+    """A series' disc labels were read in another numbering than SPIDER's upward one (a
+    reversal or an offset that its vertebra labels confirm; :mod:`disclatent.discs.numbering`)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -168,12 +175,40 @@ def _check_header(mask: Volume) -> None:
         )
 
 
+def _warn_no_disc(mask: Volume, mapping: dict[int, int] | None) -> None:
+    wanted = (
+        "SPIDER's disc labels 201-225"
+        if mapping is None
+        else f"disc label values {_ranges(sorted(mapping))}"
+    )
+    warnings.warn(
+        f"{mask.where}: no voxel carries {wanted}; no disc found (wrong label values?)",
+        EmptyDiscWarning,
+        stacklevel=3,
+    )
+
+
+def _checked(
+    mask: Volume, ijk: dict[int, np.ndarray], mapping: dict[int, int], spider: bool, warn: bool
+) -> dict[int, int]:
+    """``mapping`` after :func:`~disclatent.discs.numbering.check_numbering` of the discs
+    ``{value: voxel indices}``; a renumbering is reported as a :class:`RenumberedWarning`."""
+    if not ijk:
+        return mapping
+    heights = {v: superior_mm(mask, idx) for v, idx in ijk.items()}
+    numbering = check_numbering(mask, heights, mapping, spider_labels=spider)
+    if numbering.note and warn:
+        warnings.warn(numbering.note, RenumberedWarning, stacklevel=3)
+    return {**mapping, **numbering.mapping}
+
+
 def find_discs(
     mask: Volume,
     labels: Iterable[int] | Mapping[int, int] | None = None,
     label_offset: int = lab.DISC_LABEL_OFFSET,
     min_voxels: int = MIN_VOXELS,
     warn: bool = True,
+    check_order: bool = True,
 ) -> list[DiscVoxels]:
     """The discs of ``mask`` (ordered by IVD label), with their voxels.
 
@@ -183,6 +218,12 @@ def find_discs(
     (IVD label ``value - label_offset``) or a ``{value: ivd_label}`` mapping. Discs with fewer than
     ``min_voxels`` voxels are skipped with an :class:`EmptyDiscWarning`; discs touching the
     volume border are kept and flagged.
+
+    With ``check_order`` (the default) the labels are checked against anatomy
+    (:func:`disclatent.discs.numbering.check_numbering`): IVD labels must rise from inferior
+    to superior along the header's axis; SPIDER-labelled masks numbered from the other end,
+    or offset from their vertebrae, are renumbered when the vertebra labels confirm it
+    (:class:`RenumberedWarning`), otherwise :class:`~disclatent.discs.numbering.NumberingError`.
     """
     if labels is None and label_offset != lab.DISC_LABEL_OFFSET:
         labels = range(label_offset + 1, label_offset + lab.MAX_INDEX + 1)
@@ -198,26 +239,21 @@ def find_discs(
     values = values[order]
     ijk_all = np.stack([ii[order], jj[order], kk[order]], axis=1)
     present, starts, counts = np.unique(values, return_index=True, return_counts=True)
-    if mapping is None:
-        mapping_used = {int(v): int(v) - lab.DISC_LABEL_OFFSET for v in present}
-    else:
-        mapping_used = mapping
-    if warn and not len(present):
-        wanted = (
-            "SPIDER's disc labels 201-225"
-            if mapping is None
-            else f"disc label values {_ranges(sorted(mapping))}"
-        )
-        warnings.warn(
-            f"{mask.where}: no voxel carries {wanted}; no disc found (wrong label values?)",
-            EmptyDiscWarning,
-            stacklevel=2,
-        )
-    if warn and len(present):
-        _check_header(mask)
+    mapping_used = (
+        mapping
+        if mapping is not None
+        else {int(v): int(v) - lab.DISC_LABEL_OFFSET for v in present}
+    )
+    if warn:
+        _check_header(mask) if len(present) else _warn_no_disc(mask, mapping)
+    big = [(int(v), s, c) for v, s, c in zip(present, starts, counts, strict=True)]
+    if check_order:
+        spider = labels is None and mapping is None
+        big_ijk = {v: ijk_all[s : s + c] for v, s, c in big if c >= min_voxels}
+        mapping_used = _checked(mask, big_ijk, mapping_used, spider, warn)
     size = np.array(mask.size)
     out: list[DiscVoxels] = []
-    for value, start, count in zip(present, starts, counts, strict=True):
+    for value, start, count in big:
         ivd = mapping_used[int(value)]
         level = lab.level_name(ivd)
         if count < min_voxels:
