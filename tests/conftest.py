@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,15 @@ import pytest
 from disclatent.autoencoder.config import AEConfig
 from disclatent.data.phantom import write_phantom
 from disclatent.data.volume import Volume
+from disclatent.parallel import SCHEDULER_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# in-process tests run the per-series steps serially (a LocalCluster per call would cost
+# seconds each); the local and remote schedulers are tested on purpose (test_parallel,
+# test_isolation), and the book is built as a reader builds it, with the default scheduler
+_READER_ENV = {k: v for k, v in os.environ.items() if k != SCHEDULER_ENV}
+os.environ.setdefault(SCHEDULER_ENV, "serial")
 
 
 def build_quick_book(build_dir: Path) -> subprocess.CompletedProcess:
@@ -24,6 +32,7 @@ def build_quick_book(build_dir: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=1500,
         check=False,
+        env=_READER_ENV,
     )
 
 

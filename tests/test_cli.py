@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from disclatent.cli import main
@@ -80,3 +81,33 @@ def test_phantom_command_as_a_module(tmp_path):
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["1_t1.mha", "1_t2.mha"]
     assert (out / "phantom_truth.csv").read_text().count("\n") > 5
+
+
+def test_geometry_command_reports_a_bad_series_and_resumes(
+    phantom_dir, tmp_path, capsys, monkeypatch
+):
+    """A truncated mask in the middle of a cohort: named at the end (exit 1), the other
+    series measured; a rerun reuses the per-series results; --scheduler reaches the steps."""
+    import shutil
+
+    from disclatent.parallel import SCHEDULER_ENV
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name in ("1_t1", "2_t1", "3_t1"):
+        shutil.copy(phantom_dir / "masks" / f"{name}.mha", masks / f"{name}.mha")
+    (masks / "2_t1.mha").write_bytes((masks / "2_t1.mha").read_bytes()[:3000])
+    out = tmp_path / "geometry.csv"
+    monkeypatch.setenv(SCHEDULER_ENV, "local")
+    argv = ["--scheduler", "serial", "geometry", "--masks", str(masks), "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 1
+    assert sys.modules["os"].environ[SCHEDULER_ENV] == "serial"
+    err = capsys.readouterr().err
+    assert "1 series left out" in err and "2_t1.mha" in err
+    table = pd.read_csv(out)
+    assert sorted(table["series"].unique()) == ["1_t1", "3_t1"]
+    cache = tmp_path / "geometry.csv.series"
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(stamps) == 3  # the bad one too: its error, under its bytes' key
+    assert main([*argv, "--quiet"]) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps

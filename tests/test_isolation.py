@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import numpy as np
@@ -196,10 +197,13 @@ def test_disc_store_roundtrip(phantom_dir, tmp_path):
         path = st.build_disc_store(
             phantom_dir, out, source="gt", spacing_mm=(3.0, 2.4, 2.8), size=32, progress=False
         )
-    assert path == out and sorted(p.name for p in out.parent.iterdir()) == ["gt.npz"]
+    assert path == out and sorted(p.name for p in out.parent.iterdir()) == ["gt.npz", "gt.series"]
     store = st.load_disc_store(out)
     truth = pd.read_csv(phantom_dir / "phantom_truth.csv", dtype={"patient": str})
     t1 = truth[truth["series"].str.endswith("_t1")]  # modalities=("t1",) by default
+    # one finished result per series beside the store, nothing temporary
+    series = sorted(p.name.rsplit("-", 1)[0] for p in (out.parent / "gt.series").iterdir())
+    assert series == sorted(t1["series"].unique())
     assert len(store) == len(t1) and store.cubes.shape == (len(t1), 32, 32, 32)
     assert store.cubes.dtype == np.uint8 and store.spacing_mm == (3.0, 2.4, 2.8)
     assert list(store.table.columns) == st.STORE_COLUMNS
@@ -261,3 +265,55 @@ def test_store_inputs_and_modalities(phantom_dir, tmp_path):
         )
     blank = Volume(np.zeros((4, 4, 4), np.int16), (1, 1, 1))
     assert iso.find_discs(blank, warn=False) == []
+
+
+def _copy_masks(src, dst, names):
+    dst.mkdir(parents=True)
+    for n in names:
+        shutil.copy(src / "masks" / f"{n}.mha", dst / f"{n}.mha")
+    return dst
+
+
+def test_store_resumes_from_per_series_results(phantom_dir, tmp_path):
+    """A rerun reuses every finished series; a changed mask is isolated again; a corrupt
+    mask is named in ``skipped`` and the rest of the cohort is stored."""
+    masks = _copy_masks(phantom_dir, tmp_path / "m", ["1_t1", "2_t1", "3_t1"])
+    kw = dict(spacing_mm=(3.0, 2.4, 2.8), size=32, progress=False, skip_errors=True)
+    first = st.load_disc_store(st.build_disc_store(masks, tmp_path / "s.npz", **kw))
+    cache = tmp_path / "s.series"
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    again = st.load_disc_store(st.build_disc_store(masks, tmp_path / "s.npz", **kw))
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps  # all reused
+    np.testing.assert_array_equal(first.cubes, again.cubes)
+    pd.testing.assert_frame_equal(first.table, again.table)
+    (masks / "2_t1.mha").write_bytes((masks / "2_t1.mha").read_bytes()[:4000])  # truncated
+    with pytest.warns(iso.DiscWarning, match="2_t1"):
+        cut = st.load_disc_store(st.build_disc_store(masks, tmp_path / "s.npz", **kw))
+    assert set(cut.table["series"]) == {"1_t1", "3_t1"}
+    assert cut.skipped["series"].tolist() == ["2_t1"]
+    assert "2_t1.mha" in cut.skipped["reason"].iloc[0]
+    keep = first.table["series"] != "2_t1"
+    np.testing.assert_array_equal(cut.cubes, first.cubes[keep.to_numpy()])
+    with pytest.raises(DataError, match="2_t1"):
+        st.build_disc_store(masks, tmp_path / "t.npz", **{**kw, "skip_errors": False})
+
+
+@pytest.mark.slow
+def test_store_on_a_local_cluster_equals_the_serial_store(phantom_dir, tmp_path):
+    kw = dict(spacing_mm=(3.0, 2.4, 2.8), size=32, progress=False, modalities=None)
+    with warnings.catch_warnings(record=True) as serial_said:
+        warnings.simplefilter("always")
+        serial = st.load_disc_store(
+            st.build_disc_store(phantom_dir, tmp_path / "a.npz", scheduler="serial", **kw)
+        )
+    with warnings.catch_warnings(record=True) as local_said:
+        warnings.simplefilter("always")
+        local = st.load_disc_store(
+            st.build_disc_store(phantom_dir, tmp_path / "b.npz", scheduler="local", workers=2, **kw)
+        )
+    assert len(serial) == len(local) > 0
+    np.testing.assert_array_equal(serial.cubes, local.cubes)
+    pd.testing.assert_frame_equal(serial.table, local.table)
+    assert [str(w.message) for w in serial_said] == [str(w.message) for w in local_said]
+    names = sorted(p.name for p in (tmp_path / "a.series").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b.series").iterdir())  # same keys

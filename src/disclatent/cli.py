@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from disclatent.data.labels import DISC_LABEL_OFFSET
 from disclatent.data.spider import parse_modalities
 from disclatent.data.volume import DataError, write_csv_atomic
+from disclatent.parallel import SCHEDULER_ENV
 from disclatent.paths import DEFAULT_BUILD_DIR, BuildPaths
 from disclatent.profiles import PROFILES
 
@@ -83,21 +86,35 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     labels = parse_label_spec(args.labels) if args.labels else None
     modalities = parse_modalities(args.modalities)
     start = time.perf_counter()
-    table = measure_masks(
-        args.masks,
-        labels,
-        label_offset=args.label_offset,
-        modalities=modalities,
-        progress=not args.quiet,
-        step_mm=args.step_mm,
-    )
-    write_csv_atomic(table, args.out, float_format="%.6g")
+    out = Path(args.out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = measure_masks(
+            args.masks,
+            labels,
+            label_offset=args.label_offset,
+            modalities=modalities,
+            progress=not args.quiet,
+            step_mm=args.step_mm,
+            skip_errors=True,
+            workers=args.workers,
+            cache_dir=out.with_name(out.name + ".series"),
+        )
+    write_csv_atomic(table, out, float_format="%.6g")
+    skipped = [w for w in caught if str(w.message).startswith("skipped: ")]
+    for w in caught:
+        if w not in skipped:
+            warnings.warn(w.message, stacklevel=2)  # notes about single discs, as raised
     if not args.quiet:
         print(
             f"measured {len(table)} discs of {table['series'].nunique()} masks in "
-            f"{time.perf_counter() - start:.1f} s -> {args.out}"
+            f"{time.perf_counter() - start:.1f} s -> {out}"
         )
-    return 0
+    if skipped:
+        print(f"{len(skipped)} series left out:", file=sys.stderr)
+        for w in skipped:
+            print(f"  {str(w.message)[len('skipped: ') :]}", file=sys.stderr)
+    return 1 if skipped else 0
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
@@ -167,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="disclatent",
         description="Latent and geometric description of lumbar discs from SPIDER-format masks.",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="where per-series steps run: 'local' (a Dask LocalCluster, one process per "
+        "core; the default), 'serial', or an existing Dask scheduler's address, e.g. "
+        "tcp://host:8786 (SLURM via dask-jobqueue, Kubernetes); same as "
+        "$DISCLATENT_SCHEDULER, and passed on to the book's notebooks",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -240,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--step-mm", type=float, default=0.25, help="sampling step of the mid-plane section (mm)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="LocalCluster processes (default: all cores)"
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_geometry)
@@ -342,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.scheduler:
+        os.environ[SCHEDULER_ENV] = args.scheduler  # this process and the notebooks it runs
     try:
         return args.func(args)
     except (DataError, FileNotFoundError, ValueError) as exc:

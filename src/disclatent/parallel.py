@@ -29,9 +29,11 @@ Results are identical on every scheduler: each task is a pure function of its in
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +80,67 @@ def content_key(task: Task, salt: str = "") -> str:
                 h.update(chunk)
     h.update(json.dumps(task.params, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def code_version(*modules: str) -> str:
+    """A salt for :func:`run_tasks` from the source of ``disclatent`` submodules (e.g.
+    ``"discs.store"``): editing any of them recomputes the results they made."""
+    h = hashlib.sha256()
+    for name in modules:
+        module = importlib.import_module(f"disclatent.{name}")
+        h.update(name.encode() + b"\0" + Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------
+# Warnings and data errors across processes: a task records them in its result, the caller
+# replays them in task order, so every scheduler reports the same
+# ---------------------------------------------------------------------------------------
+def qualified_name(cls: type) -> str:
+    """``"module:Qualname"`` of a class (a warning category, an exception type)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _resolve(name: str, base: type, fallback: type) -> type:
+    module, _, attr = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError):
+        return fallback
+    return cls if isinstance(cls, type) and issubclass(cls, base) else fallback
+
+
+def warning_records(caught: Sequence[warnings.WarningMessage]) -> list[list[str]]:
+    """JSON-ready ``[[category, message], ...]`` of warnings caught in a task."""
+    return [[qualified_name(w.category), str(w.message)] for w in caught]
+
+
+def replay_warnings(records: Sequence[Sequence[str]], stacklevel: int = 3) -> None:
+    """Re-emit :func:`warning_records` in this process, with their categories."""
+    for category, message in records:
+        warnings.warn(message, _resolve(category, Warning, UserWarning), stacklevel=stacklevel)
+
+
+def error_class(name: str, base: type[Exception] = Exception) -> type[Exception]:
+    """The exception class that :func:`qualified_name` named (``base`` if unknown)."""
+    return _resolve(name, base, base)
+
+
+def frame_arrays(frame: pd.DataFrame, prefix: str = "table") -> dict[str, Any]:
+    """A table as ``np.savez`` arrays, column by column (floats bit for bit, no pickle)."""
+    import numpy as np
+
+    out: dict[str, Any] = {f"{prefix}__columns": np.array(json.dumps(list(frame.columns)))}
+    for i, col in enumerate(frame.columns):
+        values = frame[col].to_numpy()
+        out[f"{prefix}__{i}"] = values.astype(str) if values.dtype == object else values
+    return out
+
+
+def frame_from_arrays(z: Any, prefix: str = "table") -> pd.DataFrame:
+    """Inverse of :func:`frame_arrays` on an opened ``.npz``."""
+    columns = json.loads(str(z[f"{prefix}__columns"]))
+    return pd.DataFrame({c: z[f"{prefix}__{i}"] for i, c in enumerate(columns)}, columns=columns)
 
 
 def result_path(cache_dir: Path, task: Task, key: str) -> Path:
@@ -137,7 +200,9 @@ def run_tasks(
             failures.append({"series": task.name, "error": f"cannot read input: {exc}"})
     todo = [t for t in tasks if t.name in targets and not targets[t.name].exists()]
     mode = resolve_scheduler(scheduler)
-    errors = _dispatch(func, todo, targets, mode, workers, progress, desc) if todo else {}
+    # one task (or none) to run: no cluster to start for it
+    run_mode = "serial" if mode == "local" and len(todo) < 2 else mode
+    errors = _dispatch(func, todo, targets, run_mode, workers, progress, desc) if todo else {}
     failures += [{"series": n, "error": e} for n, e in errors.items() if e is not None]
     failed = {f["series"] for f in failures}
     files = {n: targets[n] for n in names if n in targets and n not in failed}

@@ -11,7 +11,10 @@ same measurement as a scikit-learn transformer (of masks or of cubes). Gradings 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -29,10 +32,27 @@ from disclatent.data.spider import (
     read_overview,
     site_column,
 )
-from disclatent.data.volume import Volume, read_mask, series_name
+from disclatent.data.volume import DataError, Volume, read_mask, series_name
 from disclatent.discs.geometry import DEFAULT_STEP_MM, measure_cubes, measure_disc
-from disclatent.discs.isolation import DiscVoxels, DiscWarning, EmptyDiscError, find_discs
-from disclatent.discs.store import DiscStore, load_disc_store, mask_files, progress_over
+from disclatent.discs.isolation import (
+    DiscVoxels,
+    DiscWarning,
+    EmptyDiscError,
+    find_discs,
+    label_map,
+)
+from disclatent.discs.store import DiscStore, load_disc_store, mask_files
+from disclatent.parallel import (
+    Task,
+    code_version,
+    error_class,
+    frame_arrays,
+    frame_from_arrays,
+    qualified_name,
+    replay_warnings,
+    run_tasks,
+    warning_records,
+)
 from disclatent.paths import BuildPaths, Table
 
 #: columns of a measured disc table: who the disc is, then its features
@@ -103,19 +123,91 @@ def measure_masks(
     modalities: Sequence[str] | None = ("t1",),
     progress: bool = True,
     step_mm: float = DEFAULT_STEP_MM,
+    skip_errors: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """:func:`measure_mask` for a SPIDER folder, a folder of masks, a file or a list."""
+    """:func:`measure_mask` for a SPIDER folder, a folder of masks, a file or a list.
+
+    One :func:`disclatent.parallel.run_tasks` task per series (``scheduler``, ``workers`` as
+    there); with ``cache_dir`` each series' table is kept under a key of its mask's bytes, so
+    a rerun measures only new or changed series. A series that cannot be read or numbered
+    raises its error, or with ``skip_errors`` is left out with a :class:`DiscWarning` naming
+    it. Rows in the order of the files whatever the scheduler; warnings re-emitted here.
+    """
     files = mask_files(masks, modalities)
-    tables = [
-        measure_mask(f, labels, label_offset=label_offset, step_mm=step_mm)
-        for f in progress_over(files, progress, "measuring discs")
-    ]
-    tables = [t for t in tables if len(t)]
+    mapping = label_map(labels, label_offset)
+    params = {
+        "labels": None if mapping is None else sorted(mapping.items()),
+        "label_offset": int(label_offset),
+        "step_mm": float(step_mm),
+    }
+    tasks = [Task(series_name(f), (Path(f),), params) for f in files]
+    salt = code_version("discs.features", "discs.geometry", "discs.isolation", "discs.numbering")
+    with contextlib.ExitStack() as stack:
+        cache = cache_dir or stack.enter_context(tempfile.TemporaryDirectory())
+        run = run_tasks(
+            measure_series, tasks, cache, salt, scheduler, workers, progress, "measuring discs"
+        )
+        errors = run.failures.set_index("series")["error"].to_dict()
+        tables = []
+        for task in tasks:
+            if task.name in errors:
+                said: list = []
+                error: list[str] | None = [
+                    qualified_name(DataError),
+                    f"{task.inputs[0]}: {errors[task.name]}",
+                ]
+                table = None
+            else:
+                table, said, error = _read_measured(run.files[task.name])
+            replay_warnings(said)
+            if error:
+                if not skip_errors:
+                    raise error_class(error[0], DataError)(error[1])
+                warnings.warn(f"skipped: {error[1]}", DiscWarning, stacklevel=2)
+                continue
+            if table is not None and len(table):
+                tables.append(table)
     return (
         pd.concat(tables, ignore_index=True)
         if tables
         else pd.DataFrame(columns=COLUMNS + ["touches_border"])
     )
+
+
+def measure_series(task: Task, out: Path) -> None:
+    """One series of :func:`measure_masks` (a :func:`~disclatent.parallel.run_tasks` task):
+    its table, warnings and data error (if any) written to ``out`` (``.npz``)."""
+    p = task.params
+    labels = None if p["labels"] is None else {int(v): int(k) for v, k in p["labels"]}
+    table, error = pd.DataFrame(columns=COLUMNS + ["touches_border"]), None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            table = measure_mask(
+                task.inputs[0], labels, label_offset=p["label_offset"], step_mm=p["step_mm"]
+            )
+        except DataError as exc:
+            error = [qualified_name(type(exc)), str(exc)]
+    with open(out, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            **frame_arrays(table),
+            warnings=np.array(json.dumps(warning_records(caught))),
+            error=np.array(json.dumps(error)),
+        )
+
+
+def _read_measured(path: Path) -> tuple[pd.DataFrame, list, list[str] | None]:
+    """(table, warning records, ``[error class, message]`` or ``None``) of one series."""
+    with np.load(path, allow_pickle=False) as z:
+        return (
+            frame_from_arrays(z),
+            json.loads(str(z["warnings"])),
+            json.loads(str(z["error"])),
+        )
 
 
 class GeometryFeatures(TransformerMixin, BaseEstimator):

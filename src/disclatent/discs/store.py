@@ -33,7 +33,22 @@ from disclatent.data.volume import (
     series_name,
     write_text_atomic,
 )
-from disclatent.discs.isolation import DiscWarning, check_spacing, find_discs, isolate_disc
+from disclatent.discs.isolation import (
+    DiscWarning,
+    check_spacing,
+    find_discs,
+    isolate_disc,
+    label_map,
+)
+from disclatent.parallel import (
+    Task,
+    code_version,
+    error_class,
+    qualified_name,
+    replay_warnings,
+    run_tasks,
+    warning_records,
+)
 from disclatent.paths import SOURCES
 
 STORE_VERSION = 1
@@ -109,15 +124,6 @@ def mask_files(
     return files
 
 
-def progress_over(items: Sequence, enabled: bool, desc: str):
-    """``items`` behind a progress bar (one step per mask) when enabled and more than one."""
-    if not enabled or len(items) < 2:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="mask")
-
-
 def build_disc_store(
     masks: str | os.PathLike | Sequence[str | os.PathLike],
     out_path: str | os.PathLike,
@@ -130,42 +136,124 @@ def build_disc_store(
     label_offset: int = lab.DISC_LABEL_OFFSET,
     modalities: Sequence[str] | None = ("t1",),
     skip_errors: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Isolate every disc of ``masks`` and write them to one compressed ``.npz`` (atomically).
 
     The file holds the cubes bit-packed, the table (:data:`STORE_COLUMNS`, one row per cube)
     and the settings; read it with :func:`load_disc_store`. ``source`` is ``"gt"`` for
-    reference masks and ``"pred"`` for segmentations. With ``skip_errors`` a disc that does
-    not fit or cannot be read is left out with a warning (listed in ``DiscStore.skipped``);
-    otherwise the first such error is raised.
+    reference masks and ``"pred"`` for segmentations. With ``skip_errors`` a disc or a series
+    that cannot be read, numbered or isolated is left out with a warning (listed in
+    ``DiscStore.skipped`` with its reason); otherwise the first such error is raised.
+
+    Each series is one task of :func:`disclatent.parallel.run_tasks` (``scheduler``:
+    ``serial``, ``local`` - a LocalCluster of ``workers`` processes - or a scheduler's
+    address; default ``$DISCLATENT_SCHEDULER``, else ``local``). Its result is written once
+    to ``cache_dir`` (default ``<out_path stem>.series/`` beside the store) under a key of
+    the mask's bytes, these settings and this code, so a rerun after an interruption, or
+    with one new series, isolates only what is not done. The store is the same on every
+    scheduler: rows in the order of ``masks``, warnings re-emitted here in that order.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     spacing_mm = check_spacing(spacing_mm, size)
     files = mask_files(masks, modalities)
+    mapping = label_map(labels, label_offset)
+    params = {
+        "source": source,
+        "spacing_mm": list(spacing_mm),
+        "size": int(size),
+        "labels": None if mapping is None else sorted(mapping.items()),
+        "label_offset": int(label_offset),
+    }
+    tasks = [Task(series_name(f), (Path(f),), params) for f in files]
+    out_path = Path(out_path)
+    cache = Path(cache_dir) if cache_dir is not None else out_path.with_suffix(".series")
+    run = run_tasks(
+        isolate_series,
+        tasks,
+        cache,
+        salt=code_version("discs.store", "discs.isolation", "discs.numbering", "data.volume"),
+        scheduler=scheduler,
+        workers=workers,
+        progress=progress,
+        desc="isolating discs",
+    )
     cubes: list[np.ndarray] = []
-    rows: list[dict] = []
-    skipped: list[dict] = []
-    for path in progress_over(files, progress, "isolating discs"):
-        series = series_name(path)
-        patient = parse_series(series)[0]
-        try:
-            mask = read_mask(path, allow_unknown_labels=label_offset != lab.DISC_LABEL_OFFSET)
-            found = find_discs(mask, labels, label_offset)
-        except DataError as exc:
+    tables: list[pd.DataFrame] = []
+    skipped: list[pd.DataFrame] = []
+    errors = run.failures.set_index("series")["error"].to_dict()
+    for task in tasks:
+        if task.name in errors:  # not a DataError: a bug or a lost worker, named here
+            problem = DataError(f"{task.inputs[0]}: {errors[task.name]}")
             if not skip_errors:
-                raise
-            warnings.warn(f"skipped: {exc}", DiscWarning, stacklevel=2)
-            skipped.append({"series": series, "ivd_label": np.nan, "reason": str(exc)})
+                raise problem
+            warnings.warn(f"skipped: {problem}", DiscWarning, stacklevel=2)
+            skipped.append(_skip_rows(task.name, np.nan, str(problem))[SKIPPED_COLUMNS])
             continue
+        part = _read_series_result(run.files[task.name], size)
+        replay_warnings(part["warnings"])
+        for _, row in part["skipped"].iterrows():
+            if not skip_errors:
+                raise error_class(row["error_class"], DataError)(row["reason"])
+            warnings.warn(f"skipped: {row['reason']}", DiscWarning, stacklevel=2)
+        skipped.append(part["skipped"].drop(columns="error_class"))
+        cubes.append(part["cubes"])
+        tables.append(part["table"])
+    table = (
+        pd.concat(tables, ignore_index=True)[STORE_COLUMNS]
+        if tables
+        else pd.DataFrame(columns=STORE_COLUMNS)
+    )
+    stack = np.concatenate(cubes) if cubes else np.zeros((0, size, size, size), np.uint8)
+    skipped_table = pd.concat(
+        [s for s in skipped if len(s)] or [pd.DataFrame(columns=SKIPPED_COLUMNS)],
+        ignore_index=True,
+    )
+    return write_disc_store(stack, table, out_path, spacing_mm, skipped_table)
+
+
+SKIPPED_COLUMNS = ["series", "ivd_label", "reason"]
+
+
+def _skip_rows(series: str, ivd_label: float, reason: str, error: str = "") -> pd.DataFrame:
+    row = {"series": series, "ivd_label": ivd_label, "reason": reason, "error_class": error}
+    return pd.DataFrame([row], columns=[*SKIPPED_COLUMNS, "error_class"])
+
+
+def isolate_series(task: Task, out: Path) -> None:
+    """One series of :func:`build_disc_store` (a :func:`~disclatent.parallel.run_tasks`
+    task): its cubes, table rows, skipped discs and warnings, written to ``out`` (``.npz``).
+
+    A :class:`~disclatent.data.volume.DataError` (unreadable mask, disc labels that
+    contradict anatomy, a disc that does not fit) is a result, not a failure: it is kept
+    with its reason and error class so that the store raises or skips it as asked.
+    """
+    p = task.params
+    path = task.inputs[0]
+    series = task.name
+    patient = parse_series(series)[0]
+    spacing_mm = tuple(float(x) for x in p["spacing_mm"])
+    size, offset = int(p["size"]), int(p["label_offset"])
+    labels = None if p["labels"] is None else {int(v): int(k) for v, k in p["labels"]}
+    cubes, rows, skipped = [], [], []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            mask = read_mask(path, allow_unknown_labels=offset != lab.DISC_LABEL_OFFSET)
+            found = find_discs(mask, labels, offset)
+        except DataError as exc:
+            found = []
+            skipped.append(_skip_rows(series, np.nan, str(exc), qualified_name(type(exc))))
         for disc in found:
             try:
                 iso = isolate_disc(mask, disc, spacing_mm, size)
             except DataError as exc:
-                if not skip_errors:
-                    raise
-                warnings.warn(f"skipped: {exc}", DiscWarning, stacklevel=2)
-                skipped.append({"series": series, "ivd_label": disc.ivd_label, "reason": str(exc)})
+                skipped.append(
+                    _skip_rows(series, disc.ivd_label, str(exc), qualified_name(type(exc)))
+                )
                 continue
             cubes.append(iso.cube)
             rows.append(
@@ -174,7 +262,7 @@ def build_disc_store(
                     "series": series,
                     "ivd_label": iso.ivd_label,
                     "level": iso.level,
-                    "source": source,
+                    "source": p["source"],
                     "spacing_si_mm": spacing_mm[0],
                     "spacing_ap_mm": spacing_mm[1],
                     "spacing_lr_mm": spacing_mm[2],
@@ -187,15 +275,34 @@ def build_disc_store(
                     "mask_path": str(path),
                 }
             )
-    table = pd.DataFrame(rows, columns=STORE_COLUMNS)
+    said = warning_records(caught)
     stack = np.stack(cubes) if cubes else np.zeros((0, size, size, size), np.uint8)
-    return write_disc_store(
-        stack,
-        table,
-        out_path,
-        spacing_mm,
-        pd.DataFrame(skipped, columns=["series", "ivd_label", "reason"]),
-    )
+    skipped_table = pd.concat(skipped, ignore_index=True) if skipped else _skip_rows("", 0, "")[:0]
+    with open(out, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            cubes=np.packbits(stack.astype(bool), axis=None),
+            n=np.array(len(stack)),
+            table=np.array(pd.DataFrame(rows, columns=STORE_COLUMNS).to_json(orient="split")),
+            skipped=np.array(skipped_table.to_json(orient="split")),
+            warnings=np.array(json.dumps(said)),
+        )
+
+
+def _read_series_result(path: Path, size: int) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        n = int(z["n"])
+        cubes = np.unpackbits(z["cubes"], count=n * size**3).reshape(n, size, size, size)
+        table = pd.read_json(
+            io.StringIO(str(z["table"])),
+            orient="split",
+            dtype={"patient": str, "series": str, "mask_path": str, "level": str},
+        )
+        skipped = pd.read_json(
+            io.StringIO(str(z["skipped"])), orient="split", dtype={"series": str}
+        )
+        said = json.loads(str(z["warnings"]))
+    return {"cubes": cubes, "table": table, "skipped": skipped, "warnings": said}
 
 
 def write_disc_store(
