@@ -33,22 +33,21 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from disclatent.data.phantom import write_phantom
+    from disclatent.data.phantom.rehearsal import spider_patients, write_rehearsal
 
     start = time.perf_counter()
-    with tqdm(
-        total=args.patients, desc="phantom patients", unit="patient", disable=args.quiet
-    ) as bar:
-        write_phantom(
-            args.out,
-            n_patients=args.patients,
-            seed=args.seed,
-            workers=args.workers,
-            progress=lambda done, total: bar.update(done - bar.n),
-        )
+    if args.like_spider:
+        total = len(spider_patients()[: args.patients or None])
+    else:
+        total = args.patients or 40
+    with tqdm(total=total, desc="phantom patients", unit="patient", disable=args.quiet) as bar:
+        report = lambda done, _total: bar.update(done - bar.n)  # noqa: E731
+        if args.like_spider:
+            write_rehearsal(args.out, args.patients, args.seed, args.workers, report)
+        else:
+            write_phantom(args.out, total, args.seed, args.workers, report)
     if not args.quiet:
-        print(
-            f"wrote {args.patients} patients to {args.out} in {time.perf_counter() - start:.1f} s"
-        )
+        print(f"wrote {total} patients to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -202,7 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("phantom", help="write a synthetic cohort in SPIDER's layout")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--patients", type=int, default=40)
+    p.add_argument(
+        "--patients",
+        type=int,
+        default=None,
+        help="patients (default 40; with --like-spider: all of SPIDER's 218, else its first N)",
+    )
+    p.add_argument(
+        "--like-spider",
+        action="store_true",
+        help="SPIDER's full structure from its real metadata: its patients, series (T1, T2, "
+        "T2-SPACE), spacings, scanners, discs per series and gradings",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true")

@@ -84,6 +84,17 @@ def parse_modalities(text: str) -> tuple[str, ...] | None:
     return None if text == "all" else tuple(text.split(","))
 
 
+def parse_pixel_spacing(text: str) -> tuple[float, float]:
+    """``overview.csv``'s ``PixelSpacing`` ("[0.625, 0.625]", "[.46875, .46875]") in mm."""
+    try:
+        values = [float(v) for v in str(text).strip().strip("[]").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2 or min(values) <= 0:
+        raise DataError(f"PixelSpacing {text!r} is not two positive numbers in brackets")
+    return values[0], values[1]
+
+
 def parse_series(name: str) -> tuple[str, str]:
     """Split a SPIDER series name into (patient, modality): "12_t2_SPACE" -> ("12", "t2_SPACE").
 

@@ -48,6 +48,51 @@ GENERATING_FACTORS = [*GEOMETRY_FEATURES, "wedge", "convexity", "narrowing_facto
 
 
 @dataclass(frozen=True)
+class Levels:
+    """Per-level calibration of the phantom (index = IVD label - 1, from L5/S1 up): disc
+    sizes (mm) before pathology, sagittal tilt (deg), wedge, the vertebra above each disc
+    (mm), graded prevalences and mean Pfirrmann grade, and the footprint's super-ellipse
+    exponent (2: ellipses)."""
+
+    ap_depth_mm: np.ndarray
+    lateral_width_mm: np.ndarray
+    height_mm: np.ndarray
+    sagittal_deg: np.ndarray
+    wedge: np.ndarray
+    vertebra_height_mm: np.ndarray
+    narrowing_prevalence: np.ndarray
+    bulging_prevalence: np.ndarray
+    pfirrmann_mean: np.ndarray
+    squareness: float = 2.0
+
+    def __len__(self) -> int:
+        return len(self.ap_depth_mm)
+
+
+#: the default phantom's calibration: healthy adult discs (``book/method.md``, *Data*)
+DEFAULT_LEVELS = Levels(
+    AP_DEPTH_MM,
+    LATERAL_WIDTH_MM,
+    HEIGHT_MM,
+    SAGITTAL_DEG,
+    WEDGE,
+    VERTEBRA_HEIGHT_MM,
+    NARROWING_PREVALENCE,
+    BULGING_PREVALENCE,
+    PFIRRMANN_MEAN,
+)
+
+
+@dataclass(frozen=True)
+class Grades:
+    """A disc's radiological gradings, given (the rehearsal cohort copies SPIDER's)."""
+
+    narrowing: int
+    bulging: int
+    pfirrmann: int
+
+
+@dataclass(frozen=True)
 class Site:
     """An imaging site: scanner, sequence geometry and image quality."""
 
@@ -104,6 +149,9 @@ class DiscSpec:
     # plane waves of the thickness, rows (k_u, k_v cycles/mm, phase rad, relative amplitude)
     outline: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     bumps: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    # exponent of the footprint's super-ellipse halves (2: ellipses; larger: squarer, a
+    # fuller footprint for the same widths, as real discs have)
+    squareness: float = 2.0
 
     @property
     def level(self) -> str:
@@ -128,9 +176,17 @@ class DiscSpec:
             scale = scale + c * np.cos(m * theta) + s * np.sin(m * theta)
         return scale
 
+    def radius2(self, u: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
+        """Squared normalised radius of ``(u, v)`` (mm) in the footprint's halves: 1 on the
+        regular outline; the super-ellipse norm when :attr:`squareness` is not 2."""
+        a_v = np.where(np.asarray(v) < 0, self.a_ant, self.a_post)
+        if self.squareness == 2.0:
+            return (u / self.a_lat) ** 2 + (v / a_v) ** 2
+        p = self.squareness
+        return (np.abs(u / self.a_lat) ** p + np.abs(v / a_v) ** p) ** (2.0 / p)
+
     def footprint(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        a_v = np.where(v < 0, self.a_ant, self.a_post)
-        r2 = (u / self.a_lat) ** 2 + (v / a_v) ** 2
+        r2 = self.radius2(u, v)
         inside = r2 <= self.outline_scale(u, v) ** 2 if len(self.outline) else r2 <= 1.0
         c = self.a_post + self.notch_offset
         notch = (u / self.notch_halfwidth) ** 2 + (
@@ -139,8 +195,7 @@ class DiscSpec:
         return inside & ~notch
 
     def thickness(self, u: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
-        a_v = np.where(v < 0, self.a_ant, self.a_post)
-        r2 = np.minimum((u / self.a_lat) ** 2 + (v / a_v) ** 2, 1.0)
+        r2 = np.minimum(self.radius2(u, v), 1.0)
         a_mean = 0.5 * (self.a_ant + self.a_post)
         t = self.h0 * (1.0 - self.convexity * r2) * (1.0 - self.wedge * v / a_mean)
         for ku, kv, phase, amp in self.bumps:
@@ -286,9 +341,48 @@ def _site_for(index: int, n_patients: int) -> Site:
 def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
     """Anatomy and pathology of patient number ``index + 1``; depends on (seed, index) only."""
     rng = np.random.default_rng([seed, index, 1])
-    patient = str(index + 1)
     site = _site_for(index, n_patients)
     n_discs = int(rng.choice([5, 6, 7], p=[0.3, 0.5, 0.2]))
+    return build_patient(rng, seed, index, str(index + 1), site, n_discs)
+
+
+def _severities(
+    rng: np.random.Generator, mu_n: float, mu_b: float, degeneration: float, given: Grades | None
+) -> tuple[float, float, float]:
+    """(narrowing severity, bulging severity, the disc's own factor) on the unit-variance
+    scale; with ``given`` grades, drawn from their posterior: redrawn until a grader with
+    the phantom's noise (:data:`GRADER_NOISE`) would grade them so."""
+    for _ in range(1000):
+        e_disc = rng.normal()
+        sev_n = mu_n + 0.55 * degeneration + 0.835 * e_disc
+        sev_b = mu_b + 0.45 * degeneration + 0.45 * e_disc + 0.77 * rng.normal()
+        if given is None:
+            return sev_n, sev_b, e_disc
+        seen_n = int(sev_n + GRADER_NOISE * rng.normal() > 0)
+        seen_b = int(sev_b + GRADER_NOISE * rng.normal() > 0)
+        if (seen_n, seen_b) == (given.narrowing, given.bulging):
+            return sev_n, sev_b, e_disc
+    raise RuntimeError(f"no severity matches the grades {given}")  # pragma: no cover
+
+
+def build_patient(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    patient: str,
+    site: Site,
+    n_discs: int,
+    levels: Levels = DEFAULT_LEVELS,
+    grades: dict[int, Grades] | None = None,
+) -> PatientSpec:
+    """A patient's discs L5/S1 upward (``n_discs`` of them) from ``levels``, stacked along
+    the lordotic curve. ``grades`` (by IVD label) fixes the gradings a disc must be seen
+    with: its severities are drawn given them, its Pfirrmann grade is the given one; discs
+    without grades are drawn freely. ``rng`` is consumed in a fixed order (same draws, same
+    patient); the outline of disc ``k`` has its own stream ``(seed, index, 2, k)``."""
+    if n_discs > len(levels):
+        raise ValueError(f"{n_discs} discs asked, the calibration has {len(levels)} levels")
+    grades = grades or {}
     sex = str(rng.choice(["F", "M"]))
     size = float(np.clip(rng.normal(1.0, 0.06) * (1.04 if sex == "M" else 0.97), 0.85, 1.15))
     height_scale = float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.15))
@@ -303,21 +397,23 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
     for k in range(1, n_discs + 1):
         i = k - 1
         # severities: unit variance, level-dependent mean so that graded prevalence matches
-        mu_n = s_grader * norm.ppf(NARROWING_PREVALENCE[i])
-        mu_b = s_grader * norm.ppf(BULGING_PREVALENCE[i])
-        e_disc = rng.normal()
-        sev_n = mu_n + 0.55 * degeneration + 0.835 * e_disc
-        sev_b = mu_b + 0.45 * degeneration + 0.45 * e_disc + 0.77 * rng.normal()
+        mu_n = s_grader * norm.ppf(levels.narrowing_prevalence[i])
+        mu_b = s_grader * norm.ppf(levels.bulging_prevalence[i])
+        given = grades.get(k)
+        sev_n, sev_b, _ = _severities(rng, mu_n, mu_b, degeneration, given)
         narrowing = 1.0 - 0.32 * norm.cdf(1.4 * (sev_n - 0.3))
         bulge = 3.5 * norm.cdf(1.6 * (sev_b - 0.4))
-        grade = int(
+        drawn = int(
             np.clip(
-                np.rint(PFIRRMANN_MEAN[i] + 0.55 * sev_n - 0.55 * mu_n + 0.5 * rng.normal()), 1, 5
+                np.rint(levels.pfirrmann_mean[i] + 0.55 * sev_n - 0.55 * mu_n + 0.5 * rng.normal()),
+                1,
+                5,
             )
         )
+        grade = given.pfirrmann if given is not None else drawn
 
-        a_lat0 = 0.5 * LATERAL_WIDTH_MM[i] * size * rng.normal(1.0, 0.04)
-        ap = AP_DEPTH_MM[i] * size * rng.normal(1.0, 0.04)
+        a_lat0 = 0.5 * levels.lateral_width_mm[i] * size * rng.normal(1.0, 0.04)
+        ap = levels.ap_depth_mm[i] * size * rng.normal(1.0, 0.04)
         ant_frac = rng.uniform(0.50, 0.56)
         a_ant0, a_post0 = ap * ant_frac, ap * (1 - ant_frac)
         notch_depth0 = ap * rng.uniform(0.07, 0.14)
@@ -327,9 +423,9 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
         a_ant = a_ant0 + 0.25 * bulge
         a_post = a_post0 + notch_depth0 + bulge  # notch is cut back out below
         convexity = rng.uniform(0.12, 0.32)
-        wedge = float(np.clip(WEDGE[i] + rng.normal(0, 0.04), -0.05, 0.45))
-        target_h = HEIGHT_MM[i] * height_scale * rng.normal(1.0, 0.07) * narrowing
-        sag = lordosis * SAGITTAL_DEG[i] + pose + rng.normal(0, 2.0)
+        wedge = float(np.clip(levels.wedge[i] + rng.normal(0, 0.04), -0.05, 0.45))
+        target_h = levels.height_mm[i] * height_scale * rng.normal(1.0, 0.07) * narrowing
+        sag = lordosis * levels.sagittal_deg[i] + pose + rng.normal(0, 2.0)
         cor = scoliosis + rng.normal(0, 2.0)
         tra = axial + rng.normal(0, 2.0)
         spec = DiscSpec(
@@ -356,6 +452,7 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
             rim_a_lat=a_lat0 + 0.8,
             rim_a_ant=a_ant0 + 0.8,
             rim_a_post=a_post0 + notch_depth0 + 0.8,
+            squareness=levels.squareness,
         )
         # drawn from their own stream, so the rest of the anatomy does not depend on them
         spec.outline, spec.bumps = irregularity(np.random.default_rng([seed, index, 2, k]))
@@ -363,7 +460,18 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
         spec.h0 = target_h / spec.truth(step_mm=0.25)["height_mm"]
         discs.append(spec)
 
-    # stack the discs upward from L5/S1 along the lordotic curve
+    canal, vert_heights = stack_spine(discs, size, rng, levels.vertebra_height_mm)
+    return PatientSpec(patient, site, sex, discs, canal, vert_heights)
+
+
+def stack_spine(
+    discs: list[DiscSpec], size: float, rng: np.random.Generator, vertebra_mm: np.ndarray
+) -> tuple[np.ndarray, list[float]]:
+    """Place ``discs`` (L5/S1 first) upward along the lordotic curve, in place: L5/S1 near
+    the LPS point (0, -10, -120) mm, each next disc one vertebral body higher along the mean
+    of the two disc axes. ``vertebra_mm``: per-level height of the vertebra above each disc
+    (mm), scaled by the patient's ``size``. Returns the spinal canal's centre line ((n, 3),
+    LPS mm, behind the vertebral rims) and the vertebral heights (mm, the top one last)."""
     x0 = rng.normal(0.0, 3.0)
     center = np.array([x0, rng.normal(-10.0, 4.0), rng.normal(-120.0, 6.0)])
     vert_heights = []
@@ -372,7 +480,7 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
             d.center = center
             continue
         below = discs[j - 1]
-        hv = VERTEBRA_HEIGHT_MM[j - 1] * size * rng.normal(1.0, 0.03)
+        hv = vertebra_mm[j - 1] * size * rng.normal(1.0, 0.03)
         vert_heights.append(hv)
         axis = below.rotation[:, 2] + d.rotation[:, 2]
         axis /= np.linalg.norm(axis)
@@ -381,8 +489,8 @@ def make_patient(seed: int, index: int, n_patients: int) -> PatientSpec:
         d.center = (
             below.center + below.rotation[:, 2] * t_below + axis * hv + d.rotation[:, 2] * t_here
         )
-    vert_heights.append(VERTEBRA_HEIGHT_MM[len(discs) - 1] * size)  # vertebra above the top disc
+    vert_heights.append(vertebra_mm[len(discs) - 1] * size)  # vertebra above the top disc
 
     # spinal canal centre line: behind the vertebral rim, following the discs
     canal = np.array([d.center + d.rotation[:, 1] * (d.rim_a_post + 3.0 + 7.0) for d in discs])
-    return PatientSpec(patient, site, sex, discs, canal, vert_heights)
+    return canal, vert_heights

@@ -56,14 +56,29 @@ class Grid:
         return sl, local
 
 
-def series_grid(spec: PatientSpec, site: Site, rng: np.random.Generator) -> Grid:
-    """A sagittal acquisition covering the spine, with identity direction as in SPIDER."""
-    sx = site.slice_thickness_mm * rng.uniform(0.97, 1.03)
-    sy, sz = (s * rng.uniform(0.97, 1.03) for s in site.inplane_mm)
+def series_grid(
+    spec: PatientSpec,
+    site: Site,
+    rng: np.random.Generator,
+    spacing: tuple[float, float, float] | None = None,
+    n_discs: int | None = None,
+) -> Grid:
+    """A sagittal acquisition covering the spine, with identity direction as in SPIDER.
+
+    ``spacing`` (x = left-right slice spacing, y, z; mm) is the site's, jittered, unless
+    given; ``n_discs`` limits the field of view to the lowest discs: it ends superiorly
+    midway between disc ``n_discs`` and the next, so that exactly that many discs show."""
+    if spacing is None:
+        sx = site.slice_thickness_mm * rng.uniform(0.97, 1.03)
+        sy, sz = (s * rng.uniform(0.97, 1.03) for s in site.inplane_mm)
+    else:
+        sx, sy, sz = spacing
     centers = np.array([d.center for d in spec.discs])
     lo = centers.min(axis=0) - np.array([40.0, 40.0, 45.0])
     hi = centers.max(axis=0) + np.array([40.0, 45.0, 40.0])
     lo += rng.uniform(-4, 4, 3)
+    if n_discs is not None and n_discs < len(centers):
+        hi[2] = 0.5 * (centers[n_discs - 1, 2] + centers[n_discs, 2])
     ni, nj, nk = (int(math.ceil((hi[a] - lo[a]) / s)) for a, s in enumerate((sx, sy, sz)))
     # SPIDER stores rounded header values
     spacing = (round(sx, 4), round(sy, 4), round(sz, 4))

@@ -15,8 +15,8 @@ import pandas as pd
 
 from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data import labels as lab
-from disclatent.data.phantom.anatomy import GRADER_NOISE, SITES, PatientSpec, make_patient
-from disclatent.data.phantom.raster import rasterise, series_grid, synthesise_image
+from disclatent.data.phantom.anatomy import GRADER_NOISE, SITES, PatientSpec, Site, make_patient
+from disclatent.data.phantom.raster import Grid, rasterise, series_grid, synthesise_image
 from disclatent.data.volume import (
     Volume,
     write_csv_atomic,
@@ -37,6 +37,61 @@ _SEQUENCE = {  # (EchoTime, RepetitionTime, FlipAngle) per modality
 }
 
 
+def write_series(
+    spec: PatientSpec,
+    grid: Grid,
+    modality: str,
+    rng: np.random.Generator,
+    out_dir: Path,
+    series: str,
+    site: Site | None = None,
+) -> np.ndarray:
+    """Rasterise ``spec`` on ``grid``, synthesise its ``modality`` image (T2 contrast for
+    T2-SPACE) and write ``images/<series>.mha`` and ``masks/<series>.mha``; returns the
+    label values present."""
+    labels, (tissue, nucleus) = rasterise(spec, grid)
+    contrast = "t1" if modality.lower() == "t1" else "t2"
+    image = synthesise_image(tissue, nucleus, grid, site or spec.site, contrast, rng)
+    for arr, folder in ((image, "images"), (labels, "masks")):
+        write_image(
+            Volume(arr, grid.spacing, tuple(grid.origin), grid.direction),
+            out_dir / folder / f"{series}.mha",
+        )
+    return np.unique(labels)
+
+
+def truth_rows(
+    spec: PatientSpec, truths: list[dict], series: str, present: np.ndarray | None = None
+) -> list[dict]:
+    """``phantom_truth.csv`` rows of the discs of ``spec`` shown in ``series`` (those whose
+    label is ``present``; all when ``None``)."""
+    rows = []
+    for d, t in zip(spec.discs, truths, strict=True):
+        if present is not None and lab.disc_mask_label(d.ivd_label) not in present:
+            continue
+        rows.append(
+            {
+                "series": series,
+                "patient": spec.patient,
+                "ivd_label": d.ivd_label,
+                "level": d.level,
+                **{k: t[k] for k in GEOMETRY_FEATURES},
+                "narrowing_factor": d.narrowing_factor,
+                "bulge_mm": d.bulge_mm,
+                "narrowing_severity": d.narrowing_severity,
+                "bulge_severity": d.bulge_severity,
+                "pfirrmann_grade": d.pfirrmann,
+                "convexity": d.convexity,
+                "wedge": d.wedge,
+                "centroid_x_mm": t["centroid_x_mm"],
+                "centroid_y_mm": t["centroid_y_mm"],
+                "centroid_z_mm": t["centroid_z_mm"],
+                "institution": spec.site.name,
+            }
+        )
+    return rows
+
+
 def _write_patient(args: tuple[int, int, int, str]) -> dict:
     seed, index, n_patients, out = args
     spec = make_patient(seed, index, n_patients)
@@ -46,15 +101,8 @@ def _write_patient(args: tuple[int, int, int, str]) -> dict:
     for m_i, modality in enumerate(("t1", "t2")):
         rng = np.random.default_rng([seed, index, 2 + m_i])
         grid = series_grid(spec, spec.site, rng)
-        labels, (tissue, nucleus) = rasterise(spec, grid)
-        image = synthesise_image(tissue, nucleus, grid, spec.site, modality, rng)
         series = f"{spec.patient}_{modality}"
-        for arr, folder in ((image, "images"), (labels, "masks")):
-            write_image(
-                Volume(arr, grid.spacing, tuple(grid.origin), grid.direction),
-                out_dir / folder / f"{series}.mha",
-            )
-        present = np.unique(labels)
+        present = write_series(spec, grid, modality, rng, out_dir, series)
         te, tr, fa = _SEQUENCE[modality]
         rows_overview.append(
             {
@@ -74,27 +122,7 @@ def _write_patient(args: tuple[int, int, int, str]) -> dict:
                 "institution": spec.site.name,
             }
         )
-        for d, t in zip(spec.discs, truths, strict=True):
-            rows_truth.append(
-                {
-                    "series": series,
-                    "patient": spec.patient,
-                    "ivd_label": d.ivd_label,
-                    "level": d.level,
-                    **{k: t[k] for k in GEOMETRY_FEATURES},
-                    "narrowing_factor": d.narrowing_factor,
-                    "bulge_mm": d.bulge_mm,
-                    "narrowing_severity": d.narrowing_severity,
-                    "bulge_severity": d.bulge_severity,
-                    "pfirrmann_grade": d.pfirrmann,
-                    "convexity": d.convexity,
-                    "wedge": d.wedge,
-                    "centroid_x_mm": t["centroid_x_mm"],
-                    "centroid_y_mm": t["centroid_y_mm"],
-                    "centroid_z_mm": t["centroid_z_mm"],
-                    "institution": spec.site.name,
-                }
-            )
+        rows_truth += truth_rows(spec, truths, series)
     return {
         "overview": rows_overview,
         "truth": rows_truth,
