@@ -183,7 +183,7 @@ supp2
 
 # %%
 # one autoencoder per fold, shared by "latent" and "geometric + latent"
-fold_ae = pr.InFold(gt.cubes, study.fold_autoencoder, cfg.pred_fold_repeats)
+fold_ae = pr.InFold(gt.cubes, study.fold_autoencoder, cfg.pred_fold_repeats, workers=cfg.ae_workers)
 in_fold = fold_ae if cfg.pred_ae_in_fold else None
 if in_fold is None:
     print(

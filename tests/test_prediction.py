@@ -607,3 +607,25 @@ def test_verdict_words_follow_the_interval_of_the_difference():
         "+0.020 (95 % CI -0.030 to +0.070); p = 0.400 by the patient bootstrap, p = 0.200 by the "
         "corrected t-test)."
     )
+
+
+def test_fold_extractors_planned_then_trained_together_give_the_same_table():
+    """InFold(workers=2): a dry run plans the folds, the five fold extractors train in two
+    processes, and the table is the one the serial protocol gives."""
+    table = _graded().assign(cube_index=lambda d: np.arange(len(d)))
+    settings = dict(n_repeats=1, n_boot=20, seed=0)
+    grouped = pd.DataFrame(
+        [
+            {"source": "gt", "target": t, "features": fs, "protocol": "grouped", "repeats": 9,
+             **dict.fromkeys(["f1", "f1_lo", "f1_hi", "auc", "auc_lo", "auc_hi"], 0.5)}
+            for t in GRADING_TARGETS for fs in pr.FEATURE_SETS
+        ]
+    )  # fmt: skip
+    cubes = np.random.default_rng(0).random((len(table), 3, 3, 3))
+    serial = pr.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1)
+    together = pr.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1, workers=2)
+    a = pr.leakage_table(table, grouped, 1, in_fold=serial, **settings)
+    b = pr.leakage_table(table, grouped, 1, in_fold=together, **settings)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(together.cache.plan_) == 5
+    assert (together.cache.fits, together.cache.hits) == (5, 10)  # planned once, all reused

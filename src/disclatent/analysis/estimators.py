@@ -12,8 +12,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Mapping, Sequence
+import multiprocessing
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -140,6 +144,7 @@ class LatentCache:
 
     def __init__(self) -> None:
         self._fitted: dict[str, object] = {}
+        self._planned: dict[str, tuple[object, np.ndarray]] | None = None
         self.fits = 0
         self.hits = 0
 
@@ -149,19 +154,79 @@ class LatentCache:
     def __copy__(self):
         return self
 
-    def fit(self, latent, cubes: np.ndarray, index: np.ndarray):
-        """``latent`` (unfitted) fitted on ``cubes[index]``, trained once per key."""
-        index = np.asarray(index, np.int64)
+    @staticmethod
+    def _key(latent, index: np.ndarray) -> str:
         params = sorted((k, repr(v)) for k, v in latent.get_params(deep=False).items())
-        key = hashlib.sha256(
+        return hashlib.sha256(
             index.tobytes() + repr((type(latent).__name__, params)).encode()
         ).hexdigest()
+
+    def fit(self, latent, cubes: np.ndarray, index: np.ndarray):
+        """``latent`` (unfitted) fitted on ``cubes[index]``, trained once per key; while
+        :meth:`planning`, the fit is only recorded and a stand-in of zeros returned."""
+        index = np.asarray(index, np.int64)
+        key = self._key(latent, index)
         if key in self._fitted:
             self.hits += 1
+        elif self._planned is not None:
+            self._planned.setdefault(key, (latent, index))
+            return _ZeroLatent(int(getattr(latent, "latent_dim", 1)))
         else:
             self._fitted[key] = clone(latent).fit(np.asarray(cubes)[index])
             self.fits += 1
         return self._fitted[key]
+
+    @contextlib.contextmanager
+    def planning(self) -> Iterator[dict[str, tuple[object, np.ndarray]]]:
+        """Record the fits a run asks for (the folds' training discs) instead of training:
+        a dry run inside this block yields the plan that :meth:`fit_planned` trains."""
+        self._planned = {}
+        try:
+            yield self._planned
+        finally:
+            self.plan_ = self._planned
+            self._planned = None
+
+    def fit_planned(self, cubes: np.ndarray, workers: int = 1) -> int:
+        """Train every planned extractor not yet fitted, ``workers`` at once in fresh
+        processes with ``cores // workers`` torch threads each (the same models whatever the
+        order they finish in); returns how many were trained."""
+        plan = {k: v for k, v in getattr(self, "plan_", {}).items() if k not in self._fitted}
+        if not plan:
+            return 0
+        cubes = np.asarray(cubes)
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        if workers <= 1:
+            fitted = {k: _fit_latent(lat, cubes[idx], threads) for k, (lat, idx) in plan.items()}
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = {
+                    k: pool.submit(_fit_latent, lat, cubes[idx], threads)
+                    for k, (lat, idx) in plan.items()
+                }
+                fitted = {k: f.result() for k, f in futures.items()}
+        self._fitted.update(fitted)
+        self.fits += len(fitted)
+        return len(fitted)
+
+
+def _fit_latent(latent, cubes: np.ndarray, threads: int):
+    """Worker of :meth:`LatentCache.fit_planned`: one extractor fitted with ``threads``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return clone(latent).fit(cubes)
+
+
+class _ZeroLatent:
+    """Stand-in for an extractor while a run is only planned: zeros of its width."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def transform(self, X) -> np.ndarray:  # noqa: N803
+        return np.zeros((len(X), self.width))
 
 
 class AppendLatent(BaseEstimator, TransformerMixin):

@@ -364,6 +364,9 @@ class InFold:
     n_repeats: int = 1
     targets: tuple[str, ...] = ("disc_narrowing",)
     cache: LatentCache = field(default_factory=LatentCache)
+    # fold autoencoders trained at once (processes, cores // workers threads each); > 1
+    # plans the folds with a dry run first (LatentCache.planning), then trains them together
+    workers: int = 1
 
 
 LEAKAGE_COLUMNS = [
@@ -392,6 +395,34 @@ def leakage_table(
     an autoencoder trained on each training fold, for the feature sets with latent columns
     and ``in_fold.targets`` (one autoencoder per fold is costly).
     """
+
+    def in_fold_row(target: str, fs: str) -> dict:
+        assert in_fold is not None
+        return run_experiment(
+            table,
+            target,
+            fs,
+            latent_dim,
+            "grouped, AE in fold",
+            n_repeats=in_fold.n_repeats,
+            n_boot=n_boot,
+            seed=seed,
+            cubes=in_fold.cubes,
+            latent_factory=in_fold.latent_factory,
+            latent_cache=in_fold.cache,
+        )[1]
+
+    wanted = [
+        (t, fs)
+        for t in targets
+        for fs in FEATURE_SETS
+        if in_fold is not None and fs != "geometric" and t in in_fold.targets
+    ]
+    if in_fold is not None and in_fold.workers > 1 and wanted:
+        with in_fold.cache.planning():  # which discs each fold trains on, nothing trained
+            for target, fs in wanted:
+                in_fold_row(target, fs)
+        in_fold.cache.fit_planned(in_fold.cubes, in_fold.workers)
     rows = []
     for target in targets:
         for fs in FEATURE_SETS:
@@ -407,21 +438,8 @@ def leakage_table(
             )
             hit = grouped[(grouped.target == target) & (grouped.features == fs)]
             rows += [paper, hit.iloc[0].to_dict()]
-            if in_fold is not None and fs != "geometric" and target in in_fold.targets:
-                _, row = run_experiment(
-                    table,
-                    target,
-                    fs,
-                    latent_dim,
-                    "grouped, AE in fold",
-                    n_repeats=in_fold.n_repeats,
-                    n_boot=n_boot,
-                    seed=seed,
-                    cubes=in_fold.cubes,
-                    latent_factory=in_fold.latent_factory,
-                    latent_cache=in_fold.cache,
-                )
-                rows.append(row)
+            if (target, fs) in wanted:
+                rows.append(in_fold_row(target, fs))
     return pd.DataFrame(rows)[LEAKAGE_COLUMNS]
 
 
