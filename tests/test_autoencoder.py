@@ -445,6 +445,32 @@ def test_cli_train_encode_decode_on_unseen_masks(phantom_dir, tmp_path, capsys):
         f"latent_{j}" for j in range(4)
     ]
     assert table["level"].iloc[0] == "L5/S1" and table["reconstruction_iou"].between(0, 1).all()
+    assert list((tmp_path / "latent.csv.series").glob("1_t1-*.npz"))  # kept per series
+
+    # one task per series: the same vectors as encoding the isolated cubes in one batch,
+    # the same table bit for bit on a LocalCluster, and a bad series costs only itself
+    from disclatent.autoencoder.encoding import encode_masks
+    from disclatent.discs.isolation import DiscWarning
+
+    ae = A.DiscAE.load(model)
+    discs = A.load_discs(unseen, ae.config, modalities=None)
+    both = tmp_path / "both"
+    shutil.copytree(unseen / "masks", both)
+    raw = (both / "1_t1.mha").read_bytes()
+    (both / "1_t15.mha").write_bytes(raw[: len(raw) // 3])  # truncated, between the two
+    with pytest.warns(DiscWarning, match="1_t15"):
+        serial, skipped = encode_masks(model, both, None, scheduler="serial", progress=False)
+    assert skipped["series"].tolist() == ["1_t15"] and "1_t15.mha" in skipped["reason"][0]
+    assert serial["series"].tolist() == discs.table["series"].tolist()
+    np.testing.assert_allclose(
+        serial[[f"latent_{j}" for j in range(4)]].to_numpy(),
+        ae.encode(discs.cubes),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    with pytest.warns(DiscWarning, match="1_t15"):
+        local, _ = encode_masks(model, both, None, scheduler="local", workers=2, progress=False)
+    pd.testing.assert_frame_equal(local, serial)
 
     out = tmp_path / "decoded"
     assert (

@@ -611,3 +611,103 @@ def test_predict_reports_a_missing_model(tmp_path, capsys):
     )
     assert rc == 2
     assert "not a trained model folder" in capsys.readouterr().err
+
+
+def _untrained_model_dir(out, model="UNet"):
+    """A model folder holding a seeded, untrained network (inference needs no training)."""
+    from disclatent.segmentation.config import CONFIG_FILE, MODEL_FILE
+    from disclatent.segmentation.training import _new_fit
+
+    cfg = config_from_profile("quick", model)
+    out.mkdir(parents=True)
+    _new_fit(cfg).save(out / MODEL_FILE)
+    (out / CONFIG_FILE).write_text(json.dumps({"config": cfg.to_json()}))
+    return out
+
+
+def test_inference_runs_per_series_on_a_cluster_and_resumes(phantom_dir, tmp_path):
+    from disclatent.segmentation.inference import predict_images
+
+    model_dir = _untrained_model_dir(tmp_path / "model")
+    folder = spider.SpiderFolder(phantom_dir)
+    names = folder.series(modalities=None)[:3]
+    images = tmp_path / "images"
+    images.mkdir()
+    for s in names:
+        shutil.copy(folder.image_path(s), images / f"{s}.mha")
+    raw = folder.image_path(names[0]).read_bytes()
+    (images / "9_t1.mha").write_bytes(raw[: len(raw) // 3])  # truncated, in the middle
+
+    # a bad series is named; the others are written, then the error lists it
+    with pytest.raises(io.DataError, match=r"1 series could not be segmented \(9_t1: "):
+        predict_images(model_dir, images, tmp_path / "a", scheduler="serial")
+    assert sorted(p.name for p in (tmp_path / "a" / "masks").iterdir()) == sorted(
+        f"{s}.mha" for s in names
+    )
+    with pytest.warns(UserWarning, match="9_t1"):
+        serial = predict_images(
+            model_dir, images, tmp_path / "a", scheduler="serial", skip_errors=True
+        )
+    assert sorted(serial["series"]) == sorted(names)
+    assert serial.attrs["failures"]["series"].tolist() == ["9_t1"]
+
+    # a rerun reuses every finished series: no result file is rewritten
+    cache = tmp_path / "a" / ".series"
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(stamps) == 3
+    with pytest.warns(UserWarning):
+        predict_images(model_dir, images, tmp_path / "a", scheduler="serial", skip_errors=True)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
+    first = tmp_path / "a" / "masks" / f"{names[0]}.mha"
+    kept = io.read_mask(first).array
+    first.unlink()  # a mask removed since is written again from its kept result
+    with pytest.warns(UserWarning):
+        predict_images(model_dir, images, tmp_path / "a", scheduler="serial", skip_errors=True)
+    np.testing.assert_array_equal(io.read_mask(first).array, kept)
+
+    # two workers on a LocalCluster write the same masks, bit for bit, with the same keys
+    with pytest.warns(UserWarning, match="9_t1"):
+        local = predict_images(
+            model_dir, images, tmp_path / "b", scheduler="local", workers=2, skip_errors=True
+        )
+    assert local["series"].tolist() == serial["series"].tolist()
+    kept_b = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "b" / ".series").iterdir())
+    assert kept_b == sorted(names)  # one result per series (keyed on its output path too)
+    for s in names:
+        a = io.read_mask(tmp_path / "a" / "masks" / f"{s}.mha")
+        b = io.read_mask(tmp_path / "b" / "masks" / f"{s}.mha")
+        image = io.read_image(images / f"{s}.mha")
+        assert a.same_grid(image) and b.same_grid(image)
+        np.testing.assert_array_equal(a.array, b.array)
+    # and the same masks as the in-process segmenter
+    direct = Segmenter(model_dir)
+    for s in names:
+        mask, _ = direct.segment(io.read_image(images / f"{s}.mha"))
+        np.testing.assert_array_equal(
+            mask.array, io.read_mask(tmp_path / "a" / "masks" / f"{s}.mha").array
+        )
+
+
+def test_a_mask_off_its_image_grid_costs_that_series_only(phantom_dir, tmp_path):
+    from disclatent.segmentation.training import SeriesSkippedWarning, _load_cases
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(phantom_dir, cohort)
+    folder = spider.SpiderFolder(cohort)
+    names = folder.series(modalities=None)[:3]
+    bad, truncated = names[1], names[2]
+    mask = io.read_mask(folder.mask_path(bad))
+    shifted = io.Volume(mask.array, mask.spacing, tuple(np.add(mask.origin, 5.0)), mask.direction)
+    io.write_image(shifted, folder.mask_path(bad))  # same array, origin 5 mm off the image's
+    raw = folder.image_path(truncated).read_bytes()
+    folder.image_path(truncated).write_bytes(raw[: len(raw) // 2])
+    split = pd.DataFrame({"series": names, "role": "train"})
+    cfg = config_from_profile("quick", "UNet")
+    with pytest.warns(SeriesSkippedWarning) as said:
+        cases, skipped = _load_cases(cohort, split, "train", cfg)
+    assert [c.series for c in cases] == [names[0]]
+    assert [r["series"] for r in skipped] == [bad, truncated]
+    assert "mask grid does not match image" in skipped[0]["reason"]
+    assert str(folder.mask_path(bad)) in skipped[0]["reason"]
+    assert str(folder.image_path(truncated)) in skipped[1]["reason"]
+    assert len(said) == 2 and bad in str(said[0].message)

@@ -144,13 +144,20 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                 f"{result['best_epoch']}"
             )
         return 0
-    table = predict_images(args.model, args.images, args.out, log=log)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the failures are printed below
+        table = predict_images(args.model, args.images, args.out, log=log, skip_errors=True)
+    failures = table.attrs["failures"]
     if not args.quiet:
         print(
             f"wrote {len(table)} mask(s) to {Path(args.out) / 'masks'} in "
             f"{table['seconds'].sum():.1f} s"
         )
-    return 0
+    if len(failures):
+        print(f"{len(failures)} series not segmented:", file=sys.stderr)
+        for row in failures.itertuples():
+            print(f"  {row.series}: {row.error}", file=sys.stderr)
+    return 1 if len(failures) else 0
 
 
 def _cmd_autoencoder(args: argparse.Namespace) -> int:

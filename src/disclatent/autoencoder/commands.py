@@ -11,7 +11,9 @@ decode.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,8 @@ import torch
 from disclatent.autoencoder.bottleneck import patient_split, split_table, write_split
 from disclatent.autoencoder.config import AEConfig
 from disclatent.autoencoder.cubes import load_discs
+from disclatent.autoencoder.encoding import encode_masks
 from disclatent.autoencoder.evaluation import train_or_load
-from disclatent.autoencoder.objective import iou_per_disc
 from disclatent.autoencoder.training import DiscAE
 from disclatent.conventions import Spacing, latent_columns
 from disclatent.data.labels import DISC_LABEL_OFFSET
@@ -82,30 +84,44 @@ def cli_train(args: argparse.Namespace) -> int:
 
 
 def cli_encode(args: argparse.Namespace) -> int:
-    """``autoencoder encode --model DIR --masks PATH --out FILE.csv``"""
+    """``autoencoder encode --model DIR --masks PATH --out FILE.csv``: one task per series
+    (:func:`disclatent.autoencoder.encoding.encode_masks`), kept in ``FILE.csv.series/`` so
+    that a rerun encodes only new or changed series."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    ae = DiscAE.load(args.model)
-    modalities = parse_modalities(args.modalities)
-    discs = load_discs(args.masks, ae.config, None, modalities, progress=not args.quiet)
-    z = ae.encode(discs.cubes)
-    iou = iou_per_disc(ae.decode(z), discs.cubes)
-    table = split_table(discs.table, np.zeros(len(discs.table), bool)).drop(columns="split")
-    for c in ("centre_x_mm", "centre_y_mm", "centre_z_mm"):
-        if c in discs.table:
-            table[c] = discs.table[c].to_numpy()
-    for j, col in enumerate(latent_columns(z.shape[1])):
-        table[col] = z[:, j]
-    table["reconstruction_iou"] = iou
-    write_csv_atomic(table, args.out, float_format="%.6g")
-    if not args.quiet:
-        print(
-            f"encoded {len(table)} discs (k={ae.config.latent_dim}, mean reconstruction IoU "
-            f"{iou.mean():.4f}) -> {args.out}"
+    out = Path(args.out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table, skipped = encode_masks(
+            args.model,
+            args.masks,
+            parse_modalities(args.modalities),
+            cache_dir=out.with_name(out.name + ".series"),
+            progress=not args.quiet,
         )
-        if len(discs.skipped):
-            print(f"{len(discs.skipped)} disc(s) skipped (do not fit the {ae.config.size}^3 cube)")
+    for w in caught:
+        if not str(w.message).startswith("skipped: "):
+            warnings.warn(w.message, stacklevel=2)  # notes about single discs, as raised
+    if not len(table):
+        print(f"error: {args.masks}: no disc could be encoded", file=sys.stderr)
+        _print_skipped(skipped)
+        return 2
+    write_csv_atomic(table, out, float_format="%.6g")
+    if not args.quiet:
+        k = sum(c.startswith("latent_") for c in table.columns)
+        print(
+            f"encoded {len(table)} discs (k={k}, mean reconstruction IoU "
+            f"{table['reconstruction_iou'].mean():.4f}) -> {out}"
+        )
+    _print_skipped(skipped)
     return 0
+
+
+def _print_skipped(skipped: pd.DataFrame) -> None:
+    if len(skipped):
+        print(f"{len(skipped)} disc(s) or series left out:", file=sys.stderr)
+        for reason in skipped["reason"]:
+            print(f"  {reason}", file=sys.stderr)
 
 
 def _decoded_name(row: pd.Series, i: int, columns: pd.Index) -> str:

@@ -5,13 +5,17 @@
 sliding-window logits, one sigmoid, probabilities resampled back to the image's own grid
 (linear) and thresholded at 0.5, then split into disc instances 201, 202, ... from the
 bottom up (:func:`disclatent.segmentation.evaluation.label_instances`). Masks are written
-in SPIDER format with the input file names.
+in SPIDER format with the input file names. :func:`predict_images` runs one
+:func:`disclatent.parallel.run_tasks` task per series (serially, on a LocalCluster or on a
+running Dask cluster), each result kept under a key of the image's and the model's bytes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +39,7 @@ from disclatent.data.volume import (
     write_image,
     write_text_atomic,
 )
+from disclatent.parallel import Task, code_version, run_tasks
 from disclatent.segmentation.config import CONFIG_FILE, MODEL_FILE, SegConfig
 from disclatent.segmentation.data import (
     Case,
@@ -137,29 +142,151 @@ def predict_images(
     series: list[str] | None = None,
     log: Callable[[str], None] | None = None,
     segmenter: Segmenter | None = None,
+    skip_errors: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Segment an image, a folder of images or a SPIDER folder's ``images/``; write SPIDER
-    masks with the input file names to ``out/masks/``. Returns one row per series."""
-    seg = segmenter or Segmenter(model_dir)
+    masks with the input file names to ``out/masks/``. Returns one row per series.
+
+    Each series is one :func:`disclatent.parallel.run_tasks` task (``scheduler``: ``serial``,
+    ``local`` - a LocalCluster of ``workers`` processes, one torch thread each - or a
+    scheduler's address; default ``$DISCLATENT_SCHEDULER``, else ``local``). A worker loads
+    the model once and segments its series; the mask is kept in ``cache_dir`` (default
+    ``out/.series/``) under a key of the image's bytes, the model's weights and config and
+    this code, so a rerun after an interruption segments only what is not done. A series
+    that fails (unreadable image, ...) is named and the others are written; then a
+    :class:`DataError` lists the failures, or with ``skip_errors`` a warning does and the
+    table holds the others (``table.attrs["failures"]``: series, error).
+
+    ``segmenter`` (an in-memory model, :meth:`Segmenter.from_model`) segments in this
+    process, without the cache.
+    """
+    if segmenter is None:
+        Segmenter(model_dir)  # a missing or broken model folder fails here, before any task
     files = _image_files(Path(images))
     if series is not None:
         wanted = set(series)
         files = [f for f in files if series_name(f) in wanted]
-    rows = []
-    for f in files:
-        t0 = time.perf_counter()
-        image = read_image(f)
-        mask, info = seg.segment(image)
-        target = Path(out) / "masks" / f.name
-        write_image(
-            Volume(mask.array.astype(np.int16), image.spacing, image.origin, image.direction),
-            target,
+    out = Path(out)
+    if segmenter is not None:
+        rows = [_segment_and_write(segmenter, f, out, log) for f in files]
+        table = pd.DataFrame(rows)
+        table.attrs["failures"] = pd.DataFrame(columns=["series", "error"])
+        return table
+    model_dir = Path(model_dir)
+    model_files = (model_dir / MODEL_FILE, model_dir / CONFIG_FILE)
+    tasks = [
+        Task(
+            series_name(f),
+            (f, *model_files),
+            {"model_dir": str(model_dir.resolve()), "target": str(out / "masks" / f.name)},
         )
-        seconds = time.perf_counter() - t0
-        rows.append({"series": series_name(f), "file": str(target), "seconds": seconds, **info})
+        for f in files
+    ]
+    run = run_tasks(
+        segment_series,
+        tasks,
+        Path(cache_dir) if cache_dir is not None else out / ".series",
+        salt=code_version(
+            "segmentation.inference",
+            "segmentation.network",
+            "segmentation.data",
+            "segmentation.evaluation",
+        ),
+        scheduler=scheduler,
+        workers=workers,
+        progress=log is not None,
+        desc="segmenting",
+    )
+    rows = []
+    for task in tasks:
+        if task.name not in run.files:
+            continue
+        target = Path(task.params["target"])
+        with np.load(run.files[task.name], allow_pickle=False) as z:
+            info = json.loads(str(z["info"]))
+            if not target.exists():  # the worker wrote it; rewrite it if it was removed since
+                write_image(
+                    Volume(z["mask"], tuple(z["spacing"]), tuple(z["origin"]), z["direction"]),
+                    target,
+                )
+        rows.append({"series": task.name, "file": str(target), **info})
         if log:
-            log(f"{series_name(f)}: {info['n_discs']} discs, {seconds:.1f} s")
-    return pd.DataFrame(rows)
+            log(f"{task.name}: {info['n_discs']} discs, {info['seconds']:.1f} s")
+    table = pd.DataFrame(rows, columns=None if rows else ["series", "file", "seconds"])
+    table.attrs["failures"] = run.failures
+    if len(run.failures):
+        names = "; ".join(f"{r.series}: {r.error}" for r in run.failures.itertuples())
+        message = f"{len(run.failures)} series could not be segmented ({names})"
+        if not skip_errors:
+            raise DataError(f"{message}; the others are written to {out / 'masks'}")
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return table
+
+
+def _segment_and_write(
+    seg: Segmenter, f: Path, out: Path, log: Callable[[str], None] | None
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    image = read_image(f)
+    mask, info = seg.segment(image)
+    target = out / "masks" / f.name
+    write_image(
+        Volume(mask.array.astype(np.int16), image.spacing, image.origin, image.direction),
+        target,
+    )
+    seconds = time.perf_counter() - t0
+    if log:
+        log(f"{series_name(f)}: {info['n_discs']} discs, {seconds:.1f} s")
+    return {"series": series_name(f), "file": str(target), "seconds": seconds, **info}
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_segmenter(model_dir: str, weights_key: tuple[int, int]) -> Segmenter:
+    """One model per worker process (and per version of its weights file)."""
+    seg = Segmenter(model_dir)
+    if _in_dask_worker() and seg.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(1)  # one thread per worker: the cluster has a worker per core
+    return seg
+
+
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+def segment_series(task: Task, out: Path) -> None:
+    """One series of :func:`predict_images` (a :func:`~disclatent.parallel.run_tasks`
+    task): writes the SPIDER mask to ``params["target"]`` (atomically), and to ``out``
+    (``.npz``) the int16 mask on the image's grid, its geometry, the instance summary and
+    the seconds it took, so a rerun reuses it."""
+    t0 = time.perf_counter()
+    weights = Path(task.params["model_dir"]) / MODEL_FILE
+    stat = weights.stat()
+    seg = _worker_segmenter(task.params["model_dir"], (stat.st_mtime_ns, stat.st_size))
+    image = read_image(task.inputs[0])
+    mask, info = seg.segment(image)
+    labels = mask.array.astype(np.int16)
+    write_image(Volume(labels, image.spacing, image.origin, image.direction), task.params["target"])
+    info["seconds"] = time.perf_counter() - t0
+    with open(out, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            mask=labels,
+            spacing=np.asarray(image.spacing, float),
+            origin=np.asarray(image.origin, float),
+            direction=np.asarray(image.direction, float),
+            info=np.array(json.dumps(info)),
+        )
 
 
 def _write_cohort_tables(folder: SpiderFolder, chosen: pd.DataFrame, out_root: Path) -> None:

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,12 +344,26 @@ def _start_model_dir(
     write_text_atomic(json.dumps(saved, indent=2) + "\n", out_dir / CONFIG_FILE)
 
 
-def _load_cases(data_root: Path, split: pd.DataFrame, role: str, cfg: SegConfig) -> list[Case]:
+class SeriesSkippedWarning(UserWarning):
+    """A series left out of training or validation (unreadable, or its mask's grid is not
+    its image's); the warning names the file and the problem."""
+
+
+def _load_cases(
+    data_root: Path, split: pd.DataFrame, role: str, cfg: SegConfig
+) -> tuple[list[Case], list[dict[str, str]]]:
+    """The ``role`` series of ``split`` on the network grid, and the series left out: a
+    :class:`DataError` (corrupt or truncated file, a mask whose grid differs from its image,
+    unknown labels) costs that series only, with a warning naming it."""
     folder = SpiderFolder(data_root)
-    return [
-        load_case(folder.image_path(s), folder.mask_path(s), cfg.network_spacing)
-        for s in split.loc[split["role"] == role, "series"]
-    ]
+    cases, skipped = [], []
+    for s in split.loc[split["role"] == role, "series"]:
+        try:
+            cases.append(load_case(folder.image_path(s), folder.mask_path(s), cfg.network_spacing))
+        except DataError as exc:
+            skipped.append({"series": str(s), "role": role, "reason": str(exc)})
+            warnings.warn(f"{role} series {s} left out: {exc}", SeriesSkippedWarning, stacklevel=3)
+    return cases, skipped
 
 
 def _quiet(_msg: str) -> None:
@@ -380,8 +395,14 @@ def train(
 
     clock = _Clock(cfg.max_minutes)
     load_start = _load_avg()
-    train_cases = _load_cases(data_root, split, "train", cfg)
-    val_cases = _load_cases(data_root, split, "val", cfg)
+    train_cases, skipped = _load_cases(data_root, split, "train", cfg)
+    val_cases, val_skipped = _load_cases(data_root, split, "val", cfg)
+    skipped += val_skipped
+    if skipped:
+        log(f"{len(skipped)} series left out: " + "; ".join(r["reason"] for r in skipped))
+    for role, cases in (("train", train_cases), ("val", val_cases)):
+        if not cases:
+            raise DataError(f"{data_root}: no readable {role} series (see the warnings)")
     prep_seconds = clock.elapsed()
     fit = _new_fit(cfg)
     iters = cfg.iters_per_epoch or max(
@@ -417,6 +438,7 @@ def train(
         "load_avg_end": _load_avg(),
         "n_train_series": len(train_cases),
         "n_val_series": len(val_cases),
+        "skipped_series": skipped,
         "parameters": fit.parameters,
     }
     write_text_atomic(json.dumps(result, indent=2) + "\n", out_dir / DONE_FILE)
