@@ -25,6 +25,7 @@ data_dir = ""  # a SPIDER folder; empty: the phantom cohort
 build_dir = "_build"  # where every output goes (relative to the project root)
 
 # %% tags=["hide-input"]
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
@@ -34,6 +35,13 @@ from disclatent.paths import BuildPaths, benchmark_result
 from disclatent.report import results
 from disclatent.report.gpu_run import gpu_run_table, gpu_run_text, read_gpu_run
 from disclatent.report.results import GlueText as Text
+from disclatent.report.scaling import (
+    projection_table,
+    read_scale_run,
+    scale_figure,
+    scale_table,
+    scale_text,
+)
 from disclatent.report.tables import save_table
 
 # %% tags=["hide-input"]
@@ -170,6 +178,23 @@ gpu_run = read_gpu_run(benchmark_result("paper-gpu"))
 display(Markdown(gpu_run_text(gpu_run, published.PIPELINE_HOURS)))
 if gpu_run is not None:
     display(gpu_run_table(gpu_run))
+
+# %% [markdown]
+# ### Scaling to large cohorts
+#
+# Disc isolation, geometry, encoding and segmentation inference run one task per series
+# through `disclatent.parallel`: serially, on a Dask LocalCluster (the default, one worker
+# per core) or on any running Dask cluster (`--scheduler ADDRESS`). The benchmark below was
+# run on this machine; the projection assumes the per-worker rate stays what it was here.
+
+# %% tags=["hide-input"]
+scale_run = read_scale_run(benchmark_result("scale"))
+display(Markdown(scale_text(scale_run)))
+if scale_run is not None:
+    scale_figure(scale_run)
+    plt.show()
+    display(scale_table(scale_run).style.hide(axis="index").format(precision=2))
+    display(projection_table(scale_run))
 
 # %%
 display(

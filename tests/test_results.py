@@ -228,3 +228,54 @@ def test_stability_and_plausibility_numbers_are_read_from_their_tables(tmp_path)
     assert n["plaus_noise_sweep"] == 0.9 and n["plaus_noise_heldout_iou"] == 0.75
     table = results.comparison_table(n).set_index("quantity")["this study"]
     assert table["CKA of retrained latent spaces, median (min)"] == "0.70 (0.50)"
+
+
+def test_scaling_record_is_shown_or_its_absence_said(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from disclatent.report.scaling import (
+        projection_table,
+        read_scale_run,
+        scale_figure,
+        scale_table,
+        scale_text,
+    )
+
+    assert read_scale_run(tmp_path / "none.json") is None
+    assert "has not been recorded yet" in scale_text(None)
+
+    def run(step, scheduler, workers, rate):
+        rss = {"process": 600, "largest_worker": 0 if scheduler == "serial" else 300}
+        return {"step": step, "scheduler": scheduler, "workers": workers, "series": 40,
+                "discs": 280, "wall_s": 40 / rate, "series_per_s": rate,
+                "discs_per_s": 7 * rate, "peak_rss_mb": rss}  # fmt: skip
+
+    record = {
+        "machine": "x86_64, 2 cores",
+        "cohort": "rehearsal, 20 patients",
+        "command": "python benchmarks/bench_scale.py --patients 20 --workers 1 2",
+        "runs": [
+            run("geometry", "serial", 1, 4.0),
+            run("geometry", "local", 1, 3.0),
+            run("geometry", "local", 2, 6.0),
+        ],  # fmt: skip
+        "projected_hours_30000_spines": {
+            "total": {"2": 1.39, "16": 0.17},
+            "geometry": {"2": 1.39, "16": 0.17},
+        },
+    }
+    path = tmp_path / "scale.json"
+    path.write_text(json.dumps(record))
+    got = read_scale_run(path)
+    table = scale_table(got)
+    assert table["run"].tolist() == ["serial", "1 worker(s)", "2 worker(s)"]
+    assert table["vs serial"].tolist() == [1.0, 0.75, 1.5]  # 3/4 and 6/4, by hand
+    assert table["peak MB (largest worker)"].tolist()[1:] == [300, 300]
+    proj = projection_table(got)
+    assert proj.loc["geometry", "16 workers (h)"] == 0.17
+    assert "0.2 h on 16 workers" in scale_text(got) and "1.4 h on 2" in scale_text(got)
+    assert len(scale_figure(got).axes[0].patches) == 3
+    path.write_text(json.dumps({"machine": "x"}))
+    with pytest.raises(ValueError, match="missing cohort, projected_hours_30000_spines, runs"):
+        read_scale_run(path)

@@ -1,0 +1,101 @@
+"""The recorded scaling benchmark (``benchmarks/bench_scale.py`` writes
+``benchmarks/results/scale.json``): throughput of the per-series steps over Dask workers, as
+the results chapter shows it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+STEP_NAMES = {
+    "isolation": "disc isolation",
+    "geometry": "geometry",
+    "encoding": "encoding (autoencoder)",
+    "segmentation": "segmentation inference",
+}
+
+
+def read_scale_run(path: str | os.PathLike) -> dict | None:
+    """The record, or ``None`` when the benchmark has not been run."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    missing = {"machine", "cohort", "runs", "projected_hours_30000_spines"} - set(record)
+    if missing:
+        raise ValueError(f"{path}: not a scaling record (missing {', '.join(sorted(missing))})")
+    return record
+
+
+def scale_table(record: dict) -> pd.DataFrame:
+    """One row per step and scheduler: series/s, discs/s, speed-up over the serial run and
+    peak memory (MB) of the process and of its largest worker."""
+    runs = pd.DataFrame(record["runs"])
+    serial = runs[runs["scheduler"] == "serial"].set_index("step")["series_per_s"]
+    rows = []
+    for r in record["runs"]:
+        rows.append(
+            {
+                "step": STEP_NAMES.get(r["step"], r["step"]),
+                "run": "serial" if r["scheduler"] == "serial" else f"{r['workers']} worker(s)",
+                "series": r["series"],
+                "series/s": r["series_per_s"],
+                "discs/s": r["discs_per_s"],
+                "vs serial": round(r["series_per_s"] / serial[r["step"]], 2),
+                "peak MB (process)": r["peak_rss_mb"]["process"],
+                "peak MB (largest worker)": r["peak_rss_mb"]["largest_worker"] or None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def projection_table(record: dict) -> pd.DataFrame:
+    """Hours projected for 30,000 spines (one series each) per step and number of workers."""
+    proj = record["projected_hours_30000_spines"]
+    table = pd.DataFrame(
+        {STEP_NAMES.get(k, k): {int(n): h for n, h in v.items()} for k, v in proj.items()}
+    ).T
+    table.columns = [f"{n} workers (h)" for n in table.columns]
+    return table
+
+
+def scale_text(record: dict | None) -> str:
+    """One paragraph: what was measured and where, or that the benchmark has not run."""
+    if record is None:
+        return (
+            "The scaling benchmark has not been recorded yet: "
+            "`python benchmarks/bench_scale.py` measures it and writes "
+            "`benchmarks/results/scale.json`, which this section then shows."
+        )
+    total = record["projected_hours_30000_spines"]["total"]
+    most = max(total, key=int)
+    return (
+        f"Measured on {record['machine']} ({record['cohort']}; `{record['command']}`): every "
+        "step runs one task per series, serially or on a Dask LocalCluster with one thread "
+        f"per worker. From the per-worker rate, 30,000 spines would take {total[most]:.1f} h "
+        f"on {most} workers for these four steps together ({total[min(total, key=int)]:.1f} h "
+        f"on {min(total, key=int)})."
+    )
+
+
+def scale_figure(record: dict) -> Any:
+    """Series per second per step, serial and with each number of workers (bars)."""
+    import matplotlib.pyplot as plt
+
+    table = scale_table(record)
+    wide = table.pivot(index="step", columns="run", values="series/s")
+    order = [STEP_NAMES.get(s, s) for s in dict.fromkeys(r["step"] for r in record["runs"])]
+    wide = wide.reindex(order)
+    fig, ax = plt.subplots(figsize=(6.5, 3.0))
+    wide.plot.barh(ax=ax, width=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("series per second (log scale)")
+    ax.set_ylabel("")
+    ax.invert_yaxis()
+    ax.legend(title="", fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
