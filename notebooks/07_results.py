@@ -32,16 +32,9 @@ from myst_nb import glue
 
 from disclatent import published
 from disclatent.paths import BuildPaths, benchmark_result
-from disclatent.report import results
+from disclatent.report import results, scaling
 from disclatent.report.gpu_run import gpu_run_table, gpu_run_text, read_gpu_run
 from disclatent.report.results import GlueText as Text
-from disclatent.report.scaling import (
-    projection_table,
-    read_scale_run,
-    scale_figure,
-    scale_table,
-    scale_text,
-)
 from disclatent.report.tables import save_table
 
 # %% tags=["hide-input"]
@@ -188,13 +181,13 @@ if gpu_run is not None:
 # run on this machine; the projection assumes the per-worker rate stays what it was here.
 
 # %% tags=["hide-input"]
-scale_run = read_scale_run(benchmark_result("scale"))
-display(Markdown(scale_text(scale_run)))
+scale_run = scaling.read_scale_run(benchmark_result("scale"))
+display(Markdown(scaling.scale_text(scale_run)))
 if scale_run is not None:
-    scale_figure(scale_run)
+    scaling.scale_figure(scale_run)
     plt.show()
-    display(scale_table(scale_run).style.hide(axis="index").format(precision=2))
-    display(projection_table(scale_run))
+    display(scaling.scale_table(scale_run).style.hide(axis="index").format(precision=2))
+    display(scaling.projection_table(scale_run))
 
 # %%
 display(

@@ -689,7 +689,7 @@ def test_inference_runs_per_series_on_a_cluster_and_resumes(phantom_dir, tmp_pat
 
 
 def test_a_mask_off_its_image_grid_costs_that_series_only(phantom_dir, tmp_path):
-    from disclatent.segmentation.training import SeriesSkippedWarning, _load_cases
+    from disclatent.segmentation.data import SeriesSkippedWarning, load_cases
 
     cohort = tmp_path / "cohort"
     shutil.copytree(phantom_dir, cohort)
@@ -704,7 +704,7 @@ def test_a_mask_off_its_image_grid_costs_that_series_only(phantom_dir, tmp_path)
     split = pd.DataFrame({"series": names, "role": "train"})
     cfg = config_from_profile("quick", "UNet")
     with pytest.warns(SeriesSkippedWarning) as said:
-        cases, skipped = _load_cases(cohort, split, "train", cfg)
+        cases, skipped = load_cases(cohort, split, "train", cfg)
     assert [c.series for c in cases] == [names[0]]
     assert [r["series"] for r in skipped] == [bad, truncated]
     assert "mask grid does not match image" in skipped[0]["reason"]

@@ -27,8 +27,10 @@ See ``book/method.md``, *Segmentation*.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -48,6 +50,9 @@ from disclatent.data.volume import (
     to_canonical,
 )
 from disclatent.formatting import natural_key
+
+if TYPE_CHECKING:
+    from disclatent.segmentation.config import SegConfig
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,6 +292,28 @@ def load_case(
             )
         fg = np.flatnonzero(label)
     return Case(series_name(image_path), arr, label, net.with_array(arr), fg)
+
+
+class SeriesSkippedWarning(UserWarning):
+    """A series left out of training or validation (unreadable, or its mask's grid is not
+    its image's); the warning names the file and the problem."""
+
+
+def load_cases(
+    data_root: Path, split: pd.DataFrame, role: str, cfg: SegConfig
+) -> tuple[list[Case], list[dict[str, str]]]:
+    """The ``role`` series of ``split`` on the network grid, and the series left out: a
+    :class:`DataError` (corrupt or truncated file, a mask whose grid differs from its image,
+    unknown labels) costs that series only, with a warning naming it."""
+    folder = SpiderFolder(data_root)
+    cases, skipped = [], []
+    for s in split.loc[split["role"] == role, "series"]:
+        try:
+            cases.append(load_case(folder.image_path(s), folder.mask_path(s), cfg.network_spacing))
+        except DataError as exc:
+            skipped.append({"series": str(s), "role": role, "reason": str(exc)})
+            warnings.warn(f"{role} series {s} left out: {exc}", SeriesSkippedWarning, stacklevel=3)
+    return cases, skipped
 
 
 def _crop(arr: np.ndarray, start: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,13 @@ from disclatent.segmentation.config import (
     SPLIT_FILE,
     SegConfig,
 )
-from disclatent.segmentation.data import Case, load_case, make_batch, make_split, site_table
+from disclatent.segmentation.data import (
+    Case,
+    load_cases,
+    make_batch,
+    make_split,
+    site_table,
+)
 from disclatent.segmentation.network import (
     build_model,
     make_loss,
@@ -344,28 +349,6 @@ def _start_model_dir(
     write_text_atomic(json.dumps(saved, indent=2) + "\n", out_dir / CONFIG_FILE)
 
 
-class SeriesSkippedWarning(UserWarning):
-    """A series left out of training or validation (unreadable, or its mask's grid is not
-    its image's); the warning names the file and the problem."""
-
-
-def _load_cases(
-    data_root: Path, split: pd.DataFrame, role: str, cfg: SegConfig
-) -> tuple[list[Case], list[dict[str, str]]]:
-    """The ``role`` series of ``split`` on the network grid, and the series left out: a
-    :class:`DataError` (corrupt or truncated file, a mask whose grid differs from its image,
-    unknown labels) costs that series only, with a warning naming it."""
-    folder = SpiderFolder(data_root)
-    cases, skipped = [], []
-    for s in split.loc[split["role"] == role, "series"]:
-        try:
-            cases.append(load_case(folder.image_path(s), folder.mask_path(s), cfg.network_spacing))
-        except DataError as exc:
-            skipped.append({"series": str(s), "role": role, "reason": str(exc)})
-            warnings.warn(f"{role} series {s} left out: {exc}", SeriesSkippedWarning, stacklevel=3)
-    return cases, skipped
-
-
 def _quiet(_msg: str) -> None:
     pass
 
@@ -395,8 +378,8 @@ def train(
 
     clock = _Clock(cfg.max_minutes)
     load_start = _load_avg()
-    train_cases, skipped = _load_cases(data_root, split, "train", cfg)
-    val_cases, val_skipped = _load_cases(data_root, split, "val", cfg)
+    train_cases, skipped = load_cases(data_root, split, "train", cfg)
+    val_cases, val_skipped = load_cases(data_root, split, "val", cfg)
     skipped += val_skipped
     if skipped:
         log(f"{len(skipped)} series left out: " + "; ".join(r["reason"] for r in skipped))
