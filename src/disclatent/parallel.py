@@ -143,6 +143,28 @@ def frame_from_arrays(z: Any, prefix: str = "table") -> pd.DataFrame:
     return pd.DataFrame({c: z[f"{prefix}__{i}"] for i, c in enumerate(columns)}, columns=columns)
 
 
+def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
+    """``(mtime_ns, size)`` of a file, ``(0, 0)`` if it is missing (its loader then names
+    it): a cheap version key for a per-process model cache (``functools.lru_cache`` keyed on
+    it reloads a model whose weights file changed)."""
+    path = Path(path)
+    if not path.exists():
+        return 0, 0
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def in_dask_worker() -> bool:
+    """Whether this code runs inside a ``dask.distributed`` worker."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def result_path(cache_dir: Path, task: Task, key: str) -> Path:
     return cache_dir / f"{task.name}-{key}.npz"
 

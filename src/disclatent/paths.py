@@ -16,6 +16,7 @@ naming the chapter to run when it is missing. Layout (``<build>`` is ``_build`` 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -66,6 +67,19 @@ BENCHMARK_RESULTS = Path("benchmarks") / "results"
 def benchmark_result(name: str, root: str | os.PathLike | None = None) -> Path:
     """``benchmarks/results/<name>.json`` of the project (``root``: its root folder)."""
     return Path(root or project_root()) / BENCHMARK_RESULTS / f"{name}.json"
+
+
+def read_benchmark(path: str | os.PathLike, required: set[str], what: str) -> dict | None:
+    """A recorded benchmark (JSON), or ``None`` when it has not been run; ``ValueError``
+    naming the file when it lacks a ``required`` key (``what`` names the record)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    missing = required - set(record)
+    if missing:
+        raise ValueError(f"{path}: not {what} (missing {', '.join(sorted(missing))})")
+    return dict(record)
 
 
 def resolve_build_dir(build_dir: str | os.PathLike = DEFAULT_BUILD_DIR) -> Path:

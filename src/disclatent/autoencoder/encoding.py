@@ -30,10 +30,18 @@ from disclatent.conventions import latent_columns
 from disclatent.data.labels import DISC_LABEL_OFFSET
 from disclatent.data.volume import series_name
 from disclatent.discs.isolation import DiscWarning
-from disclatent.discs.store import _read_series_result, isolate_series, mask_files
+from disclatent.discs.store import (
+    ISOLATION_MODULES,
+    SKIPPED_COLUMNS,
+    isolate_series,
+    isolation_params,
+    mask_files,
+    read_isolated_series,
+)
 from disclatent.parallel import (
     Task,
     code_version,
+    file_stamp,
     frame_arrays,
     frame_from_arrays,
     replay_warnings,
@@ -72,27 +80,15 @@ def encode_masks(
     task that failed. Warnings of the isolation are re-emitted here in file order.
     """
     model_dir = Path(model_dir)
-    ae = DiscAE.load(model_dir)  # a missing or broken model folder fails before any task
-    cfg = ae.config
+    # a missing or broken model folder fails here, before any task; a serial run reuses it
+    cfg = _worker_model(str(model_dir.resolve()), file_stamp(model_dir / MODEL_FILE)).config
     files = mask_files(masks, modalities)
-    params = {
-        "source": "gt",
-        "spacing_mm": [float(s) for s in cfg.spacing_mm],
-        "size": int(cfg.size),
-        "labels": None,
-        "label_offset": int(DISC_LABEL_OFFSET),
-        "model_dir": str(model_dir.resolve()),
-    }
+    params = isolation_params("gt", cfg.spacing_mm, cfg.size, None, DISC_LABEL_OFFSET)
+    params["model_dir"] = str(model_dir.resolve())
     model_files = (model_dir / MODEL_FILE, model_dir / CONFIG_FILE)
     tasks = [Task(series_name(f), (Path(f), *model_files), params) for f in files]
     salt = code_version(
-        "autoencoder.encoding",
-        "autoencoder.network",
-        "autoencoder.training",
-        "discs.store",
-        "discs.isolation",
-        "discs.numbering",
-        "data.volume",
+        "autoencoder.encoding", "autoencoder.network", "autoencoder.training", *ISOLATION_MODULES
     )
     with contextlib.ExitStack() as stack:
         cache = cache_dir or stack.enter_context(tempfile.TemporaryDirectory())
@@ -105,7 +101,7 @@ def encode_masks(
             if task.name in errors:
                 reason = f"{task.inputs[0]}: {errors[task.name]}"
                 warnings.warn(f"skipped: {reason}", DiscWarning, stacklevel=2)
-                skipped.append(pd.DataFrame([[task.name, np.nan, reason]], columns=_SKIPPED))
+                skipped.append(pd.DataFrame([[task.name, np.nan, reason]], columns=SKIPPED_COLUMNS))
                 continue
             with np.load(run.files[task.name], allow_pickle=False) as z:
                 table = frame_from_arrays(z)
@@ -116,21 +112,17 @@ def encode_masks(
             tables.append(table)
             skipped.append(part_skipped)
     columns = [*NAME_COLUMNS, *latent_columns(cfg.latent_dim), "reconstruction_iou"]
-    out = pd.concat([t for t in tables if len(t)], ignore_index=True) if tables else None
-    if out is None or not len(out):
-        out = pd.DataFrame(columns=columns)
+    parts = [t for t in tables if len(t)]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     out["patient"] = out["patient"].astype(str)
     out["series"] = out["series"].astype(str)
-    left_out = pd.concat([s for s in skipped if len(s)] or [pd.DataFrame(columns=_SKIPPED)])
+    left_out = pd.concat([s for s in skipped if len(s)] or [pd.DataFrame(columns=SKIPPED_COLUMNS)])
     return out[columns].reset_index(drop=True), left_out.reset_index(drop=True)
-
-
-_SKIPPED = ["series", "ivd_label", "reason"]
 
 
 @functools.lru_cache(maxsize=2)
 def _worker_model(model_dir: str, weights_key: tuple[int, int]) -> DiscAE:
-    """One model per worker process (and per version of its weights file)."""
+    """One model per process (and per version of its weights file, ``weights_key``)."""
     return DiscAE.load(model_dir)
 
 
@@ -138,14 +130,12 @@ def encode_series(task: Task, out: Path) -> None:
     """One series of :func:`encode_masks` (a :func:`~disclatent.parallel.run_tasks` task):
     its discs' names, centres, latent vectors and reconstruction IoU, the discs it left out
     and the isolation's warnings, written to ``out`` (``.npz``)."""
-    weights = Path(task.params["model_dir"]) / MODEL_FILE
-    stat = weights.stat()
-    ae = _worker_model(task.params["model_dir"], (stat.st_mtime_ns, stat.st_size))
-    size = int(task.params["size"])
+    model_dir = task.params["model_dir"]
+    ae = _worker_model(model_dir, file_stamp(Path(model_dir) / MODEL_FILE))
     with tempfile.TemporaryDirectory() as tmp:
         isolated = Path(tmp) / "isolated.npz"
         isolate_series(Task(task.name, task.inputs[:1], task.params), isolated)
-        part = _read_series_result(isolated, size)
+        part = read_isolated_series(isolated, int(task.params["size"]))
     table = part["table"].reindex(columns=NAME_COLUMNS).reset_index(drop=True)
     cubes = part["cubes"]
     k = ae.config.latent_dim
@@ -157,7 +147,7 @@ def encode_series(task: Task, out: Path) -> None:
     for j, col in enumerate(latent_columns(k)):
         table[col] = z[:, j].astype(np.float64)
     table["reconstruction_iou"] = np.asarray(iou, np.float64)
-    skipped = part["skipped"].reindex(columns=_SKIPPED)
+    skipped = part["skipped"].reindex(columns=SKIPPED_COLUMNS)
     skipped["ivd_label"] = skipped["ivd_label"].astype(float)
     skipped["series"] = skipped["series"].astype(str)
     skipped["reason"] = skipped["reason"].astype(str)

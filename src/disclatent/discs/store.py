@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,13 +162,7 @@ def build_disc_store(
     spacing_mm = check_spacing(spacing_mm, size)
     files = mask_files(masks, modalities)
     mapping = label_map(labels, label_offset)
-    params = {
-        "source": source,
-        "spacing_mm": list(spacing_mm),
-        "size": int(size),
-        "labels": None if mapping is None else sorted(mapping.items()),
-        "label_offset": int(label_offset),
-    }
+    params = isolation_params(source, spacing_mm, size, mapping, label_offset)
     tasks = [Task(series_name(f), (Path(f),), params) for f in files]
     out_path = Path(out_path)
     cache = Path(cache_dir) if cache_dir is not None else out_path.with_suffix(".series")
@@ -175,7 +170,7 @@ def build_disc_store(
         isolate_series,
         tasks,
         cache,
-        salt=code_version("discs.store", "discs.isolation", "discs.numbering", "data.volume"),
+        salt=code_version(*ISOLATION_MODULES),
         scheduler=scheduler,
         workers=workers,
         progress=progress,
@@ -193,7 +188,7 @@ def build_disc_store(
             warnings.warn(f"skipped: {problem}", DiscWarning, stacklevel=2)
             skipped.append(_skip_rows(task.name, np.nan, str(problem))[SKIPPED_COLUMNS])
             continue
-        part = _read_series_result(run.files[task.name], size)
+        part = read_isolated_series(run.files[task.name], size)
         replay_warnings(part["warnings"])
         for _, row in part["skipped"].iterrows():
             if not skip_errors:
@@ -216,6 +211,25 @@ def build_disc_store(
 
 
 SKIPPED_COLUMNS = ["series", "ivd_label", "reason"]
+#: the modules whose source keys a series' isolated cubes (:func:`code_version`)
+ISOLATION_MODULES = ("discs.store", "discs.isolation", "discs.numbering", "data.volume")
+
+
+def isolation_params(
+    source: str,
+    spacing_mm: Sequence[float],
+    size: int,
+    mapping: Mapping[int, int] | None,
+    label_offset: int,
+) -> dict[str, Any]:
+    """The JSON-ready settings of :func:`isolate_series` (they key its result)."""
+    return {
+        "source": source,
+        "spacing_mm": [float(s) for s in spacing_mm],
+        "size": int(size),
+        "labels": None if mapping is None else sorted(mapping.items()),
+        "label_offset": int(label_offset),
+    }
 
 
 def _skip_rows(series: str, ivd_label: float, reason: str, error: str = "") -> pd.DataFrame:
@@ -289,7 +303,8 @@ def isolate_series(task: Task, out: Path) -> None:
         )
 
 
-def _read_series_result(path: Path, size: int) -> dict:
+def read_isolated_series(path: Path, size: int) -> dict:
+    """The cubes, table, skipped discs and warnings that :func:`isolate_series` wrote."""
     with np.load(path, allow_pickle=False) as z:
         n = int(z["n"])
         cubes = np.unpackbits(z["cubes"], count=n * size**3).reshape(n, size, size, size)

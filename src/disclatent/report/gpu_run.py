@@ -4,23 +4,17 @@ time and this build's."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pandas as pd
+
+from disclatent.paths import read_benchmark
 
 
 def read_gpu_run(path: str | os.PathLike) -> dict | None:
     """The record, or ``None`` when no GPU run has been recorded."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    missing = {"device", "profile", "chapter_seconds", "total_minutes"} - set(record)
-    if missing:
-        raise ValueError(f"{path}: not a GPU run record (missing {', '.join(sorted(missing))})")
-    return record
+    required = {"device", "profile", "chapter_seconds", "total_minutes"}
+    return read_benchmark(path, required, "a GPU run record")
 
 
 def gpu_run_table(record: dict) -> pd.DataFrame:

@@ -4,12 +4,12 @@ the results chapter shows it."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from disclatent.paths import read_benchmark
 
 STEP_NAMES = {
     "isolation": "disc isolation",
@@ -21,14 +21,8 @@ STEP_NAMES = {
 
 def read_scale_run(path: str | os.PathLike) -> dict | None:
     """The record, or ``None`` when the benchmark has not been run."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    missing = {"machine", "cohort", "runs", "projected_hours_30000_spines"} - set(record)
-    if missing:
-        raise ValueError(f"{path}: not a scaling record (missing {', '.join(sorted(missing))})")
-    return record
+    required = {"machine", "cohort", "runs", "projected_hours_30000_spines"}
+    return read_benchmark(path, required, "a scaling record")
 
 
 def scale_table(record: dict) -> pd.DataFrame:

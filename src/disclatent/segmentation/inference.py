@@ -39,7 +39,7 @@ from disclatent.data.volume import (
     write_image,
     write_text_atomic,
 )
-from disclatent.parallel import Task, code_version, run_tasks
+from disclatent.parallel import Task, code_version, file_stamp, in_dask_worker, run_tasks
 from disclatent.segmentation.config import CONFIG_FILE, MODEL_FILE, SegConfig
 from disclatent.segmentation.data import (
     Case,
@@ -163,8 +163,8 @@ def predict_images(
     ``segmenter`` (an in-memory model, :meth:`Segmenter.from_model`) segments in this
     process, without the cache.
     """
-    if segmenter is None:
-        Segmenter(model_dir)  # a missing or broken model folder fails here, before any task
+    if segmenter is None:  # a missing or broken model folder fails here, before any task
+        _worker_segmenter(str(Path(model_dir).resolve()), file_stamp(Path(model_dir) / MODEL_FILE))
     files = _image_files(Path(images))
     if series is not None:
         wanted = set(series)
@@ -226,42 +226,37 @@ def predict_images(
     return table
 
 
+def _segment_file(seg: Segmenter, image_path: Path, target: Path) -> tuple[Volume, dict]:
+    """Segment one image file and write its int16 SPIDER mask to ``target`` (atomically);
+    the mask and the instance summary with the ``seconds`` it took."""
+    t0 = time.perf_counter()
+    image = read_image(image_path)
+    mask, info = seg.segment(image)
+    labels = Volume(mask.array.astype(np.int16), image.spacing, image.origin, image.direction)
+    write_image(labels, target)
+    info["seconds"] = time.perf_counter() - t0
+    return labels, info
+
+
 def _segment_and_write(
     seg: Segmenter, f: Path, out: Path, log: Callable[[str], None] | None
 ) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    image = read_image(f)
-    mask, info = seg.segment(image)
     target = out / "masks" / f.name
-    write_image(
-        Volume(mask.array.astype(np.int16), image.spacing, image.origin, image.direction),
-        target,
-    )
-    seconds = time.perf_counter() - t0
+    _, info = _segment_file(seg, f, target)
     if log:
-        log(f"{series_name(f)}: {info['n_discs']} discs, {seconds:.1f} s")
-    return {"series": series_name(f), "file": str(target), "seconds": seconds, **info}
+        log(f"{series_name(f)}: {info['n_discs']} discs, {info['seconds']:.1f} s")
+    return {"series": series_name(f), "file": str(target), **info}
 
 
 @functools.lru_cache(maxsize=2)
 def _worker_segmenter(model_dir: str, weights_key: tuple[int, int]) -> Segmenter:
-    """One model per worker process (and per version of its weights file)."""
+    """One model per process (and per version of its weights file, ``weights_key``)."""
     seg = Segmenter(model_dir)
-    if _in_dask_worker() and seg.device.type == "cpu":
+    if in_dask_worker() and seg.device.type == "cpu":
         import torch
 
         torch.set_num_threads(1)  # one thread per worker: the cluster has a worker per core
     return seg
-
-
-def _in_dask_worker() -> bool:
-    try:
-        from distributed import get_worker
-
-        get_worker()
-    except (ImportError, ValueError):
-        return False
-    return True
 
 
 def segment_series(task: Task, out: Path) -> None:
@@ -269,22 +264,16 @@ def segment_series(task: Task, out: Path) -> None:
     task): writes the SPIDER mask to ``params["target"]`` (atomically), and to ``out``
     (``.npz``) the int16 mask on the image's grid, its geometry, the instance summary and
     the seconds it took, so a rerun reuses it."""
-    t0 = time.perf_counter()
-    weights = Path(task.params["model_dir"]) / MODEL_FILE
-    stat = weights.stat()
-    seg = _worker_segmenter(task.params["model_dir"], (stat.st_mtime_ns, stat.st_size))
-    image = read_image(task.inputs[0])
-    mask, info = seg.segment(image)
-    labels = mask.array.astype(np.int16)
-    write_image(Volume(labels, image.spacing, image.origin, image.direction), task.params["target"])
-    info["seconds"] = time.perf_counter() - t0
+    model_dir = task.params["model_dir"]
+    seg = _worker_segmenter(model_dir, file_stamp(Path(model_dir) / MODEL_FILE))
+    labels, info = _segment_file(seg, task.inputs[0], Path(task.params["target"]))
     with open(out, "wb") as fh:
         np.savez_compressed(
             fh,
-            mask=labels,
-            spacing=np.asarray(image.spacing, float),
-            origin=np.asarray(image.origin, float),
-            direction=np.asarray(image.direction, float),
+            mask=labels.array,
+            spacing=np.asarray(labels.spacing, float),
+            origin=np.asarray(labels.origin, float),
+            direction=np.asarray(labels.direction, float),
             info=np.array(json.dumps(info)),
         )
 
