@@ -17,7 +17,7 @@ import hashlib
 import multiprocessing
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
@@ -187,36 +187,51 @@ class LatentCache:
             self.plan_ = self._planned
             self._planned = None
 
-    def fit_planned(self, cubes: np.ndarray, workers: int = 1) -> int:
+    def fit_planned(self, cubes: np.ndarray, workers: int = 1, progress: bool = True) -> int:
         """Train every planned extractor not yet fitted, ``workers`` at once in fresh
         processes with ``cores // workers`` torch threads each (the same models whatever the
-        order they finish in); returns how many were trained."""
+        order they finish in), with a progress bar; returns how many were trained."""
         plan = {k: v for k, v in getattr(self, "plan_", {}).items() if k not in self._fitted}
         if not plan:
             return 0
+        from tqdm.auto import tqdm
+
         cubes = np.asarray(cubes)
         threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-        if workers <= 1:
-            fitted = {k: _fit_latent(lat, cubes[idx], threads) for k, (lat, idx) in plan.items()}
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {
-                    k: pool.submit(_fit_latent, lat, cubes[idx], threads)
-                    for k, (lat, idx) in plan.items()
-                }
-                fitted = {k: f.result() for k, f in futures.items()}
+        bar = tqdm(total=len(plan), desc="fold autoencoders", unit="model", disable=not progress)
+        fitted: dict[str, object] = {}
+        with bar:
+            if workers <= 1:
+                for k, (lat, idx) in plan.items():
+                    fitted[k] = _fit_latent(lat, cubes[idx], threads)
+                    bar.update()
+            else:
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                    futures = {
+                        pool.submit(_fit_latent, lat, cubes[idx], threads): k
+                        for k, (lat, idx) in plan.items()
+                    }
+                    for f in as_completed(futures):
+                        fitted[futures[f]] = f.result()
+                        bar.update()
         self._fitted.update(fitted)
         self.fits += len(fitted)
         return len(fitted)
 
 
 def _fit_latent(latent, cubes: np.ndarray, threads: int):
-    """Worker of :meth:`LatentCache.fit_planned`: one extractor fitted with ``threads``."""
+    """Worker of :meth:`LatentCache.fit_planned`: one extractor fitted with ``threads`` torch
+    threads. An extractor with a ``cpu_threads`` parameter is given them there: training
+    sets its own thread count, and two 2-thread fits on 2 cores ran many times slower
+    than two 1-thread ones."""
     import torch
 
     torch.set_num_threads(threads)
-    return clone(latent).fit(cubes)
+    est = clone(latent)
+    if "cpu_threads" in est.get_params(deep=False):
+        est.set_params(cpu_threads=threads)
+    return est.fit(cubes)
 
 
 class _ZeroLatent:

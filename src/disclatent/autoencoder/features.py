@@ -27,7 +27,8 @@ class LatentFeatures(BaseEstimator, TransformerMixin):
     pass through pipelines). ``fit`` trains a new autoencoder on the discs it is given (all of
     them inside a cross-validation fold are training discs), unless ``model_dir`` names a
     trained model, which is then loaded and frozen (``fit`` does not train). ``transform``
-    returns ``(n, k)`` latent vectors named ``latent_0 ..``.
+    returns ``(n, k)`` latent vectors named ``latent_0 ..``. ``cpu_threads``: torch threads of
+    the training (``None``: the profile's; several fits at once need one each).
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class LatentFeatures(BaseEstimator, TransformerMixin):
         seed: int = 0,
         device: str | None = None,
         progress: bool = False,
+        cpu_threads: int | None = None,
     ) -> None:
         self.latent_dim = latent_dim
         self.profile = profile
@@ -47,13 +49,18 @@ class LatentFeatures(BaseEstimator, TransformerMixin):
         self.seed = seed
         self.device = device
         self.progress = progress
+        self.cpu_threads = cpu_threads
 
     def fit(self, X: Any, y: Any = None) -> LatentFeatures:  # noqa: N803 (scikit-learn naming)
         if self.model_dir:
             self.model_ = DiscAE.load(self.model_dir, self.device)
         else:
             cfg = AEConfig.from_profile(
-                self.profile, self.latent_dim, max_epochs=self.max_epochs, seed=self.seed
+                self.profile,
+                self.latent_dim,
+                max_epochs=self.max_epochs,
+                seed=self.seed,
+                cpu_threads=self.cpu_threads,
             )
             self.model_ = training.fit(
                 fit_cubes(X, cfg.size), cfg, device=self.device, progress=self.progress
