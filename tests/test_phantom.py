@@ -183,6 +183,29 @@ def test_truth_of_an_irregular_outline_and_wavy_endplates():
     assert b.half_extent()[2] == pytest.approx(8.0 * 1.5 * 1.2 + 1.0)
 
 
+def test_truth_angles_follow_the_solids_principal_axes():
+    """Harmonic 2 with a sine term turns the footprint's principal axes away from the
+    generating ``u``: the true transverse angle is that of the solid's own lateral axis,
+    as scikit-image's ``regionprops`` orientation of the footprint finds it (rows along u),
+    not the generating rotation's 0 degrees; the tilt of the normal is untouched."""
+    from skimage.measure import regionprops
+
+    d = _flat_disc(notch_depth=0.0, notch_halfwidth=1e-6, outline=np.array([[0.0, 0.08]]))
+    t = d.truth(step_mm=0.02)
+    step = 0.02
+    uu, vv = np.meshgrid(
+        np.arange(-25, 25, step) + step / 2, np.arange(-20, 20, step) + step / 2, indexing="ij"
+    )
+    footprint = d.footprint(uu, vv).astype(np.uint8)
+    orientation = np.degrees(regionprops(footprint)[0].orientation)
+    assert abs(orientation) > 10  # a real turn, which the generating angle (0) misses
+    assert t["transverse_angle_deg"] == pytest.approx(orientation, abs=0.05)
+    assert t["sagittal_angle_deg"] == pytest.approx(0.0, abs=1e-9)
+    assert t["coronal_angle_deg"] == pytest.approx(0.0, abs=1e-9)
+    # a symmetric footprint keeps the generating axes (the round case included)
+    assert _flat_disc().truth(step_mm=0.05)["transverse_angle_deg"] == pytest.approx(0, abs=1e-6)
+
+
 def test_irregularity_is_seeded_and_bounded():
     rng = np.random.default_rng(3)
     outline, bumps = anatomy.irregularity(rng)

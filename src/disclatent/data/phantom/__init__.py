@@ -15,16 +15,23 @@ The disc frame is placed in LPS world coordinates by ``R = Rz(transverse) Ry(-co
 Rx(-sagittal)``. The true values in ``phantom_truth.csv`` follow the paper's definitions:
 
 * ``height_mm``: mean of ``t`` over the footprint (mean thickness along the disc's own axis).
-* ``ap_width_mm``: footprint extent along ``v`` at the midline ``u = 0`` (the middle
-  sagittal slice), i.e. ``a_ant + a_post - notch_depth``.
-* ``lateral_width_mm``: footprint extent along ``u`` (``2 a_lat``, at ``v = 0``).
+* The solid's principal frame, as a measured disc's is defined: its normal is ``w`` (the
+  solid is symmetric about its mid-plane); its lateral and AP axes are the principal axes of
+  the footprint's thickness-weighted second moments, the lateral one closer to left-right.
+  For a regular footprint they are ``u`` and ``v``; an irregular outline or wavy endplates
+  turn them, for the near-round footprints of real discs by several degrees
+  (:meth:`~disclatent.data.phantom.anatomy.DiscSpec.principal_rotation`).
+* ``ap_width_mm``: footprint extent along the AP axis on the line through the centroid
+  (the middle sagittal slice; ``a_ant + a_post - notch_depth`` for a regular footprint).
+* ``lateral_width_mm``: footprint extent along the lateral axis through the centroid
+  (``2 a_lat`` for a regular footprint).
 * ``volume_mm3``: integral of ``t`` over the footprint; ``centroid_{x,y,z}_mm``: its centre
   of mass in LPS world millimetres.
 * Angles, in degrees, of the line where the disc's mid-plane cuts a scanner plane:
   ``sagittal_angle_deg`` (y-z plane) against the anterior horizontal, positive when the
   anterior edge is superior (L5/S1 is negative in lordosis); ``coronal_angle_deg`` (x-z
   plane) against the left-right axis, positive when the left edge is superior;
-  ``transverse_angle_deg`` (x-y plane): the disc's lateral axis projected on the transverse
+  ``transverse_angle_deg`` (x-y plane): the principal lateral axis projected on the transverse
   plane against the left-right axis, positive when the left edge is posterior (the mid-plane
   of a near-horizontal disc does not cut a transverse plane along a line). The paper
   measures the last two "against the vertical axis": that is 90 degrees minus these

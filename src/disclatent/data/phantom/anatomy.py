@@ -222,9 +222,39 @@ class DiscSpec:
         return float(hit.max() - hit.min() + step_mm) if len(hit) else 0.0
 
     # -- truth ---------------------------------------------------------------------------
+    def principal_rotation(self, uu: np.ndarray, vv: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """The solid's principal frame in its own ``(u, v, w)`` coordinates: a rotation about
+        ``w`` (columns: lateral, AP, normal axis).
+
+        The solid is symmetric about its mid-plane (``|w| <= t / 2``), so ``w`` is a
+        principal axis and the disc normal; in the mid-plane, the principal axes of the
+        second moments of the thickness ``weight`` sampled at ``(uu, vv)`` (mm). Of the two,
+        the one closer to the world's left-right axis is the lateral axis, as for a measured
+        disc (``book/method.md``, *Geometry*). An irregular outline (odd harmonics, sine
+        terms) or wavy endplates turn these axes away from ``u`` and ``v`` of the generating
+        rotation: for near-round footprints by several degrees.
+        """
+        total = weight.sum()
+        cu = uu - (uu * weight).sum() / total
+        cv = vv - (vv * weight).sum() / total
+        suu, svv = (weight * cu * cu).sum() / total, (weight * cv * cv).sum() / total
+        suv = (weight * cu * cv).sum() / total
+        major = 0.5 * math.atan2(2.0 * suv, suu - svv)
+        best = None
+        for phi in (major, major + 0.5 * math.pi):
+            c, s = math.cos(phi), math.sin(phi)
+            turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+            lateral = self.rotation @ turn[:, 0]
+            if best is None or abs(lateral[0]) > abs((self.rotation @ best[:, 0])[0]):
+                best = turn
+        if (self.rotation @ best[:, 0])[0] < 0:  # towards the left, v = w x u
+            best = best @ np.diag([-1.0, -1.0, 1.0])
+        return best
+
     def truth(self, step_mm: float = 0.05) -> dict[str, float]:
         """Exact-by-quadrature geometry of the solid (midpoint rule on a fine grid): the
-        features of :data:`~disclatent.conventions.GEOMETRY_FEATURES`, the footprint area and
+        features of :data:`~disclatent.conventions.GEOMETRY_FEATURES` (angles and widths on
+        the solid's principal axes, :meth:`principal_rotation`), the footprint area and
         the centroid ``centroid_{x,y,z}_mm`` (LPS millimetres)."""
         grow = self.outline_growth
         us = np.arange(-self.a_lat * grow, self.a_lat * grow, step_mm) + step_mm / 2
@@ -234,18 +264,20 @@ class DiscSpec:
         t = self.thickness(uu, vv)
         area = inside.sum() * step_mm**2
         volume = (t * inside).sum() * step_mm**2
-        angles = plane_angles(self.rotation)
         weight = t * inside
         centroid_local = np.array([(uu * weight).sum(), (vv * weight).sum(), 0.0]) / weight.sum()
         centroid = self.center + self.rotation @ centroid_local
-        # widths edge to edge on the lines through the centroid, as measured (for the
-        # regular solid about a_ant + a_post - notch_depth and 2 a_lat)
+        frame = self.rotation @ self.principal_rotation(uu, vv, weight)
+        angles = plane_angles(frame)
+        # widths edge to edge on the lines through the centroid along the principal axes,
+        # as measured (for the regular solid about a_ant + a_post - notch_depth and 2 a_lat)
         fine = min(step_mm, 0.01)
         on_line = centroid_local[:2]
+        lateral, ap = frame[:, 0] @ self.rotation, frame[:, 1] @ self.rotation
         return {
             "height_mm": volume / area,
-            "ap_width_mm": self._edges(on_line, np.array([0.0, 1.0]), fine),
-            "lateral_width_mm": self._edges(on_line, np.array([1.0, 0.0]), fine),
+            "ap_width_mm": self._edges(on_line, ap[:2], fine),
+            "lateral_width_mm": self._edges(on_line, lateral[:2], fine),
             **angles,
             "volume_mm3": volume,
             "footprint_area_mm2": area,

@@ -24,7 +24,7 @@ from disclatent.data.volume import (
     write_text_atomic,
 )
 
-PHANTOM_VERSION = 2
+PHANTOM_VERSION = 3  # 3: angles and widths on the solid's principal axes
 #: the phantom's generating truth, one row per disc of every series
 TRUTH_FILE = "phantom_truth.csv"
 
