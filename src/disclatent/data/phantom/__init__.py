@@ -45,7 +45,8 @@ so that no geometric feature predicts them perfectly. Pfirrmann grade follows th
 degeneration and sets the T2 signal of the nucleus.
 
 Modules: :mod:`~disclatent.data.phantom.anatomy` (the generating specification: calibration,
-sites, each disc's solid and its truth), :mod:`~disclatent.data.phantom.raster` (label map
+sites, each disc's solid and its truth), :mod:`~disclatent.data.phantom.frames` (rotations,
+scanner-plane angles, a solid's principal frame), :mod:`~disclatent.data.phantom.raster` (label map
 and MR image on an acquisition grid) and :mod:`~disclatent.data.phantom.writer` (the cohort's
 files). Method: ``book/method.md``, *Data*.
 """

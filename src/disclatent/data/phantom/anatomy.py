@@ -15,6 +15,7 @@ from scipy.stats import norm
 
 from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data import labels as lab
+from disclatent.data.phantom.frames import plane_angles, principal_turn, rotation_matrix
 
 # ---------------------------------------------------------------------------------------
 # Per-level calibration (index = IVD label - 1: L5/S1, L4/L5, L3/L4, L2/L3, L1/L2, T12/L1,
@@ -223,33 +224,9 @@ class DiscSpec:
 
     # -- truth ---------------------------------------------------------------------------
     def principal_rotation(self, uu: np.ndarray, vv: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """The solid's principal frame in its own ``(u, v, w)`` coordinates: a rotation about
-        ``w`` (columns: lateral, AP, normal axis).
-
-        The solid is symmetric about its mid-plane (``|w| <= t / 2``), so ``w`` is a
-        principal axis and the disc normal; in the mid-plane, the principal axes of the
-        second moments of the thickness ``weight`` sampled at ``(uu, vv)`` (mm). Of the two,
-        the one closer to the world's left-right axis is the lateral axis, as for a measured
-        disc (``book/method.md``, *Geometry*). An irregular outline (odd harmonics, sine
-        terms) or wavy endplates turn these axes away from ``u`` and ``v`` of the generating
-        rotation: for near-round footprints by several degrees.
-        """
-        total = weight.sum()
-        cu = uu - (uu * weight).sum() / total
-        cv = vv - (vv * weight).sum() / total
-        suu, svv = (weight * cu * cu).sum() / total, (weight * cv * cv).sum() / total
-        suv = (weight * cu * cv).sum() / total
-        major = 0.5 * math.atan2(2.0 * suv, suu - svv)
-        best = None
-        for phi in (major, major + 0.5 * math.pi):
-            c, s = math.cos(phi), math.sin(phi)
-            turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-            lateral = self.rotation @ turn[:, 0]
-            if best is None or abs(lateral[0]) > abs((self.rotation @ best[:, 0])[0]):
-                best = turn
-        if (self.rotation @ best[:, 0])[0] < 0:  # towards the left, v = w x u
-            best = best @ np.diag([-1.0, -1.0, 1.0])
-        return best
+        """The solid's principal frame in its own ``(u, v, w)`` coordinates, from the
+        thickness ``weight`` sampled at ``(uu, vv)`` (mm): see :func:`principal_turn`."""
+        return principal_turn(self.rotation, uu, vv, weight)
 
     def truth(self, step_mm: float = 0.05) -> dict[str, float]:
         """Exact-by-quadrature geometry of the solid (midpoint rule on a fine grid): the
@@ -283,50 +260,6 @@ class DiscSpec:
             "footprint_area_mm2": area,
             **{f"centroid_{a}_mm": float(c) for a, c in zip("xyz", centroid, strict=True)},
         }
-
-
-def rotation_matrix(sagittal_deg: float, coronal_deg: float, transverse_deg: float) -> np.ndarray:
-    """Disc frame (columns u, v, w) in LPS for the three tilts (see module docstring)."""
-    a, b, g = np.deg2rad([sagittal_deg, coronal_deg, transverse_deg])
-
-    def rx(t: float) -> np.ndarray:
-        c, s = math.cos(t), math.sin(t)
-        return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-    def ry(t: float) -> np.ndarray:
-        c, s = math.cos(t), math.sin(t)
-        return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-    def rz(t: float) -> np.ndarray:
-        c, s = math.cos(t), math.sin(t)
-        return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-    return rz(g) @ ry(-b) @ rx(-a)
-
-
-def plane_angles(rotation: np.ndarray) -> dict[str, float]:
-    """Disc tilt in the sagittal, coronal and transverse scanner planes (degrees).
-
-    Sagittal and coronal: the line where the disc's mid-plane cuts that plane. Transverse:
-    the disc's lateral axis projected on the plane. Signs as in the module docstring.
-    """
-    n = rotation[:, 2]
-    ex, ey, ez = np.eye(3)
-
-    def angle(d: np.ndarray, ref: np.ndarray, up: np.ndarray) -> float:
-        if np.dot(d, ref) < 0:
-            d = -d
-        return float(np.degrees(np.arctan2(np.dot(d, up), np.dot(d, ref))))
-
-    return {
-        # sagittal plane (y-z): the line lies along ex x n; reference anterior = -y
-        "sagittal_angle_deg": angle(np.cross(ex, n), -ey, ez),
-        # coronal plane (x-z): line along ey x n; reference left = +x, up = +z
-        "coronal_angle_deg": angle(np.cross(ey, n), ex, ez),
-        # transverse plane (x-y): a transverse slice shows the whole footprint, whose long
-        # axis is the lateral axis u projected on x-y; reference left = +x, "up" = posterior
-        "transverse_angle_deg": angle(rotation[:, 0] * np.array([1.0, 1.0, 0.0]), ex, ey),
-    }
 
 
 @dataclass
