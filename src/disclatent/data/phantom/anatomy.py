@@ -244,17 +244,16 @@ class DiscSpec:
         weight = t * inside
         centroid_local = np.array([(uu * weight).sum(), (vv * weight).sum(), 0.0]) / weight.sum()
         centroid = self.center + self.rotation @ centroid_local
-        frame = self.rotation @ self.principal_rotation(uu, vv, weight)
-        angles = plane_angles(frame)
+        turn = self.principal_rotation(uu, vv, weight)  # principal axes, local coordinates
+        angles = plane_angles(self.rotation @ turn)
         # widths edge to edge on the lines through the centroid along the principal axes,
         # as measured (for the regular solid about a_ant + a_post - notch_depth and 2 a_lat)
         fine = min(step_mm, 0.01)
         on_line = centroid_local[:2]
-        lateral, ap = frame[:, 0] @ self.rotation, frame[:, 1] @ self.rotation
         return {
             "height_mm": volume / area,
-            "ap_width_mm": self._edges(on_line, ap[:2], fine),
-            "lateral_width_mm": self._edges(on_line, lateral[:2], fine),
+            "ap_width_mm": self._edges(on_line, turn[:2, 1], fine),
+            "lateral_width_mm": self._edges(on_line, turn[:2, 0], fine),
             **angles,
             "volume_mm3": volume,
             "footprint_area_mm2": area,
