@@ -629,6 +629,12 @@ def test_fold_extractors_planned_then_trained_together_give_the_same_table():
     pd.testing.assert_frame_equal(a, b)
     assert len(together.cache.plan_) == 5
     assert (together.cache.fits, together.cache.hits) == (5, 10)  # planned once, all reused
+    three = pr.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1, workers=2, max_folds=3)
+    c = pr.leakage_table(table, grouped, 1, in_fold=three, **settings)
+    assert len(three.cache.plan_) == 3  # three fold extractors, not five
+    in_fold = c.protocol == "grouped, AE in fold"
+    paper = c.protocol == "paper"
+    assert (c.discs[in_fold] < len(table)).all() and (c.discs[paper] == len(table)).all()
 
 
 def test_fold_autoencoders_train_with_the_threads_they_are_given(monkeypatch):
@@ -656,3 +662,35 @@ def test_fold_autoencoders_train_with_the_threads_they_are_given(monkeypatch):
         torch.set_num_threads(before)
     assert seen == {"config": 1, "torch": 1}
     assert latent.cpu_threads is None  # the planned extractor itself is left as it was
+
+
+def test_round_threads_give_a_last_lone_job_every_core():
+    from disclatent.analysis.estimators import round_threads
+
+    assert round_threads(5, 2, 2) == [1, 1, 1, 1, 2]
+    assert round_threads(3, 2, 2) == [1, 1, 2]
+    assert round_threads(4, 2, 2) == [1, 1, 1, 1]
+    assert round_threads(2, 1, 4) == [4, 4]  # serial: every core
+    assert round_threads(3, 4, 2) == [1, 1, 1]  # never below one thread
+    assert round_threads(0, 2, 2) == []
+
+
+def test_cross_validate_can_run_only_the_first_folds_of_each_split():
+    from sklearn.linear_model import LogisticRegression
+
+    from disclatent.analysis.validation import cross_validate, fold_splits
+
+    table = _graded()
+    y, groups = table["disc_narrowing"].to_numpy(int), table["patient"].astype(str).to_numpy()
+    X = table[["height_mm", "latent_0"]]  # noqa: N806
+    full = cross_validate(LogisticRegression(), X, y, groups, n_repeats=1, seed=3)
+    part = cross_validate(LogisticRegression(), X, y, groups, n_repeats=1, seed=3, max_folds=3)
+    splits = fold_splits(y, groups, 5, 3)
+    tested = np.sort(np.concatenate([test for _, test in splits[:3]]))
+    assert len(part.folds) == 3 and len(full.folds) == 5
+    assert (part.folds["n_train"] == full.folds["n_train"][:3]).all()  # 4/5 of the discs each
+    assert len(part.y) == len(tested) < len(y)
+    np.testing.assert_array_equal(part.y, y[tested])
+    np.testing.assert_array_equal(part.oof, full.oof[:, tested])  # the same fits, fewer of them
+    with pytest.raises(ValueError, match="max_folds"):
+        cross_validate(LogisticRegression(), X, y, groups, n_repeats=1, max_folds=6)

@@ -297,6 +297,24 @@ def test_stability_jobs_pair_noise_with_plain_seeds_and_skip_noise_for_joint_tra
         A.ensemble.stability_jobs(DF, lambda n: tmp_path / n, 1, 0, 0.3, workers=1)
 
 
+def test_the_noise_variant_trains_as_many_epochs_per_stage_as_the_plain_model(tmp_path):
+    jobs, notes = A.ensemble.stability_jobs(
+        DF, lambda n: tmp_path / n, 3, 1, 0.3, workers=2, trained_epochs=(148, 178)
+    )
+    noisy, plain = jobs[0], jobs[1:]
+    assert noisy.name == "k4-noise-seed0"
+    assert (noisy.config.max_epochs, noisy.config.encoder_epochs) == (148, 30)
+    assert all(
+        (j.config.max_epochs, j.config.encoder_epochs) == (DF.max_epochs, DF.encoder_epochs)
+        for j in plain
+    )  # the plain seeds keep the profile's budget and criterion
+    assert "148 decoder-stage and 30 encoder-stage epochs" in notes[0]
+    with pytest.raises(ValueError, match="decoder <= total"):
+        A.ensemble.stability_jobs(
+            DF, lambda n: tmp_path / n, 2, 1, 0.3, workers=1, trained_epochs=(50, 40)
+        )
+
+
 def test_basis_text_quotes_both_bases():
     rows = [
         ("as trained", "disc_narrowing", "latent", 0.70, 0.60, 0.80),

@@ -188,36 +188,56 @@ class LatentCache:
             self._planned = None
 
     def fit_planned(self, cubes: np.ndarray, workers: int = 1, progress: bool = True) -> int:
-        """Train every planned extractor not yet fitted, ``workers`` at once in fresh
-        processes with ``cores // workers`` torch threads each (the same models whatever the
-        order they finish in), with a progress bar; returns how many were trained."""
+        """Train every planned extractor not yet fitted, in rounds of ``workers`` at once in
+        fresh processes, the cores shared out within each round (:func:`round_threads`: a
+        last round of one model gets every core), with a progress bar; returns how many
+        were trained. The models depend only on the plan and ``workers``."""
         plan = {k: v for k, v in getattr(self, "plan_", {}).items() if k not in self._fitted}
         if not plan:
             return 0
         from tqdm.auto import tqdm
 
         cubes = np.asarray(cubes)
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        items = list(plan.items())
+        threads = round_threads(len(items), workers, os.cpu_count() or 1)
         bar = tqdm(total=len(plan), desc="fold autoencoders", unit="model", disable=not progress)
         fitted: dict[str, object] = {}
         with bar:
             if workers <= 1:
-                for k, (lat, idx) in plan.items():
-                    fitted[k] = _fit_latent(lat, cubes[idx], threads)
+                for (k, (lat, idx)), n in zip(items, threads, strict=True):
+                    fitted[k] = _fit_latent(lat, cubes[idx], n)
                     bar.update()
             else:
                 ctx = multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                    futures = {
-                        pool.submit(_fit_latent, lat, cubes[idx], threads): k
-                        for k, (lat, idx) in plan.items()
-                    }
-                    for f in as_completed(futures):
-                        fitted[futures[f]] = f.result()
-                        bar.update()
+                    for start in range(0, len(items), workers):  # one round at a time
+                        futures = {
+                            pool.submit(_fit_latent, lat, cubes[idx], n): k
+                            for (k, (lat, idx)), n in zip(
+                                items[start : start + workers],
+                                threads[start : start + workers],
+                                strict=True,
+                            )
+                        }
+                        for f in as_completed(futures):
+                            fitted[futures[f]] = f.result()
+                            bar.update()
         self._fitted.update(fitted)
         self.fits += len(fitted)
         return len(fitted)
+
+
+def round_threads(n_jobs: int, workers: int, cores: int) -> list[int]:
+    """Torch threads of each of ``n_jobs`` equal jobs run in rounds of ``workers`` at once on
+    ``cores``: the cores shared out within each round, at least one each. Two one-thread
+    fold autoencoders side by side took 205 s each here, one alone with both cores 133 s,
+    so a last round of one (5 folds on 2 workers) gets both cores instead of idling one."""
+    workers = max(1, workers)
+    out = []
+    for start in range(0, n_jobs, workers):
+        size = min(workers, n_jobs - start)
+        out += [max(1, cores // size)] * size
+    return out
 
 
 def _fit_latent(latent, cubes: np.ndarray, threads: int):

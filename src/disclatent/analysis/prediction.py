@@ -226,12 +226,15 @@ def run_experiment(
     cubes: np.ndarray | None = None,
     latent_factory: Callable[[int], object] | None = None,
     latent_cache: LatentCache | None = None,
+    max_folds: int | None = None,
 ) -> tuple[CVResult, dict]:
     """Cross-validate one (target, feature set, protocol); returns the result and a table row.
 
     For ``"grouped, AE in fold"`` the latent columns of ``table`` are ignored: an extractor
     from ``latent_factory(fold_seed)`` is fitted on each training fold's ``cubes`` (once per
-    fold across calls that share ``latent_cache``).
+    fold across calls that share ``latent_cache``). ``max_folds``: only the first folds of
+    each 5-fold split are run (:func:`~disclatent.analysis.validation.cross_validate`); the
+    row's ``discs`` counts the discs tested.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
@@ -255,16 +258,23 @@ def run_experiment(
             return make_pipeline(columns, class_weighted, fold_seed)
 
     result = cross_validate(
-        estimator, X, y, groups, n_repeats=n_repeats, seed=seed, grouped=protocol != "paper"
+        estimator,
+        X,
+        y,
+        groups,
+        n_repeats=n_repeats,
+        seed=seed,
+        grouped=protocol != "paper",
+        max_folds=max_folds,
     )
     row = {
         "target": target,
         "features": feature_set,
         "protocol": protocol,
         "class_weighted": class_weighted,
-        "discs": len(y),
-        "patients": len(set(groups)),
-        "positive_rate": float(y.mean()),
+        "discs": len(result.y),
+        "patients": len(set(result.groups)),
+        "positive_rate": float(result.y.mean()),
         "repeats": n_repeats,
         **result.summary(n_boot=n_boot, seed=seed),
     }
@@ -367,6 +377,9 @@ class InFold:
     # fold autoencoders trained at once (processes, cores // workers threads each); > 1
     # plans the folds with a dry run first (LatentCache.planning), then trains them together
     workers: int = 1
+    # folds run of each repeat's 5-fold split (None: all five); each still trains on 4/5 of
+    # the discs, only the discs of the folds run are tested (validation.cross_validate)
+    max_folds: int | None = None
 
 
 LEAKAGE_COLUMNS = [
@@ -374,6 +387,7 @@ LEAKAGE_COLUMNS = [
     "features",
     "protocol",
     "repeats",
+    "discs",
     *("f1", "f1_lo", "f1_hi", "auc", "auc_lo", "auc_hi"),
 ]
 
@@ -410,6 +424,7 @@ def leakage_table(
             cubes=in_fold.cubes,
             latent_factory=in_fold.latent_factory,
             latent_cache=in_fold.cache,
+            max_folds=in_fold.max_folds,
         )[1]
 
     wanted = [

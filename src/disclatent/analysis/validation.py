@@ -131,22 +131,29 @@ def cross_validate(
     seed: int = 0,
     grouped: bool = True,
     progress: bool = False,
+    max_folds: int | None = None,
 ) -> CVResult:
     """Repeated (grouped, stratified) K-fold CV; each fold fits a fresh clone.
 
     ``estimator`` may be a callable ``fold_seed -> estimator`` for pipelines whose steps need
-    a per-fold seed (e.g. an autoencoder trained inside the fold).
+    a per-fold seed (e.g. an autoencoder trained inside the fold). ``max_folds`` (< ``n_splits``)
+    fits and tests only the first folds of each repeat's split, for a costly estimator:
+    every fold still trains on (n_splits - 1) / n_splits of the discs, and the result keeps
+    only the discs tested in every repeat.
     """
+    if max_folds is not None and not 1 <= max_folds <= n_splits:
+        raise ValueError(f"max_folds must be between 1 and n_splits={n_splits}, got {max_folds}")
+    n_run = n_splits if max_folds is None else max_folds
     from tqdm.auto import tqdm
 
     labels = np.asarray(y).astype(int)
     patients = np.asarray(groups)
     oof = np.full((n_repeats, len(labels)), np.nan)
     rows = []
-    bar = tqdm(total=n_repeats * n_splits, desc="CV folds", disable=not progress)
+    bar = tqdm(total=n_repeats * n_run, desc="CV folds", disable=not progress)
     for r in range(n_repeats):
         splits = fold_splits(labels, patients, n_splits, seed + r, grouped)
-        for f, (train, test) in enumerate(splits):
+        for f, (train, test) in enumerate(splits[:n_run]):
             fold_seed = seed + 1000 * r + f
             per_fold = callable(estimator) and not isinstance(estimator, BaseEstimator)
             model = estimator(fold_seed) if per_fold else clone(estimator)
@@ -156,7 +163,10 @@ def cross_validate(
             rows.append(_fold_row(r, f, train, test, labels, p, patients))
             bar.update()
     bar.close()
-    return CVResult(oof=oof, folds=pd.DataFrame(rows), y=labels, groups=patients)
+    tested = np.isfinite(oof).all(axis=0)
+    return CVResult(
+        oof=oof[:, tested], folds=pd.DataFrame(rows), y=labels[tested], groups=patients[tested]
+    )
 
 
 def compare(

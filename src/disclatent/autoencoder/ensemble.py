@@ -148,12 +148,20 @@ def stability_jobs(
     n_noise_seeds: int,
     code_noise: float,
     workers: int,
+    trained_epochs: tuple[int, int] | None = None,
 ) -> tuple[list[Job], list[str]]:
     """The retraining runs of the stability chapter: ``config`` with the next ``n_seeds - 1``
     seeds (``config.seed`` is the model already trained) and its latent-noise variant with
     the first ``n_noise_seeds`` seeds (paired with the plain runs of the same seeds), the
     longest first; each with :func:`threads_per_worker` threads. Notes say what is left
-    out (a jointly trained model has no decoder stage to add latent noise to)."""
+    out (a jointly trained model has no decoder stage to add latent noise to).
+
+    The noise variant cannot reach the plain model's IoU criterion (its decoder is trained
+    on jittered codes), so without a limit it spends the whole epoch budget of both stages.
+    ``trained_epochs`` = (decoder-stage epochs, total epochs) of the model already trained
+    (its ``metrics.json``: ``decoder_epochs``, ``epochs``) gives the variant exactly that
+    training: the same number of epochs in each stage as the plain model it is compared
+    with."""
     if n_seeds < 2:
         raise ValueError(f"n_seeds must be at least 2 to compare runs, got {n_seeds}")
     threads = threads_per_worker(config, workers)
@@ -163,5 +171,15 @@ def stability_jobs(
     if noise and config.strategy != "decoder_first":
         notes.append("the model is trained jointly: no latent-noise variant")
         noise = []
-    jobs = seed_jobs(config, folder_for, noise, code_noise, threads)
+    noisy = config
+    if noise and trained_epochs is not None:
+        dec, total = (int(e) for e in trained_epochs)
+        if not 0 < dec <= total:
+            raise ValueError(f"trained_epochs must be 0 < decoder <= total, got {trained_epochs}")
+        noisy = replace(config, max_epochs=dec, encoder_epochs=max(1, total - dec))
+        notes.append(
+            f"the latent-noise variant trains {dec} decoder-stage and {max(1, total - dec)} "
+            f"encoder-stage epochs, as many as the plain k = {config.latent_dim} model needed"
+        )
+    jobs = seed_jobs(noisy, folder_for, noise, code_noise, threads)
     return jobs + seed_jobs(config, folder_for, seeds, threads=threads), notes
