@@ -1,7 +1,7 @@
 """Run profiles: one parameter that sets every size and budget of the study.
 
 * ``quick``: tests and CI; the whole book in a few minutes, numbers not meaningful.
-* ``default``: a laptop CPU (2 cores); target: the whole book in under thirty minutes (43
+* ``default``: a laptop CPU (2 cores); target: the whole book in under thirty minutes (34
   measured at 9bd12c8: chapter 04's fold autoencoders take 19.5, so the target is not met yet).
 * ``paper``: the published settings (64^3 crops, SwinUNETR-V2, 200/1000-epoch budgets),
   meant for a GPU.
@@ -153,7 +153,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         "default",
-        "a 2-core laptop CPU, 30-minute target (43 measured)",
+        "a 2-core laptop CPU, 30-minute target (34 measured)",
         n_patients=36,
         disc_cube_size=48,
         disc_spacing_mm=Spacing(si=2.0, ap=1.6, lr=1.9),
