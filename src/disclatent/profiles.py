@@ -2,7 +2,7 @@
 
 * ``quick``: tests and CI; the whole book in a few minutes, numbers not meaningful.
 * ``default``: a laptop CPU (2 cores); target: the whole book in under thirty minutes (34
-  measured at 9bd12c8: chapter 04's fold autoencoders take 19.5, so the target is not met yet).
+  measured at 8e8cddd: chapter 04 takes 12.2 and 06 10.2, so the target is not met yet).
 * ``paper``: the published settings (64^3 crops, SwinUNETR-V2, 200/1000-epoch budgets),
   meant for a GPU.
 
