@@ -149,6 +149,7 @@ def cross_validate(
     labels = np.asarray(y).astype(int)
     patients = np.asarray(groups)
     oof = np.full((n_repeats, len(labels)), np.nan)
+    seen = np.zeros(oof.shape, bool)  # tested in that repeat (not inferred from NaN)
     rows = []
     bar = tqdm(total=n_repeats * n_run, desc="CV folds", disable=not progress)
     for r in range(n_repeats):
@@ -159,11 +160,11 @@ def cross_validate(
             model = estimator(fold_seed) if per_fold else clone(estimator)
             model.fit(X.iloc[train], labels[train])
             p = model.predict_proba(X.iloc[test])[:, 1]
-            oof[r, test] = p
+            oof[r, test], seen[r, test] = p, True
             rows.append(_fold_row(r, f, train, test, labels, p, patients))
             bar.update()
     bar.close()
-    tested = np.isfinite(oof).all(axis=0)
+    tested = seen.all(axis=0)
     return CVResult(
         oof=oof[:, tested], folds=pd.DataFrame(rows), y=labels[tested], groups=patients[tested]
     )

@@ -176,9 +176,10 @@ def stability_jobs(
         dec, total = (int(e) for e in trained_epochs)
         if not 0 < dec <= total:
             raise ValueError(f"trained_epochs must be 0 < decoder <= total, got {trained_epochs}")
-        noisy = replace(config, max_epochs=dec, encoder_epochs=max(1, total - dec))
+        enc = max(1, total - dec)
+        noisy = replace(config, max_epochs=dec, encoder_epochs=enc)
         notes.append(
-            f"the latent-noise variant trains {dec} decoder-stage and {max(1, total - dec)} "
+            f"the latent-noise variant trains {dec} decoder-stage and {enc} "
             f"encoder-stage epochs, as many as the plain k = {config.latent_dim} model needed"
         )
     jobs = seed_jobs(noisy, folder_for, noise, code_noise, threads)
