@@ -45,6 +45,7 @@ from IPython.display import Markdown, display
 
 from disclatent import published
 from disclatent.analysis import baselines as bl
+from disclatent.analysis import leakage as lk
 from disclatent.analysis import prediction as pr
 from disclatent.analysis.study import load_study
 from disclatent.data.volume import write_csv_atomic
@@ -187,24 +188,15 @@ supp2
 
 # %%
 # one autoencoder per fold, shared by "latent" and "geometric + latent"
-fold_ae = pr.InFold(
-    gt.cubes, study.fold_autoencoder, cfg.pred_fold_repeats, workers=cfg.ae_workers,
-    max_folds=cfg.pred_fold_max_folds,
-)  # fmt: skip
-in_fold = fold_ae if cfg.pred_ae_in_fold else None
+in_fold = lk.InFold.from_profile(cfg, gt.cubes, study.fold_autoencoder)
 if in_fold is None:
     print(
         f"The '{profile}' profile skips the AE-in-fold protocol (it trains five "
         "autoencoders per experiment); the default and paper profiles run it."
     )
 else:
-    display(
-        Markdown(
-            f"AE in fold: {cfg.pred_fold_max_folds} of 5 folds, {cfg.pred_fold_repeats} "
-            f"repeat(s), {cfg.pred_fold_max_folds * cfg.pred_fold_repeats} autoencoders."
-        )
-    )
-leakage = pr.leakage_table(
+    display(Markdown(in_fold.summary()))
+leakage = lk.leakage_table(
     tables["gt"], pr.paper_set_rows(main, "gt"), LATENT_DIM, in_fold=in_fold, **settings
 )
 save_table(leakage, Table.LEAKAGE, build)
@@ -215,7 +207,7 @@ leakage.round(3)
 
 # %%
 with pd.option_context("display.max_colwidth", None):  # whole sentences, not "fitt..."
-    display(pd.Series(pr.PROTOCOLS, name="what is fitted where").to_frame())
+    display(pd.Series(lk.PROTOCOLS, name="what is fitted where").to_frame())
 
 # %% [markdown]
 # ## Explore the predictions yourself

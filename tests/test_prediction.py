@@ -4,6 +4,7 @@ import pytest
 
 from disclatent import published
 from disclatent.analysis import baselines as bl
+from disclatent.analysis import leakage as lk
 from disclatent.analysis import prediction as pr
 from disclatent.conventions import GEOMETRY_FEATURES, PREDICTION_FEATURES
 from disclatent.data.spider import GRADING_TARGETS
@@ -421,9 +422,9 @@ def test_leakage_table_reuses_grouped_rows_and_runs_the_others():
             return super().fit(c)
 
     cubes = np.random.default_rng(0).random((len(table), 3, 3, 3))
-    in_fold = pr.InFold(cubes, lambda seed: Spy(), n_repeats=1)
-    out = pr.leakage_table(table, grouped, 1, in_fold=in_fold, **settings)
-    assert list(out.columns) == pr.LEAKAGE_COLUMNS
+    in_fold = lk.InFold(cubes, lambda seed: Spy(), n_repeats=1)
+    out = lk.leakage_table(table, grouped, 1, in_fold=in_fold, **settings)
+    assert list(out.columns) == lk.LEAKAGE_COLUMNS
     expected = []
     for t in GRADING_TARGETS:
         for fs in pr.FEATURE_SETS:
@@ -438,7 +439,7 @@ def test_leakage_table_reuses_grouped_rows_and_runs_the_others():
     ]
     assert hit.iloc[0]["auc"] == paper["auc"]
     assert len(fitted) == 5 and (in_fold.cache.fits, in_fold.cache.hits) == (5, 5)
-    none = pr.leakage_table(table, grouped, 1, **settings)
+    none = lk.leakage_table(table, grouped, 1, **settings)
     assert "grouped, AE in fold" not in set(none.protocol) and len(none) == 12
 
 
@@ -622,15 +623,15 @@ def test_fold_extractors_planned_then_trained_together_give_the_same_table():
         ]
     )  # fmt: skip
     cubes = np.random.default_rng(0).random((len(table), 3, 3, 3))
-    serial = pr.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1)
-    together = pr.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1, workers=2)
-    a = pr.leakage_table(table, grouped, 1, in_fold=serial, **settings)
-    b = pr.leakage_table(table, grouped, 1, in_fold=together, **settings)
+    serial = lk.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1)
+    together = lk.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1, workers=2)
+    a = lk.leakage_table(table, grouped, 1, in_fold=serial, **settings)
+    b = lk.leakage_table(table, grouped, 1, in_fold=together, **settings)
     pd.testing.assert_frame_equal(a, b)
     assert len(together.cache.plan_) == 5
     assert (together.cache.fits, together.cache.hits) == (5, 10)  # planned once, all reused
-    three = pr.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1, workers=2, max_folds=3)
-    c = pr.leakage_table(table, grouped, 1, in_fold=three, **settings)
+    three = lk.InFold(cubes, lambda seed: _MeanLatent(), n_repeats=1, workers=2, max_folds=3)
+    c = lk.leakage_table(table, grouped, 1, in_fold=three, **settings)
     assert len(three.cache.plan_) == 3  # three fold extractors, not five
     in_fold = c.protocol == "grouped, AE in fold"
     paper = c.protocol == "paper"
@@ -694,3 +695,17 @@ def test_cross_validate_can_run_only_the_first_folds_of_each_split():
     np.testing.assert_array_equal(part.oof, full.oof[:, tested])  # the same fits, fewer of them
     with pytest.raises(ValueError, match="max_folds"):
         cross_validate(LogisticRegression(), X, y, groups, n_repeats=1, max_folds=6)
+
+
+def test_in_fold_protocol_follows_the_profile():
+    """The quick profile skips the AE-in-fold protocol; default runs 3 of 5 folds with the
+    profile's workers, paper all five, and the summary says how many models that trains."""
+    from disclatent.profiles import get_profile
+
+    cubes = np.zeros((4, 2, 2, 2), np.uint8)
+    assert lk.InFold.from_profile(get_profile("quick"), cubes, lambda s: None) is None
+    default = lk.InFold.from_profile(get_profile("default"), cubes, lambda s: None)
+    assert (default.max_folds, default.n_repeats, default.workers) == (3, 1, 2)
+    assert default.summary().startswith("AE in fold: 3 of 5 folds, 1 repeat(s), 3 autoencoders")
+    paper = lk.InFold.from_profile(get_profile("paper"), cubes, lambda s: None)
+    assert "5 of 5 folds, 2 repeat(s), 10 autoencoders" in paper.summary()

@@ -4,6 +4,7 @@
 * :mod:`~disclatent.analysis.estimators`: XGBoost with the paper's settings in a pipeline
 * :mod:`~disclatent.analysis.validation`: patient-grouped repeated CV, metrics, intervals
 * :mod:`~disclatent.analysis.prediction`: the experiments of the prediction chapter
+* :mod:`~disclatent.analysis.leakage`: the same experiment under the paper's and honest protocols
 * :mod:`~disclatent.analysis.baselines`: every feature set against the best trivial baseline
 * :mod:`~disclatent.analysis.interpretation`: latent sweeps, correlations, level tests
 * :mod:`~disclatent.analysis.study`: the inputs both chapters share, prepared in one call

@@ -9,17 +9,16 @@ chapter's tables from them:
   table for ground-truth discs, measured here for predicted masks), latent code and gradings;
 * :func:`run_experiment`: one (target, feature set, protocol) cross-validated, as a table row;
 * :func:`prediction_grid` (Tables 1 and 2: the paper's three feature sets and the trivial
-  baselines; :mod:`disclatent.analysis.baselines` compares them), :func:`paired_comparisons`,
-  :func:`class_weight_table` (Supplementary Table 2) and :func:`leakage_table` (the same
-  experiment under the paper's protocol, grouped folds, and an autoencoder trained in each
-  fold);
+  baselines; :mod:`disclatent.analysis.baselines` compares them), :func:`paired_comparisons`
+  and :func:`class_weight_table` (Supplementary Table 2); the same experiment under the
+  paper's protocol and with an autoencoder trained in each fold is in
+  :mod:`disclatent.analysis.leakage`;
 * :func:`side_by_side`: our numbers beside the paper's (:data:`disclatent.published.PREDICTION`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -54,13 +53,12 @@ __all__ = [
     "ALL_FEATURE_SETS",
     "BASELINE_SETS",
     "FEATURE_SETS",
-    "PROTOCOLS",
     "AppendLatent",
     "CVResult",
     "ColumnSelector",
     "DiscXGBClassifier",
-    "InFold",
     "LatentCache",
+    "PROTOCOLS",
     "auc_score",
     "class_weight_table",
     "class_weighted_rows",
@@ -74,7 +72,6 @@ __all__ = [
     "feature_columns",
     "feature_role",
     "fold_splits",
-    "leakage_table",
     "literature_table",
     "make_pipeline",
     "paired_comparisons",
@@ -362,100 +359,6 @@ def class_weighted_rows(
             )
             rows.append({"source": "gt", **row})
     return pd.DataFrame(rows)
-
-
-@dataclass
-class InFold:
-    """The AE-in-fold protocol: the discs' ``cubes`` (rows as ``cube_index``), a factory
-    ``fold_seed -> unfitted latent extractor``, its repeats and the targets it runs for."""
-
-    cubes: np.ndarray
-    latent_factory: Callable[[int], object]
-    n_repeats: int = 1
-    targets: tuple[str, ...] = ("disc_narrowing",)
-    cache: LatentCache = field(default_factory=LatentCache)
-    # fold autoencoders trained at once (processes, cores // workers threads each); > 1
-    # plans the folds with a dry run first (LatentCache.planning), then trains them together
-    workers: int = 1
-    # folds run of each repeat's 5-fold split (None: all five); each still trains on 4/5 of
-    # the discs, only the discs of the folds run are tested (validation.cross_validate)
-    max_folds: int | None = None
-
-
-LEAKAGE_COLUMNS = [
-    "target",
-    "features",
-    "protocol",
-    "repeats",
-    "discs",
-    *("f1", "f1_lo", "f1_hi", "auc", "auc_lo", "auc_hi"),
-]
-
-
-def leakage_table(
-    table: pd.DataFrame,
-    grouped: pd.DataFrame,
-    latent_dim: int,
-    targets: Sequence[str] = GRADING_TARGETS,
-    in_fold: InFold | None = None,
-    n_repeats: int = 5,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The same experiments under the three :data:`PROTOCOLS`.
-
-    ``grouped`` holds the grouped rows already run (:func:`prediction_grid`'s ground-truth
-    rows, reused, not re-run); the paper's ungrouped folds are run here, and with ``in_fold``
-    an autoencoder trained on each training fold, for the feature sets with latent columns
-    and ``in_fold.targets`` (one autoencoder per fold is costly).
-    """
-
-    def in_fold_row(target: str, fs: str) -> dict:
-        assert in_fold is not None
-        return run_experiment(
-            table,
-            target,
-            fs,
-            latent_dim,
-            "grouped, AE in fold",
-            n_repeats=in_fold.n_repeats,
-            n_boot=n_boot,
-            seed=seed,
-            cubes=in_fold.cubes,
-            latent_factory=in_fold.latent_factory,
-            latent_cache=in_fold.cache,
-            max_folds=in_fold.max_folds,
-        )[1]
-
-    wanted = [
-        (t, fs)
-        for t in targets
-        for fs in FEATURE_SETS
-        if in_fold is not None and fs != "geometric" and t in in_fold.targets
-    ]
-    if in_fold is not None and in_fold.workers > 1 and wanted:
-        with in_fold.cache.planning():  # which discs each fold trains on, nothing trained
-            for target, fs in wanted:
-                in_fold_row(target, fs)
-        in_fold.cache.fit_planned(in_fold.cubes, in_fold.workers)
-    rows = []
-    for target in targets:
-        for fs in FEATURE_SETS:
-            _, paper = run_experiment(
-                table,
-                target,
-                fs,
-                latent_dim,
-                "paper",
-                n_repeats=n_repeats,
-                n_boot=n_boot,
-                seed=seed,
-            )
-            hit = grouped[(grouped.target == target) & (grouped.features == fs)]
-            rows += [paper, hit.iloc[0].to_dict()]
-            if (target, fs) in wanted:
-                rows.append(in_fold_row(target, fs))
-    return pd.DataFrame(rows)[LEAKAGE_COLUMNS]
 
 
 # --- beside the paper ----------------------------------------------------------------------
