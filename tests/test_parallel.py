@@ -87,8 +87,12 @@ def test_local_cluster_and_an_existing_scheduler_give_the_serial_results(tmp_pat
     tasks = _tasks(tmp_path / "in", n=5)
     tasks[3].inputs[0].write_bytes(b"!broken")
     serial = par.run_tasks(checksum_task, tasks, tmp_path / "s", scheduler="serial")
+    environ = dict(os.environ)
     local = par.run_tasks(checksum_task, tasks, tmp_path / "l", scheduler="local", workers=2)
     assert local.scheduler == "local" and _totals(local) == _totals(serial)
+    # the nannies' worker settings (MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS) do not stay in
+    # this process's environment, where later child processes (fold autoencoders) inherit it
+    assert dict(os.environ) == environ
     assert local.failures.equals(serial.failures)
     for name, path in serial.files.items():
         assert path.name == local.files[name].name  # the same content key

@@ -666,7 +666,7 @@ def test_fold_autoencoders_train_with_the_threads_they_are_given(monkeypatch):
 
 
 def test_round_threads_give_a_last_lone_job_every_core():
-    from disclatent.analysis.estimators import round_threads
+    from disclatent.parallel import round_threads
 
     assert round_threads(5, 2, 2) == [1, 1, 1, 1, 2]
     assert round_threads(3, 2, 2) == [1, 1, 2]

@@ -278,15 +278,24 @@ def _dispatch(
 
 class _client:
     """A ``distributed.Client`` on a new LocalCluster (``local``) or an existing scheduler;
-    closes what it started."""
+    closes what it started, and gives this process its environment back.
+
+    A LocalCluster's nannies run in this process and set Dask's worker environment in
+    ``os.environ`` (``MALLOC_TRIM_THRESHOLD_=65536``, ``OMP_NUM_THREADS=1``, ...), where
+    every process started later inherits it. With that malloc setting, 8 epochs of a fold
+    autoencoder trained in a child process took 128 s (50 s of them in the OS kernel, page
+    faults) instead of 82 s (7 s), measured on this project's 2-core machine."""
 
     def __init__(self, mode: str, workers: int | None) -> None:
         self.mode, self.workers = mode, workers
         self.cluster: Any = None
         self.client: Any = None
+        self.environ: dict[str, str] = {}
 
     def __enter__(self) -> Any:
         from distributed import Client, LocalCluster
+
+        self.environ = dict(os.environ)
 
         if self.mode == "local":
             n = self.workers or os.cpu_count() or 1
@@ -307,3 +316,19 @@ class _client:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        if self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+
+
+def round_threads(n_jobs: int, workers: int, cores: int) -> list[int]:
+    """Torch threads of each of ``n_jobs`` equal jobs run in rounds of ``workers`` at once on
+    ``cores``: the cores shared out within each round, at least one each. Two one-thread
+    fold autoencoders side by side took 205 s each here, one alone with both cores 133 s,
+    so a last round of one (5 folds on 2 workers) gets both cores instead of idling one."""
+    workers = max(1, workers)
+    out = []
+    for start in range(0, n_jobs, workers):
+        size = min(workers, n_jobs - start)
+        out += [max(1, cores // size)] * size
+    return out

@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from disclatent import published
 from disclatent.conventions import PREDICTION_FEATURES, latent_columns
+from disclatent.parallel import round_threads
 
 #: the three feature sets of the paper's tables
 FEATURE_SETS = {
@@ -202,42 +203,29 @@ class LatentCache:
         threads = round_threads(len(items), workers, os.cpu_count() or 1)
         bar = tqdm(total=len(plan), desc="fold autoencoders", unit="model", disable=not progress)
         fitted: dict[str, object] = {}
-        with bar:
-            if workers <= 1:
-                for (k, (lat, idx)), n in zip(items, threads, strict=True):
-                    fitted[k] = _fit_latent(lat, cubes[idx], n)
+        pool = None
+        if workers > 1:
+            ctx = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        with bar, pool or contextlib.nullcontext():
+            step = max(1, workers)
+            for start in range(0, len(items), step):  # one round at a time
+                rnd = slice(start, start + step)
+                jobs = zip(items[rnd], threads[rnd], strict=True)
+                if pool is None:  # in this process
+                    for (k, (lat, idx)), n in jobs:
+                        fitted[k] = _fit_latent(lat, cubes[idx], n)
+                        bar.update()
+                    continue
+                futures = {
+                    pool.submit(_fit_latent, lat, cubes[idx], n): k for (k, (lat, idx)), n in jobs
+                }
+                for f in as_completed(futures):
+                    fitted[futures[f]] = f.result()
                     bar.update()
-            else:
-                ctx = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                    for start in range(0, len(items), workers):  # one round at a time
-                        futures = {
-                            pool.submit(_fit_latent, lat, cubes[idx], n): k
-                            for (k, (lat, idx)), n in zip(
-                                items[start : start + workers],
-                                threads[start : start + workers],
-                                strict=True,
-                            )
-                        }
-                        for f in as_completed(futures):
-                            fitted[futures[f]] = f.result()
-                            bar.update()
         self._fitted.update(fitted)
         self.fits += len(fitted)
         return len(fitted)
-
-
-def round_threads(n_jobs: int, workers: int, cores: int) -> list[int]:
-    """Torch threads of each of ``n_jobs`` equal jobs run in rounds of ``workers`` at once on
-    ``cores``: the cores shared out within each round, at least one each. Two one-thread
-    fold autoencoders side by side took 205 s each here, one alone with both cores 133 s,
-    so a last round of one (5 folds on 2 workers) gets both cores instead of idling one."""
-    workers = max(1, workers)
-    out = []
-    for start in range(0, n_jobs, workers):
-        size = min(workers, n_jobs - start)
-        out += [max(1, cores // size)] * size
-    return out
 
 
 def _fit_latent(latent, cubes: np.ndarray, threads: int):

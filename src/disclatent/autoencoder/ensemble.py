@@ -26,6 +26,7 @@ from disclatent.autoencoder import evaluation
 from disclatent.autoencoder.config import AEConfig
 from disclatent.autoencoder.network import default_device
 from disclatent.autoencoder.training import DiscAE
+from disclatent.parallel import round_threads
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def threads_per_worker(config: AEConfig, workers: int) -> int:
     """Torch threads for each of ``workers`` runs at once: the configuration's threads (0:
     every core) shared out, at least one."""
     total = config.cpu_threads or os.cpu_count() or 1
-    return max(1, total // max(1, workers))
+    return round_threads(max(1, workers), workers, total)[0]
 
 
 def seed_jobs(
