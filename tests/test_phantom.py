@@ -269,3 +269,49 @@ def test_truth_centroid_is_the_centre_of_mass_of_the_solid():
     # thickness h0 (1 - w v / a) over an ellipse of AP semi-axis a: mean v = -w a / 4
     assert wedged["centroid_y_mm"] == pytest.approx(-0.3 * 16.0 / 4, rel=1e-3)  # v is +y
     assert wedged["centroid_x_mm"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_pfirrmann_grade_is_a_noisy_reading_of_the_degeneration_state():
+    """A continuous state drives composition; the grade reads it with noise, so that even a
+    reader who knew the state exactly agrees with the grades at the published inter-rater
+    level (quadratic-weighted kappa 0.7-0.85), not perfectly; and the narrowing severity
+    (which drives disc height) and the state are related, as in real degeneration."""
+    from sklearn.metrics import cohen_kappa_score
+
+    discs = [d for i in range(120) for d in anatomy.make_patient(0, i, 120).discs]
+    state = np.array([d.degeneration for d in discs])
+    grade = np.array([d.pfirrmann for d in discs])
+    assert state.min() >= 1 and state.max() <= 5 and state.std() > 0.6
+    best = np.clip(np.rint(state), 1, 5).astype(int)
+    kappa = cohen_kappa_score(best, grade, weights="quadratic")
+    assert 0.7 < kappa < 0.85
+    assert (best != grade).mean() > 0.25  # the grader disagrees with the truth on many discs
+    r = np.corrcoef(state, [d.narrowing_severity for d in discs])[0, 1]
+    assert 0.5 < r < 0.95
+    # the composition it drives: hydration 1 at grade 1, 0.2 less per grade; nucleus shrinks
+    assert anatomy.hydration(1.0) == 1.0 and anatomy.hydration(4.0) == pytest.approx(0.4)
+    assert anatomy.nucleus_extent(1.0) == 0.65 and anatomy.nucleus_extent(5.0) == 0.33
+
+
+def test_nucleus_signal_follows_the_degeneration_state_not_the_grade():
+    """The rasterised nucleus weight peaks at hydration(state) in each disc's centre; a disc
+    given a drier state at the same grade gets a weaker, smaller nucleus and the same mask."""
+    import dataclasses
+
+    from disclatent.data.phantom import raster
+
+    spec = anatomy.make_patient(0, 0, 1)
+    grid = raster.series_grid(spec, spec.site, np.random.default_rng(0))
+    labels, (_, nucleus) = raster.rasterise(spec, grid)
+    for d in spec.discs:
+        peak = nucleus[labels == lab.disc_mask_label(d.ivd_label)].max()
+        assert peak == pytest.approx(anatomy.hydration(d.degeneration), abs=0.05)
+    d0 = spec.discs[0]
+    drier = dataclasses.replace(d0, degeneration=min(5.0, d0.degeneration + 1.5))
+    labels2, (_, nucleus2) = raster.rasterise(
+        dataclasses.replace(spec, discs=[drier, *spec.discs[1:]]), grid
+    )
+    np.testing.assert_array_equal(labels2, labels)  # composition leaves the shape alone
+    disc = labels == lab.disc_mask_label(d0.ivd_label)
+    assert nucleus2[disc].max() < nucleus[disc].max() - 0.2
+    assert (nucleus2[disc] > 0.05).sum() < (nucleus[disc] > 0.05).sum()

@@ -42,10 +42,31 @@ BUMPS = 8
 BUMP_WAVELENGTH_MM = (6.0, 16.0)
 BUMP_SD = 0.07
 GRADER_NOISE = 0.7  # sd of the grader's error on the unit-variance severity scale
+# disc composition (``book/method.md``, *Data*): a continuous degeneration state on the
+# Pfirrmann scale (1-5) drives the nucleus' hydration and extent; the grader reads it with
+# noise of sd PFIRRMANN_GRADER_NOISE grades, so that even a reader who knew the state exactly
+# would agree with the phantom's grades at quadratic-weighted kappa about 0.77 (simulated:
+# 0.3 -> 0.85, 0.5 -> 0.77, 0.7 -> 0.68), the published inter-rater level of 0.7-0.8
+PFIRRMANN_GRADER_NOISE = 0.5
 
 #: the factors each disc is generated from, as columns of ``phantom_truth.csv``: its true
 #: geometry, endplate shape and pathology (what a latent code may be compared with)
 GENERATING_FACTORS = [*GEOMETRY_FEATURES, "wedge", "convexity", "narrowing_factor", "bulge_mm"]
+#: the disc's generating composition, also in ``phantom_truth.csv`` (what intensity features
+#: may be compared with): the continuous degeneration state and what it drives
+COMPOSITION_FACTORS = ["degeneration", "hydration", "nucleus_extent"]
+
+
+def hydration(degeneration: float) -> float:
+    """Relative T2 signal of the nucleus (1: a healthy grade-1 disc) at a continuous
+    ``degeneration`` state on the Pfirrmann scale: 0.2 lower per grade, at least 0.05."""
+    return float(np.clip(1.0 - 0.2 * (degeneration - 1.0), 0.05, 1.0))
+
+
+def nucleus_extent(degeneration: float) -> float:
+    """Squared relative radius of the nucleus within the footprint (the nucleus-annulus
+    boundary; 0.65 for a healthy disc), shrinking by 0.08 per grade, at least 0.25."""
+    return float(np.clip(0.65 - 0.08 * (degeneration - 1.0), 0.25, 0.65))
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,8 @@ class DiscSpec:
     narrowing_severity: float
     bulge_severity: float
     pfirrmann: int
+    # continuous degeneration state on the Pfirrmann scale (the grade is its noisy reading)
+    degeneration: float = 1.0
     # healthy footprint, used for the vertebral rim
     rim_a_lat: float = 0.0
     rim_a_ant: float = 0.0
@@ -367,14 +390,15 @@ def build_patient(
         sev_n, sev_b, _ = _severities(rng, mu_n, mu_b, degeneration, given)
         narrowing = 1.0 - 0.32 * norm.cdf(1.4 * (sev_n - 0.3))
         bulge = 3.5 * norm.cdf(1.6 * (sev_b - 0.4))
-        drawn = int(
-            np.clip(
-                np.rint(levels.pfirrmann_mean[i] + 0.55 * sev_n - 0.55 * mu_n + 0.5 * rng.normal()),
-                1,
-                5,
-            )
-        )
-        grade = given.pfirrmann if given is not None else drawn
+        # composition: the state, then the grader's reading of it, from their own stream
+        state = levels.pfirrmann_mean[i] + 0.55 * sev_n - 0.55 * mu_n + 0.5 * rng.normal()
+        grader = np.random.default_rng([seed, index, 3, k]).normal()
+        if given is not None:  # the grade is given: a state it could have been read from
+            grade = given.pfirrmann
+            state = grade - PFIRRMANN_GRADER_NOISE * grader
+        else:
+            grade = int(np.clip(np.rint(state + PFIRRMANN_GRADER_NOISE * grader), 1, 5))
+        state = float(np.clip(state, 1.0, 5.0))
 
         a_lat0 = 0.5 * levels.lateral_width_mm[i] * size * rng.normal(1.0, 0.04)
         ap = levels.ap_depth_mm[i] * size * rng.normal(1.0, 0.04)
@@ -413,6 +437,7 @@ def build_patient(
             narrowing_severity=sev_n,
             bulge_severity=sev_b,
             pfirrmann=grade,
+            degeneration=state,
             rim_a_lat=a_lat0 + 0.8,
             rim_a_ant=a_ant0 + 0.8,
             rim_a_post=a_post0 + notch_depth0 + 0.8,

@@ -9,7 +9,13 @@ import numpy as np
 from scipy import ndimage
 
 from disclatent.data import labels as lab
-from disclatent.data.phantom.anatomy import DiscSpec, PatientSpec, Site
+from disclatent.data.phantom.anatomy import (
+    DiscSpec,
+    PatientSpec,
+    Site,
+    hydration,
+    nucleus_extent,
+)
 
 # Tissue signal (T1, T2) on a 0-1 scale before site contrast
 _TISSUE = {
@@ -192,8 +198,7 @@ def _draw_disc(labels: np.ndarray, nucleus: np.ndarray, grid: Grid, d: DiscSpec)
     labels[sl][inside] = lab.disc_mask_label(d.ivd_label)
     a_v = np.where(local[..., 1] < 0, d.a_ant, d.a_post)
     r2 = (local[..., 0] / d.a_lat) ** 2 + (local[..., 1] / a_v) ** 2
-    hydration = 1.0 - 0.2 * (d.pfirrmann - 1)
-    nuc = np.clip(1.0 - r2 / 0.65, 0, 1) * hydration
+    nuc = np.clip(1.0 - r2 / nucleus_extent(d.degeneration), 0, 1) * hydration(d.degeneration)
     nucleus[sl][inside] = nuc[inside]
 
 

@@ -15,7 +15,15 @@ import pandas as pd
 
 from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data import labels as lab
-from disclatent.data.phantom.anatomy import GRADER_NOISE, SITES, PatientSpec, Site, make_patient
+from disclatent.data.phantom.anatomy import (
+    GRADER_NOISE,
+    SITES,
+    PatientSpec,
+    Site,
+    hydration,
+    make_patient,
+    nucleus_extent,
+)
 from disclatent.data.phantom.raster import Grid, rasterise, series_grid, synthesise_image
 from disclatent.data.volume import (
     Volume,
@@ -24,7 +32,7 @@ from disclatent.data.volume import (
     write_text_atomic,
 )
 
-PHANTOM_VERSION = 3  # 3: angles and widths on the solid's principal axes
+PHANTOM_VERSION = 4  # 3: angles and widths on the principal axes; 4: degeneration state
 #: the phantom's generating truth, one row per disc of every series
 TRUTH_FILE = "phantom_truth.csv"
 
@@ -81,6 +89,9 @@ def truth_rows(
                 "narrowing_severity": d.narrowing_severity,
                 "bulge_severity": d.bulge_severity,
                 "pfirrmann_grade": d.pfirrmann,
+                "degeneration": d.degeneration,
+                "hydration": hydration(d.degeneration),
+                "nucleus_extent": nucleus_extent(d.degeneration),
                 "convexity": d.convexity,
                 "wedge": d.wedge,
                 "centroid_x_mm": t["centroid_x_mm"],
