@@ -21,7 +21,9 @@ each importing only those above it:
 * :mod:`~disclatent.autoencoder.features`: :class:`LatentFeatures` (scikit-learn);
 * :mod:`~disclatent.autoencoder.bottleneck`: :func:`patient_split`, :func:`sweep`, the
   sweep's tables and sentences;
-* :mod:`~disclatent.autoencoder.commands`: the ``autoencoder`` command line.
+* :mod:`~disclatent.autoencoder.commands`: the ``autoencoder`` command line;
+* :mod:`~disclatent.autoencoder.composition`: :class:`IntensityAutoencoder`, shape and T2
+  intensity in one code (``book/method.md``, *Composition*).
 
 Figures of the chapter are in :mod:`disclatent.report.autoencoder_plots`.
 """

@@ -5,7 +5,8 @@ Input: one binary disc cube ``(S, S, S)`` in the canonical anatomical order of
 convolutions (kernel 3) each followed by normalisation and ReLU; a *linear* bottleneck of
 size ``k`` (no activation on the latent vector); decoder: a linear layer back to the coarsest
 grid, then ``n`` stride-2 3-D transposed convolutions with normalisation and ReLU, the last
-one giving one channel of logits. No skip connections. With 64^3 inputs and channels
+one giving one channel of logits (``in_channels``/``out_channels`` > 1: the intensity-aware
+model of :mod:`disclatent.autoencoder.composition`). No skip connections. With 64^3 inputs and channels
 32-64-128-256-512 (the ``paper`` profile) the model has 9,438,789 parameters at k = 4
 (:func:`count_parameters`), the paper's "about 9.4 M".
 
@@ -59,6 +60,8 @@ class DiscAutoencoder(nn.Module):
         latent_dim: int = 4,
         norm: str = "batch",
         decoder_kernel: int = 3,
+        in_channels: int = 1,
+        out_channels: int = 1,
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -67,8 +70,9 @@ class DiscAutoencoder(nn.Module):
             raise ValueError(f"size {size} not divisible by 2^{n}")
         self.size, self.channels, self.latent_dim = size, channels, latent_dim
         self.bottom = size // 2**n
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         enc: list[nn.Module] = []
-        c_in = 1
+        c_in = self.in_channels
         for c in channels:
             enc += [
                 nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False),
@@ -88,7 +92,7 @@ class DiscAutoencoder(nn.Module):
                 norm_layer(norm, c_b),
                 nn.ReLU(inplace=True),
             ]
-        dec.append(upsampling(channels[0], 1, decoder_kernel, bias=True))
+        dec.append(upsampling(channels[0], self.out_channels, decoder_kernel, bias=True))
         self.decoder = nn.Sequential(*dec)
 
     @property
@@ -99,11 +103,11 @@ class DiscAutoencoder(nn.Module):
         return layer
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, 1, S, S, S) float -> (n, k)."""
+        """(n, C_in, S, S, S) float -> (n, k)."""
         return self.to_latent(torch.flatten(self.encoder(x), 1))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(n, k) -> (n, 1, S, S, S) logits."""
+        """(n, k) -> (n, C_out, S, S, S) (logits for the shape model's one channel)."""
         h = self.from_latent(z).view(-1, self.channels[-1], self.bottom, self.bottom, self.bottom)
         return self.decoder(h)
 

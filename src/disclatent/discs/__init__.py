@@ -7,6 +7,9 @@
 * :mod:`~disclatent.discs.features`: every disc of a cohort measured, joined to its gradings
 * :mod:`~disclatent.discs.validation`: the measurements checked against the phantom's truth,
   the paper's slice method and scikit-image
+* :mod:`~disclatent.discs.intensity`: the image on each disc's cube, normalised by the
+  spinal canal (``book/method.md``, *Composition*)
+* :mod:`~disclatent.discs.composition`: hand-crafted nucleus and annulus signal measures
 
 Imports the base modules and :mod:`disclatent.data`.
 """
