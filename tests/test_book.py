@@ -138,7 +138,8 @@ def test_quick_book_builds_and_caches(quick_book):
     tables = {p.name for p in (build_dir / "tables").glob("*.csv")}
     assert {"cohort_by_site.csv", "prevalence_by_level.csv"} <= tables
     _check_issue13_tables(build_dir / "tables")
-    results_page = (html / "notebooks" / "07_results.html").read_text()
+    _check_composition_tables(build_dir / "tables")
+    results_page = (html / "notebooks" / "08_results.html").read_text()
     start = results_page.index("Stability")
     glued = results_page[start : results_page.index("Where and why", start)]
     assert "Plausibility" in glued and "n/a" not in glued  # every number was read back
@@ -188,6 +189,23 @@ def _check_issue13_tables(tables) -> None:
     assert plaus.plausible_share.between(0, 1).all()
 
 
+def _check_composition_tables(tables, truth: bool = True) -> None:
+    """The composition chapter's tables: Pfirrmann grade among the targets with values in
+    range, the intensity model's held-out error, and the truth recovery only on the phantom."""
+    import pandas as pd
+
+    pred = pd.read_csv(tables / "intensity_prediction.csv")
+    assert {"target", "features", "metric", "value", "lo", "hi"} <= set(pred.columns)
+    assert "pfirrmann" in set(pred.target)
+    kappa = pred[(pred.target == "pfirrmann") & (pred.metric == "qwk")]
+    assert {"hand-crafted", "shape latent", "intensity latent"} <= set(kappa.features)
+    assert kappa.value.between(-1, 1).all()
+    assert ("best reader" in set(kappa.features)) == truth
+    model = pd.read_csv(tables / "intensity_autoencoder.csv")
+    assert model.heldout_intensity_mae.between(0, 2).all() and model.heldout_iou.between(0, 1).all()
+    assert (tables / "composition_truth_recovery.csv").exists() == truth
+
+
 @pytest.mark.slow
 def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
     """`make book DATA=...`: a phantom written to another folder stands in for real SPIDER,
@@ -225,6 +243,7 @@ def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
     # no truth on real data: the truth tables are not made, and the pages say why
     assert not (tables / "geometry_errors_vs_truth.csv").exists()
     assert not (tables / "latent_truth_correlation.csv").exists()
+    _check_composition_tables(tables, truth=False)
     assert (
         "Real data: there is no generating truth"
         in (html / "notebooks" / "02_geometry.html").read_text()

@@ -45,6 +45,10 @@ class Table:
     LATENT_CLAIMS = "latent_claims_by_seed"  # 06_stability
     LATENT_BASIS = "latent_basis_prediction"  # 06_stability
     LATENT_PLAUSIBILITY = "latent_plausibility"  # 06_stability
+    INTENSITY_PREDICTION = "intensity_prediction"  # 07_composition
+    INTENSITY_PAIRED = "intensity_paired_differences"  # 07_composition
+    INTENSITY_AE = "intensity_autoencoder"  # 07_composition: held-out error per bottleneck
+    COMPOSITION_TRUTH = "composition_truth_recovery"  # 07_composition (phantom only)
 
 
 class MissingOutputError(FileNotFoundError):
@@ -146,6 +150,16 @@ class BuildPaths:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         return self.data / f"discs-{source}-{self.profile}.npz"
+
+    @property
+    def t2_disc_store(self) -> Path:
+        """Disc cubes of the ground-truth masks of the T2 series (07_composition)."""
+        return self.data / f"discs-t2-gt-{self.profile}.npz"
+
+    @property
+    def intensity_store(self) -> Path:
+        """The T2 discs' normalised intensity cubes (07_composition), beside their store."""
+        return self.data / f"intensity-t2-gt-{self.profile}.npz"
 
     @property
     def predictions(self) -> Path:

@@ -123,6 +123,12 @@ class Profile:
     # with cpu_threads // ae_workers threads: on this 2-core machine two one-thread runs
     # train 1.24x the epochs per second of one two-thread run (disclatent.autoencoder.ensemble)
     ae_workers: int = 2
+    # composition (07_composition; disclatent.autoencoder.composition): the intensity-aware
+    # autoencoder's bottlenecks and fixed epoch budget (Adam at ae_lr, batch ae_batch_size,
+    # the shape model's cube and channels), and the repeats of its prediction CV
+    comp_latent_dims: tuple[int, ...] = (4, 8)
+    comp_epochs: int = 40
+    comp_repeats: int = 3
 
 
 PROFILES: dict[str, Profile] = {
@@ -150,6 +156,9 @@ PROFILES: dict[str, Profile] = {
         stab_noise_seeds=1,
         ae_workers=1,
         plaus_samples=60,
+        comp_latent_dims=(4,),
+        comp_epochs=4,
+        comp_repeats=1,
     ),
     "default": Profile(
         "default",
@@ -188,6 +197,8 @@ PROFILES: dict[str, Profile] = {
         ae_norm="batch",
         ae_decoder_kernel=3,
         ae_strategy="joint",
+        comp_epochs=200,
+        comp_repeats=10,
     ),
 }
 

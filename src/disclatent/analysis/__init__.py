@@ -6,6 +6,8 @@
 * :mod:`~disclatent.analysis.prediction`: the experiments of the prediction chapter
 * :mod:`~disclatent.analysis.leakage`: the same experiment under the paper's and honest protocols
 * :mod:`~disclatent.analysis.baselines`: every feature set against the best trivial baseline
+* :mod:`~disclatent.analysis.composition`: Pfirrmann grade and the other targets from
+  intensity features, truth recovery
 * :mod:`~disclatent.analysis.interpretation`: latent sweeps, correlations, level tests
 * :mod:`~disclatent.analysis.study`: the inputs both chapters share, prepared in one call
 

@@ -32,8 +32,14 @@ from disclatent.conventions import latent_columns
 from disclatent.data import phantom, spider
 from disclatent.data.cohort import cohort_root
 from disclatent.discs import store as ds
+from disclatent.discs.composition import COMPOSITION_FEATURES, composition_features
 from disclatent.discs.features import load_geometry_table
 from disclatent.discs.geometry import measure_cubes
+from disclatent.discs.intensity import (
+    IntensityStore,
+    build_intensity_store,
+    load_intensity_store,
+)
 from disclatent.paths import DEFAULT_BUILD_DIR, BuildPaths
 from disclatent.profiles import Profile, get_profile
 
@@ -125,6 +131,34 @@ class Study:
         """The phantom's generating factors per disc (``phantom_truth.csv``); ``None`` for
         real data, which has no such truth."""
         return phantom.read_truth(self.root) if phantom.has_truth(self.root) else None
+
+    # -- composition (07_composition) ---------------------------------------------------
+    def t2_store(self) -> ds.DiscStore:
+        """The ground-truth discs of the cohort's T2 series in the profile's cubes (cached
+        while the masks are unchanged; a disc that does not fit is left out, with a
+        warning)."""
+        return ds.cached_disc_store(
+            spider.SpiderFolder(self.root).masks_dir,
+            self.paths.t2_disc_store,
+            spacing_mm=self.profile.disc_spacing_mm,
+            size=self.profile.disc_cube_size,
+            modalities=("t2",),
+        )
+
+    def intensity(self, store: ds.DiscStore) -> tuple[IntensityStore, pd.DataFrame]:
+        """The normalised intensity cubes of ``store``'s discs (stored beside it, reused per
+        series) and the series that failed, by name (their rows NaN)."""
+        path, failures = build_intensity_store(store, self.paths.intensity_store)
+        return load_intensity_store(path), failures
+
+    def composition_table(self, store: ds.DiscStore, ints: IntensityStore) -> pd.DataFrame:
+        """One row per graded disc of ``store``: geometry measured in its mask, the shape
+        latent code, the gradings and the hand-crafted composition measures; discs without
+        intensities (a failed series) are left out."""
+        feats = composition_features(store.cubes, ints.cubes.astype(np.float32))
+        table = disc_features(store, self.gradings, self.model.encode(store.cubes))
+        table = pd.concat([table, feats.iloc[table["cube_index"]].reset_index(drop=True)], axis=1)
+        return table.dropna(subset=list(COMPOSITION_FEATURES)).reset_index(drop=True)
 
     def fold_autoencoder(self, fold_seed: int) -> ae.LatentFeatures:
         """An untrained k = ``latent_dim`` extractor of the profile's settings (AE in fold)."""

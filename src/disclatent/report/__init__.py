@@ -5,6 +5,7 @@
   :mod:`~disclatent.report.interpretation_plots`: figures with physical aspect ratios
 * :mod:`~disclatent.report.widgets`: interactive explorers with a static fallback
 * :mod:`~disclatent.report.results`: the headline numbers, read back from the tables
+* :mod:`~disclatent.report.composition`: the composition chapter's figures and numbers
 * :mod:`~disclatent.report.book`, :mod:`~disclatent.report.pages`,
   :mod:`~disclatent.report.vendor`: executing the notebooks, building and checking the book
 

@@ -25,6 +25,7 @@ from disclatent.conventions import GEOMETRY_FEATURES
 from disclatent.data.spider import GRADING_TARGETS
 from disclatent.formatting import format_number
 from disclatent.paths import Table, table_slug
+from disclatent.report.composition import composition_numbers
 
 
 def _reported(row: pd.Series | None, column: str) -> float:
@@ -319,7 +320,7 @@ def headline_numbers(tables_dir: str | os.PathLike) -> Numbers:
     t = Path(tables_dir)
     out: Numbers = {}
     parts = (_segmentation, _autoencoder, _geometry, _prediction, _baselines, _interpretation)
-    for part in (*parts, _stability, _plausibility):
+    for part in (*parts, _stability, _plausibility, composition_numbers):
         out.update(part(t))
     return out
 
