@@ -90,7 +90,8 @@ table.groupby("pfirrmann_grade")[hand].median().round(3)
 # Two channels in and out: the mask (binary cross-entropy) and the normalised intensity
 # inside it (squared error over the disc's voxels). Trained on the same share of patients
 # as the shape model, for a fixed budget; the held-out patients' discs measure the
-# reconstruction, as for the shape model.
+# reconstruction, as for the shape model. The `default` profile trains a 4-number
+# bottleneck only, to fit the laptop budget; the `paper` profile sweeps 4 and 8.
 
 # %%
 x = two_channel(t2.cubes, ints.cubes, cfg.ae_size)
