@@ -1,8 +1,8 @@
 """Run profiles: one parameter that sets every size and budget of the study.
 
 * ``quick``: tests and CI; the whole book in a few minutes, numbers not meaningful.
-* ``default``: a laptop CPU (2 cores); target: the whole book in under thirty minutes (34
-  measured at 8e8cddd: chapter 04 takes 12.2 and 06 10.2, so the target is not met yet).
+* ``default``: a laptop CPU (2 cores); target: the whole book in under thirty minutes (29.5
+  measured at 577b76e, peak memory 1.3 GB; chapter 06 takes 9.9 of them, 04 6.5).
 * ``paper``: the published settings (64^3 crops, SwinUNETR-V2, 200/1000-epoch budgets),
   meant for a GPU.
 
@@ -164,7 +164,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         "default",
-        "a 2-core laptop CPU, 30-minute target (34 measured)",
+        "a 2-core laptop CPU, 30-minute target (29.5 measured)",
         n_patients=36,
         disc_cube_size=48,
         disc_spacing_mm=Spacing(si=2.0, ap=1.6, lr=1.9),
