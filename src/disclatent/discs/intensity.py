@@ -41,6 +41,7 @@ __all__ = [
     "build_intensity_store",
     "image_path_for",
     "intensity_cube",
+    "intensity_cubes",
     "load_intensity_store",
     "reference_intensity",
 ]
@@ -60,22 +61,34 @@ def intensity_cube(
     mm) with ``spacing_mm`` in the cube's numpy order (SI, AP, LR), as float32 ``[si, ap,
     lr]``; voxels outside the image are NaN. The geometry is the header's: origin, spacing
     and direction of ``image``, never its array order."""
+    return intensity_cubes(image, [centre_mm], size, spacing_mm)[0]
+
+
+def intensity_cubes(
+    image: Volume,
+    centres_mm: Sequence[Sequence[float]],
+    size: int,
+    spacing_mm: Sequence[float],
+) -> list[np.ndarray]:
+    """:func:`intensity_cube` for each of ``centres_mm``, the image converted once."""
     sp_xyz = tuple(float(s) for s in np.asarray(spacing_mm, float)[::-1])
-    origin = tuple(float(o) for o in cube_origin(np.asarray(centre_mm, float), size, spacing_mm))
-    src = image.to_sitk()
-    src = sitk.Cast(src, sitk.sitkFloat32)
-    out = sitk.Resample(
-        src,
-        [int(size)] * 3,
-        sitk.Transform(),
-        sitk.sitkLinear,
-        origin,
-        sp_xyz,
-        (1, 0, 0, 0, 1, 0, 0, 0, 1),
-        float("nan"),
-        sitk.sitkFloat32,
-    )
-    return sitk.GetArrayFromImage(out)  # (z, y, x) = (SI, AP, LR) for an LPS-aligned grid
+    src = sitk.Cast(image.to_sitk(), sitk.sitkFloat32)
+    out = []
+    for centre in centres_mm:
+        origin = tuple(float(o) for o in cube_origin(np.asarray(centre, float), size, spacing_mm))
+        cube = sitk.Resample(
+            src,
+            [int(size)] * 3,
+            sitk.Transform(),
+            sitk.sitkLinear,
+            origin,
+            sp_xyz,
+            (1, 0, 0, 0, 1, 0, 0, 0, 1),
+            float("nan"),
+            sitk.sitkFloat32,
+        )
+        out.append(sitk.GetArrayFromImage(cube))  # (z, y, x) = (SI, AP, LR), LPS-aligned
+    return out
 
 
 def reference_intensity(image: Volume, mask: Volume) -> tuple[float, str]:
@@ -116,7 +129,7 @@ def _intensity_series(task: Task, out: Path) -> None:
     ref, tissue = reference_intensity(image, mask)
     p = task.params
     size, spacing = int(p["size"]), [float(s) for s in p["spacing_mm"]]
-    cubes = [intensity_cube(image, c, size, spacing) / ref for c in p["centres"]]
+    cubes = [c / ref for c in intensity_cubes(image, p["centres"], size, spacing)]
     stack = np.stack(cubes) if cubes else np.zeros((0, size, size, size), np.float32)
     with open(out, "wb") as fh:
         np.savez_compressed(
