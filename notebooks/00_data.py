@@ -32,14 +32,16 @@ from IPython.display import Markdown, display
 from disclatent.conventions import FEATURE_LABELS, GEOMETRY_FEATURES
 from disclatent.data import phantom, spider
 from disclatent.data.cohort import cohort_root
-from disclatent.data.survey import acquisition_summary, inspect_path
-from disclatent.paths import BuildPaths
+from disclatent.data.survey import acquisition_summary
+from disclatent.discs.audit import audit_cohort
+from disclatent.paths import BuildPaths, Table
 from disclatent.report.geometry_plots import plot_site_examples
 from disclatent.report.plots import level_boxplots
 from disclatent.report.tables import save_table
 
 # %%
-build = BuildPaths.resolve(build_dir, profile).root
+paths = BuildPaths.resolve(build_dir, profile)
+build = paths.root
 root = cohort_root(profile, data_dir, build_dir, seed)
 is_phantom = phantom.has_truth(root)
 folder = spider.SpiderFolder(root)
@@ -80,15 +82,31 @@ save_table(by_level, "prevalence_by_level", build, index=True)
 by_level
 
 # %% [markdown]
-# ## Acquisition geometry, read from the headers
+# ## Every series checked once
 #
-# `inspect` reads every mask's header: spacing in millimetres along the image axes (i, j, k),
-# the orientation code of those axes, and the discs it holds. Sagittal series have thick
-# left-right slices and fine in-plane pixels.
+# Before any step runs, every series is read once: its mask (a readable file, SPIDER's
+# integer labels, at least one disc, disc labels that rise from inferior to superior as
+# the headers place them) and its image (readable, on the mask's voxel grid). A series
+# with a problem is named here with what the study does with it; the rest of the cohort
+# goes on. `disclatent book` prints the same table at the end of its run.
 
 # %%
-reports = inspect_path(folder.masks_dir)
-acq = acquisition_summary(reports, overview, site_col)
+audit = audit_cohort(root, paths.audit_cache)
+save_table(audit.problems, Table.DATA_PROBLEMS, build)
+if len(audit.problems):
+    display(audit.problems[["series", "problem", "effect", "detail"]])
+else:
+    display(Markdown(f"No problem found in the {audit.n_series} series."))
+
+# %% [markdown]
+# ## Acquisition geometry, read from the headers
+#
+# The check above read every mask's header: spacing in millimetres along the image axes
+# (i, j, k), the orientation code of those axes, and the discs it holds. Sagittal series
+# have thick left-right slices and fine in-plane pixels.
+
+# %%
+acq = acquisition_summary(audit.reports, overview, site_col)
 save_table(acq, "acquisition_geometry", build, index=True)
 acq
 
@@ -100,7 +118,7 @@ acq
 # superior up).
 
 # %%
-fig = plot_site_examples(folder, overview, discs["series"], site_col)
+fig = plot_site_examples(folder, overview, discs["series"], site_col, exclude=audit.unusable)
 
 # %% [markdown]
 # ## The true geometry of the phantom discs

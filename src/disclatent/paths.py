@@ -30,6 +30,7 @@ class Table:
     """Names of the tables that a later step reads back (``<build>/tables/<name>.csv``): the
     chapter that writes one and the code that reads it both use these constants."""
 
+    DATA_PROBLEMS = "data_problems"  # 00_data: every series with a problem, and its effect
     SEGMENTATION = "supplementary_table_1_segmentation"  # 01_segmentation
     GEOMETRY = "geometry_features"  # 02_geometry: every disc, measured in its mask
     GEOMETRY_ERRORS = "geometry_errors_vs_truth"  # 02_geometry (phantom only)
@@ -140,6 +141,16 @@ class BuildPaths:
         return self.root / "models"
 
     # --- outputs of the chapters -----------------------------------------------------------
+    @property
+    def audit_cache(self) -> Path:
+        """Each series' data check, keyed on its files' bytes (00_data)."""
+        return self.data / "audit.series"
+
+    @property
+    def geometry_cache(self) -> Path:
+        """Each series' measured discs, keyed on its mask's bytes (02_geometry)."""
+        return self.data / "geometry.series"
+
     @property
     def phantom(self) -> Path:
         """The profile's phantom cohort (00_data, written on first use)."""

@@ -9,12 +9,23 @@ import numpy as np
 import pandas as pd
 
 from disclatent.data import labels as lab
-from disclatent.data.volume import DataError, image_suffix, list_images, read_mask, series_name
+from disclatent.data.volume import (
+    DataError,
+    Volume,
+    image_suffix,
+    list_images,
+    read_mask,
+    series_name,
+)
 
 
 def inspect_mask(path: str | os.PathLike) -> dict:
     """Spacing, size, orientation and discs (label, level, voxels, mm3) of one mask file."""
-    vol = read_mask(path)
+    return describe_mask(read_mask(path), path)
+
+
+def describe_mask(vol: Volume, path: str | os.PathLike) -> dict:
+    """:func:`inspect_mask` of a mask already read (``path``: its file, for the report)."""
     values, counts = np.unique(vol.array, return_counts=True)
     discs = [
         {

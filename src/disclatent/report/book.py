@@ -24,8 +24,17 @@ import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
+
 import disclatent
-from disclatent.paths import DEFAULT_BUILD_DIR, BuildPaths, project_root, resolve_build_dir
+from disclatent.discs.audit import format_problems
+from disclatent.paths import (
+    DEFAULT_BUILD_DIR,
+    BuildPaths,
+    Table,
+    project_root,
+    resolve_build_dir,
+)
 from disclatent.profiles import get_profile
 from disclatent.report.vendor import fetch_vendor_assets
 
@@ -256,15 +265,26 @@ def build_book(
     root = project_root()
     build_dir = resolve_build_dir(build_dir)
     start = time.perf_counter()
-    timings = execute_all(profile, data, build_dir, force=force, root=root)
-    stage_pages(root, BuildPaths(build_dir, profile).site)
-    if html:
-        t = time.perf_counter()
-        index = build_html(build_dir)
-        timings.append(("html", time.perf_counter() - t))
-        print(f"book: {index}")
-    print(
-        "timings (s): "
-        + ", ".join(f"{n} {'cached' if s is None else f'{s:.1f}'}" for n, s in timings)
-        + f"; total {time.perf_counter() - start:.1f}"
-    )
+    try:
+        timings = execute_all(profile, data, build_dir, force=force, root=root)
+        stage_pages(root, BuildPaths(build_dir, profile).site)
+        if html:
+            t = time.perf_counter()
+            index = build_html(build_dir)
+            timings.append(("html", time.perf_counter() - t))
+            print(f"book: {index}")
+        print(
+            "timings (s): "
+            + ", ".join(f"{n} {'cached' if s is None else f'{s:.1f}'}" for n, s in timings)
+            + f"; total {time.perf_counter() - start:.1f}"
+        )
+    finally:  # the data chapter's report of bad series, also when a later chapter failed
+        print_data_problems(build_dir)
+
+
+def print_data_problems(build_dir: Path) -> None:
+    """Print the data chapter's table of series with problems (if it has been written)."""
+    path = BuildPaths(build_dir).table(Table.DATA_PROBLEMS)
+    if path.exists():
+        problems = pd.read_csv(path, dtype=str, keep_default_na=False)
+        print(format_problems(problems), flush=True)

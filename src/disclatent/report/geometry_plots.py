@@ -10,7 +10,7 @@ The numbers drawn come from :mod:`disclatent.discs.validation` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,12 +31,14 @@ def plot_site_examples(
     site_col: str,
     max_sites: int = 4,
     modalities: Sequence[str] = ("t1", "t2"),
+    exclude: Collection[str] = (),
 ):
     """Mid-sagittal slices of the first patient of each site (up to ``max_sites``) among
-    ``series``, one row per modality, with the disc outlines of the mask; returns the figure."""
-    shown = overview[overview["series"].isin(set(series))]
+    ``series``, one row per modality, with the disc outlines of the mask; returns the figure.
+    Series in ``exclude`` (unreadable, off their image's grid) are not shown."""
+    available = set(overview["series"]) - set(exclude)
+    shown = overview[overview["series"].isin(set(series) & available)]
     sites = shown.groupby(site_col)["patient"].first().iloc[:max_sites]
-    available = set(overview["series"])
     fig, axes = plt.subplots(
         len(modalities),
         len(sites),
