@@ -68,6 +68,7 @@ from disclatent.discs import features as feat
 from disclatent.discs import isolation as iso
 from disclatent.discs import store as st
 from disclatent.discs import validation as val
+from disclatent.discs.audit import load_problems, usable_masks
 from disclatent.paths import BuildPaths, Table
 from disclatent.profiles import get_profile
 from disclatent.report.geometry_plots import plot_agreement, plot_disc_geometry
@@ -81,6 +82,7 @@ paths = BuildPaths.resolve(build_dir, profile)
 build = paths.root
 root = cohort_root(profile, data_dir, build_dir)
 is_phantom = phantom.has_truth(root)
+t1_masks = usable_masks(root, load_problems(paths))  # less those the data chapter left out
 display(
     Markdown(f"Cohort: `{root}` ({'phantom' if is_phantom else 'real data'}, profile `{profile}`).")
 )
@@ -91,11 +93,12 @@ display(
 # All series are measured (T1 and T2 of a patient are two independent acquisitions of the
 # same spine, so they give two measurements of each disc). Problems with a mask (a disc
 # touching the edge of the field of view, a disc of a few voxels, an oblique header) are
-# reported below, never silently dropped.
+# reported below, never silently dropped; a series that cannot be read or numbered (named
+# in the data chapter's report) is left out with a note, and the others are measured.
 
 # %%
 start = time.perf_counter()
-features, notes = feat.measure_cohort(root)
+features, notes = feat.measure_cohort(root, cache_dir=paths.geometry_cache)
 measure_seconds = time.perf_counter() - start
 for note in notes:
     print(note)
@@ -167,7 +170,7 @@ if compared is not None:
 
 # %%
 if compared is not None:
-    slice_angles = val.slice_pca_table(root)
+    slice_angles = val.slice_pca_table(t1_masks)
     methods = val.angle_methods(compared, slice_angles)
     save_table(methods.round(3), "geometry_angle_methods", build, index=True)
     display(methods.round(2))
@@ -182,19 +185,22 @@ if compared is not None:
 # posterior and left, whatever the file's header. The paper's 1.4 x 1.2 x 1.5 mm is read in
 # SPIDER's image-axis order (x = left-right, y = antero-posterior, z = superior-inferior):
 # LR 1.4, AP 1.2, SI 1.5 mm, a 64³ cube of 90 x 77 x 96 mm. The smaller profiles keep the
-# same field of view with fewer, larger voxels. A disc that does not fit would stop this
-# step with an error naming it; none is silently cut.
+# same field of view with fewer, larger voxels. A disc that does not fit is left out and
+# listed below; none is silently cut.
 
 # %%
 store_file = paths.disc_store("gt")
 start = time.perf_counter()
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore", iso.DiscWarning)  # already reported above
+    warnings.simplefilter("ignore", iso.DiscWarning)  # reported above, or listed below
     st.build_disc_store(
-        root, store_file, spacing_mm=cfg.disc_spacing_mm, size=cfg.disc_cube_size, progress=False
-    )
+        t1_masks, store_file, spacing_mm=cfg.disc_spacing_mm, size=cfg.disc_cube_size,
+        progress=False, skip_errors=True,
+    )  # fmt: skip
 store_seconds = time.perf_counter() - start
 store = st.load_disc_store(store_file)
+for row in store.skipped.itertuples():
+    print(f"left out: {row.series} disc {row.ivd_label}: {row.reason}")
 
 # %%
 display(
@@ -237,7 +243,7 @@ if is_phantom:
 # package, on the original masks (with their anisotropic spacing) and on the cubes.
 
 # %%
-check = val.regionprops_check(root, store)
+check = val.regionprops_check(t1_masks, store)
 save_table(check, "geometry_regionprops_check", build, index=True)
 assert (check.to_numpy() < 1e-6).all(), "disagreement with scikit-image"
 check.map(lambda x: f"{x:.1e}")

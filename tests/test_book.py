@@ -206,11 +206,41 @@ def _check_composition_tables(tables, truth: bool = True) -> None:
     assert (tables / "composition_truth_recovery.csv").exists() == truth
 
 
+#: the series broken in the book's real-data folder, and how the data report names them
+BROKEN = [
+    ("3_t2", "image missing"),
+    ("4_t1", "mask unreadable"),
+    ("6_t2", "no discs"),
+    ("8_t1", "grid mismatch"),
+]
+
+
+def _break_series(data: Path) -> None:
+    """One series broken in each way a large cohort breaks (see :data:`BROKEN`)."""
+    import dataclasses
+
+    import numpy as np
+
+    from disclatent.data.spider import SpiderFolder
+    from disclatent.data.volume import read_image, read_mask, write_image
+
+    folder = SpiderFolder(data)
+    folder.image_path("3_t2").unlink()
+    raw = folder.mask_path("4_t1").read_bytes()
+    folder.mask_path("4_t1").write_bytes(raw[: len(raw) // 2])  # truncated, mid-cohort
+    mask = read_mask(folder.mask_path("6_t2"))
+    write_image(mask.with_array(np.where(mask.array > 200, 0, mask.array)), mask.path)
+    image = read_image(folder.image_path("8_t1"))
+    write_image(dataclasses.replace(image, origin=(5.0, 0.0, 0.0)), image.path)
+
+
 @pytest.mark.slow
 def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
     """`make book DATA=...`: a phantom written to another folder stands in for real SPIDER,
     with what the real dataset lacks taken away (the generating truth, the institution
-    column of overview.csv)."""
+    column of overview.csv) and four series broken: each is named in the data chapter's
+    table and in the report `make book` prints at the end, and the rest of the cohort
+    goes through every chapter."""
     import pandas as pd
 
     from disclatent.data.phantom import write_phantom
@@ -220,6 +250,7 @@ def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
     (data / "phantom_truth.csv").unlink()
     overview = pd.read_csv(data / "overview.csv", dtype=str, keep_default_na=False)
     overview.drop(columns="institution").to_csv(data / "overview.csv", index=False)
+    _break_series(data)
     build_dir = tmp_path / "build"
     run = subprocess.run(
         ["make", "book", "PROFILE=quick", f"DATA={data}", f"BUILD={build_dir}"],
@@ -248,6 +279,19 @@ def test_book_runs_on_a_spider_folder_given_as_data(tmp_path):
         "Real data: there is no generating truth"
         in (html / "notebooks" / "02_geometry.html").read_text()
     )
+    # the broken series: named once, with their files, at the end of the run
+    problems = pd.read_csv(tables / "data_problems.csv", dtype=str, keep_default_na=False)
+    assert sorted(zip(problems["series"], problems["problem"], strict=True)) == BROKEN
+    report = run.stdout[run.stdout.index("data: 4 series with problems") :]
+    for series, problem in BROKEN:
+        assert f"  {series}: {problem} (" in report
+    assert str(data / "masks" / "4_t1.mha") in report
+    # what cannot be read is left out; the rest of the cohort is measured and studied
+    geometry = pd.read_csv(tables / "geometry_features.csv", dtype={"series": str})
+    measured = set(geometry["series"])
+    assert "4_t1" not in measured and "6_t2" not in measured
+    assert len(measured) == 2 * 10 - 2
+    assert set(split["series"]) - measured <= {"4_t1"}  # the split names it; training skips it
 
 
 def test_code_is_folded_except_the_parameters():

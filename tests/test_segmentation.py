@@ -711,3 +711,32 @@ def test_a_mask_off_its_image_grid_costs_that_series_only(phantom_dir, tmp_path)
     assert str(folder.mask_path(bad)) in skipped[0]["reason"]
     assert str(folder.image_path(truncated)) in skipped[1]["reason"]
     assert len(said) == 2 and bad in str(said[0].message)
+
+
+def test_evaluation_leaves_out_a_series_it_cannot_score_and_names_it(phantom_dir, tmp_path):
+    """Truth masks truncated, without discs or off the prediction's grid: those series are
+    named in a warning and in ``attrs["skipped"]``; the others are scored."""
+    from disclatent.segmentation.data import SeriesSkippedWarning
+    from disclatent.segmentation.inference import evaluate_folder
+
+    truth = tmp_path / "truth"
+    shutil.copytree(phantom_dir, truth)
+    pred = tmp_path / "pred" / "masks"
+    shutil.copytree(phantom_dir / "masks", pred)  # a perfect prediction
+    names = ["1_t1", "2_t1", "3_t1", "4_t1"]
+    raw = (truth / "masks" / "2_t1.mha").read_bytes()
+    (truth / "masks" / "2_t1.mha").write_bytes(raw[: len(raw) // 2])
+    m = io.read_mask(truth / "masks" / "3_t1.mha")
+    io.write_image(m.with_array(np.where(m.array > 200, 0, m.array)), m.path)
+    m = io.read_mask(truth / "masks" / "4_t1.mha")
+    io.write_image(replace(m, origin=(9.0, 0.0, 0.0)), m.path)
+    with pytest.warns(SeriesSkippedWarning) as said:
+        series_df, discs = evaluate_folder(tmp_path / "pred", truth, names)
+    assert series_df["series"].tolist() == ["1_t1"]
+    assert series_df["iou"].iloc[0] == pytest.approx(1.0)
+    skipped = series_df.attrs["skipped"]
+    assert skipped["series"].tolist() == ["2_t1", "3_t1", "4_t1"]
+    assert "2_t1.mha" in skipped["reason"].iloc[0]
+    assert "no disc labels" in skipped["reason"].iloc[1]
+    assert "different grids" in skipped["reason"].iloc[2]
+    assert len(said) == 3 and set(discs["series"]) == {"1_t1"}

@@ -371,7 +371,9 @@ def join_gradings(
 # The cohort's geometry table
 # ---------------------------------------------------------------------------------------
 def measure_cohort(
-    root: str | os.PathLike, modalities: Sequence[str] | None = None
+    root: str | os.PathLike,
+    modalities: Sequence[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Every disc of a SPIDER folder measured in its mask's own space, and the notes raised.
 
@@ -379,12 +381,17 @@ def measure_cohort(
     acquisitions of each disc) with each series' ``modality``, site (``institution``, else
     ``Manufacturer``) and ``SliceThickness`` from ``overview.csv``. The notes are the
     :class:`~disclatent.discs.isolation.DiscWarning` (and other warnings) raised on the way, as
-    ``"note (<kind>): <message>"``; a disc is never dropped silently.
+    ``"note (<kind>): <message>"``; a disc is never dropped silently. A series that cannot be
+    read or numbered is left out with such a note; the others are measured. With
+    ``cache_dir`` each series' table is kept there (see :func:`measure_masks`), so a rerun
+    measures only new or changed series.
     """
     overview = read_overview(SpiderFolder(Path(root)).overview_csv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DiscWarning)
-        table = measure_masks(root, modalities=modalities, progress=False)
+        table = measure_masks(
+            root, modalities=modalities, progress=False, skip_errors=True, cache_dir=cache_dir
+        )
     notes = [f"note ({type(w.message).__name__}): {w.message}" for w in caught]
     columns = ["series", "modality", site_column(overview), "SliceThickness"]
     return table.merge(overview[columns], on="series", how="left"), notes

@@ -186,7 +186,11 @@ def cohort_browser(folder, features: pd.DataFrame):
     s_dd.observe(on_series, names="value")
 
     def show(series: str, level: str | None) -> None:
-        image, mask = io.read_pair(folder.image_path(series), folder.mask_path(series))
+        try:
+            image, mask = io.read_pair(folder.image_path(series), folder.mask_path(series))
+        except io.DataError as exc:  # a series the data chapter's report names
+            print(f"{series} cannot be shown: {exc}")
+            return
         render_series(image, mask, features[features["series"] == series], level, series)
         plt.show()
 

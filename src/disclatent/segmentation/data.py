@@ -281,7 +281,7 @@ def load_case(
     arr = normalise_intensity(net.array)
     label = fg = None
     if mask_path is not None:
-        mask = read_mask(mask_path)
+        mask = read_mask(mask_path, require_discs=True)
         if not image.same_grid(mask):
             raise DataError(f"{mask.path}: mask grid does not match image {image.path}")
         net_mask = resample_to_spacing(mask, spacing, label=True)
@@ -304,7 +304,7 @@ def load_cases(
 ) -> tuple[list[Case], list[dict[str, str]]]:
     """The ``role`` series of ``split`` on the network grid, and the series left out: a
     :class:`DataError` (corrupt or truncated file, a mask whose grid differs from its image,
-    unknown labels) costs that series only, with a warning naming it."""
+    unknown labels, no disc label at all) costs that series only, with a warning naming it."""
     folder = SpiderFolder(data_root)
     cases, skipped = [], []
     for s in split.loc[split["role"] == role, "series"]:

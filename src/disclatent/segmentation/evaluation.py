@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 
 from disclatent import published
 from disclatent.data import labels as lab
-from disclatent.data.volume import Volume
+from disclatent.data.volume import DataError, Volume
 from disclatent.formatting import format_ci
 from disclatent.segmentation.data import disc_foreground
 from disclatent.stats import bootstrap_mean_ci
@@ -90,7 +90,10 @@ def evaluate_series(pred: Volume, gt: Volume, series: str = "") -> tuple[dict, p
     discs) and a per-disc table (one row per ground-truth disc).
     """
     if not pred.same_grid(gt):
-        raise ValueError(f"{series}: prediction and ground truth are on different grids")
+        raise DataError(
+            f"{series}: prediction and ground truth are on different grids (the prediction "
+            "is on the image's grid: is the mask on another grid than its image?)"
+        )
     g = np.where(disc_foreground(gt.array) > 0, gt.array, 0).astype(np.int32)
     p = np.where(disc_foreground(pred.array) > 0, pred.array, 0).astype(np.int32)
     gb, pb = g > 0, p > 0

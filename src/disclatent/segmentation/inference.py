@@ -43,6 +43,7 @@ from disclatent.parallel import Task, code_version, file_stamp, in_dask_worker, 
 from disclatent.segmentation.config import CONFIG_FILE, MODEL_FILE, SegConfig
 from disclatent.segmentation.data import (
     Case,
+    SeriesSkippedWarning,
     normalise_intensity,
     resample_like,
     resample_to_spacing,
@@ -327,6 +328,7 @@ def write_pred_cohort(
         series=chosen["series"].tolist(),
         log=log,
         segmenter=segmenter,
+        skip_errors=True,
     )
     _write_cohort_tables(folder, chosen, out_root)
     cfg = json.loads((model_dir / CONFIG_FILE).read_text())["config"]
@@ -351,18 +353,30 @@ def read_manifest(pred_root: str | Path) -> dict[str, Any]:
 def evaluate_folder(
     pred_root: str | Path, data_root: str | Path, series: list[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-series and per-disc evaluation of predicted masks against a SPIDER folder."""
+    """Per-series and per-disc evaluation of predicted masks against a SPIDER folder.
+
+    A series that cannot be scored (its prediction is missing, its truth mask unreadable,
+    without any disc or on another grid than its image) is left out with a
+    :class:`~disclatent.segmentation.data.SeriesSkippedWarning` naming it; the per-series
+    table lists them in ``attrs["skipped"]`` (series, reason).
+    """
     pred_folder, truth = SpiderFolder(Path(pred_root)), SpiderFolder(Path(data_root))
     names = series if series is not None else pred_folder.series(modalities=None)
-    rows, discs = [], []
+    rows, discs, skipped = [], [], []
     for s in names:
-        row, d = evaluate_series(
-            read_mask(pred_folder.mask_path(s)), read_mask(truth.mask_path(s)), s
-        )
+        try:
+            pred = read_mask(pred_folder.mask_path(s))
+            row, d = evaluate_series(pred, read_mask(truth.mask_path(s), require_discs=True), s)
+        except DataError as exc:
+            skipped.append({"series": s, "reason": str(exc)})
+            warnings.warn(f"{s} left out of the evaluation: {exc}", SeriesSkippedWarning, 2)
+            continue
         rows.append(row)
         discs.append(d)
     disc_df = pd.concat(discs, ignore_index=True) if discs else pd.DataFrame()
-    return pd.DataFrame(rows), disc_df
+    table = pd.DataFrame(rows)
+    table.attrs["skipped"] = pd.DataFrame(skipped, columns=["series", "reason"])
+    return table, disc_df
 
 
 def evaluate_test_site(
@@ -381,7 +395,9 @@ def evaluate_every_series(
     """Segment every series of ``split`` (training, validation and test) into ``out`` and
     evaluate them; one row per series with its ``site`` and ``role``."""
     names = split["series"].tolist()
-    predict_images(model_dir, SpiderFolder(Path(data_root)).images_dir, out, series=names)
+    images = SpiderFolder(Path(data_root)).images_dir
+    done = predict_images(model_dir, images, out, series=names, skip_errors=True)
+    names = [n for n in names if n in set(done["series"])]
     every, _ = evaluate_folder(out, data_root, names)
     return every.merge(split[["series", "site", "role"]], on="series")
 
