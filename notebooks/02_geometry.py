@@ -195,7 +195,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", iso.DiscWarning)  # reported above, or listed below
     st.build_disc_store(
         t1_masks, store_file, spacing_mm=cfg.disc_spacing_mm, size=cfg.disc_cube_size,
-        progress=False, skip_errors=True,
+        progress=True, skip_errors=True,
     )  # fmt: skip
 store_seconds = time.perf_counter() - start
 store = st.load_disc_store(store_file)

@@ -374,6 +374,7 @@ def measure_cohort(
     root: str | os.PathLike,
     modalities: Sequence[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Every disc of a SPIDER folder measured in its mask's own space, and the notes raised.
 
@@ -390,7 +391,7 @@ def measure_cohort(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DiscWarning)
         table = measure_masks(
-            root, modalities=modalities, progress=False, skip_errors=True, cache_dir=cache_dir
+            root, modalities=modalities, progress=progress, skip_errors=True, cache_dir=cache_dir
         )
     notes = [f"note ({type(w.message).__name__}): {w.message}" for w in caught]
     columns = ["series", "modality", site_column(overview), "SliceThickness"]

@@ -19,7 +19,6 @@ comparable between sites and scanners whose gains differ.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import SimpleITK as sitk
 from disclatent.data import labels as lab
 from disclatent.data.volume import DataError, Volume, atomic_path, read_pair
 from disclatent.discs.isolation import cube_origin
-from disclatent.discs.store import DiscStore
+from disclatent.discs.store import DiscStore, read_json_table
 from disclatent.parallel import Task, code_version, run_tasks
 
 __all__ = [
@@ -96,10 +95,12 @@ def reference_intensity(image: Volume, mask: Volume) -> tuple[float, str]:
     over its vertebral bodies (labels 1-25), and the tissue's name; ``DataError`` naming the
     mask when it has neither or the reference is not positive."""
     m = np.asarray(mask.array)
-    for tissue, inside in (
-        ("spinal_canal", m == lab.SPINAL_CANAL_LABEL),
-        ("vertebrae", (m >= 1) & (m <= lab.MAX_INDEX)),
-    ):
+    regions = {
+        "spinal_canal": lambda: m == lab.SPINAL_CANAL_LABEL,
+        "vertebrae": lambda: (m >= 1) & (m <= lab.MAX_INDEX),
+    }
+    for tissue in REFERENCE_TISSUES:
+        inside = regions[tissue]()
         if inside.sum() >= 10:
             value = float(np.median(np.asarray(image.array, float)[inside]))
             if not value > 0:
@@ -203,9 +204,5 @@ def load_intensity_store(path: str | os.PathLike) -> IntensityStore:
     """An :class:`IntensityStore` written by :func:`build_intensity_store`."""
     with np.load(path, allow_pickle=False) as z:
         cubes = z["cubes"]
-        table = pd.read_json(
-            io.StringIO(str(z["table"])),
-            orient="split",
-            dtype={"patient": str, "series": str, "mask_path": str, "level": str},
-        )
+        table = read_json_table(z["table"])
     return IntensityStore(cubes, table)

@@ -303,19 +303,23 @@ def isolate_series(task: Task, out: Path) -> None:
         )
 
 
+#: the identifier columns of the stores' tables, read back as strings (never as numbers)
+_STRING_COLUMNS = {"patient": str, "series": str, "mask_path": str, "level": str}
+
+
+def read_json_table(text: str | np.ndarray) -> pd.DataFrame:
+    """A table that a store holds as ``to_json(orient="split")`` text, with its identifier
+    columns (patient, series, mask path, level) as strings."""
+    return pd.read_json(io.StringIO(str(text)), orient="split", dtype=_STRING_COLUMNS)
+
+
 def read_isolated_series(path: Path, size: int) -> dict:
     """The cubes, table, skipped discs and warnings that :func:`isolate_series` wrote."""
     with np.load(path, allow_pickle=False) as z:
         n = int(z["n"])
         cubes = np.unpackbits(z["cubes"], count=n * size**3).reshape(n, size, size, size)
-        table = pd.read_json(
-            io.StringIO(str(z["table"])),
-            orient="split",
-            dtype={"patient": str, "series": str, "mask_path": str, "level": str},
-        )
-        skipped = pd.read_json(
-            io.StringIO(str(z["skipped"])), orient="split", dtype={"series": str}
-        )
+        table = read_json_table(z["table"])
+        skipped = read_json_table(z["skipped"])
         said = json.loads(str(z["warnings"]))
     return {"cubes": cubes, "table": table, "skipped": skipped, "warnings": said}
 
@@ -417,12 +421,8 @@ def load_disc_store(path: str | os.PathLike) -> DiscStore:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             packed = z["cubes"]
-            table = pd.read_json(
-                io.StringIO(str(z["table"])),
-                orient="split",
-                dtype={"patient": str, "series": str, "mask_path": str},
-            )
-            skipped = pd.read_json(io.StringIO(str(z["skipped"])), orient="split")
+            table = read_json_table(z["table"])
+            skipped = read_json_table(z["skipped"])
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{path}: not a readable disc store: {exc}") from exc
     if meta.get("version") != STORE_VERSION:
