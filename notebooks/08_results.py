@@ -201,6 +201,21 @@ if scale_run is not None:
     display(scaling.scale_table(scale_run).style.hide(axis="index").format(precision=2))
     display(scaling.projection_table(scale_run))
 
+# %% [markdown]
+# ### How the cost grows with the cohort
+#
+# The whole book (this profile) on rehearsal cohorts of growing size, with SPIDER's real
+# structure (`phantom --like-spider`): every chapter's wall time, and the peak memory summed
+# over the book's processes (notebook kernel, Dask and training workers), sampled every
+# second by `benchmarks/bench_book.py`.
+
+# %% tags=["hide-input"]
+book_runs = scaling.read_book_runs(benchmark_result("book_cohorts"))
+display(Markdown(scaling.book_cost_text(book_runs, profile)))
+cost = scaling.book_cost_table(book_runs, profile) if book_runs is not None else None
+if cost is not None and not cost.empty:
+    display(cost)
+
 # %%
 display(
     Markdown(

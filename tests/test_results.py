@@ -279,3 +279,52 @@ def test_scaling_record_is_shown_or_its_absence_said(tmp_path):
     path.write_text(json.dumps({"machine": "x"}))
     with pytest.raises(ValueError, match="missing cohort, projected_hours_30000_spines, runs"):
         read_scale_run(path)
+
+
+def test_book_cost_record_is_shown_per_cohort_with_resumed_chapters_marked(tmp_path):
+    import sys
+
+    from disclatent.paths import project_root
+    from disclatent.report.scaling import book_cost_table, book_cost_text, read_book_runs
+
+    sys.path.insert(0, str(project_root() / "benchmarks"))
+    from bench_book import parse_chapters
+
+    assert read_book_runs(tmp_path / "none.json") is None
+    assert "has not been recorded yet" in book_cost_text(None)
+    lines = ["00_data: up to date", "01_segmentation: executed in 225.8 s", "noise", "book: x"]
+    seconds, reused = parse_chapters(lines)
+    assert seconds == {"01_segmentation": 225.8} and reused == ["00_data"]
+
+    def run(patients, series, wall, chapters, reused=(), rc=0):
+        return {"profile": "default", "patients": patients, "series": series, "discs": 7 * series,
+                "returncode": rc, "complete": rc == 0 and not reused, "wall_s": wall,
+                "chapters_s": chapters, "reused_chapters": list(reused),
+                "peak_tree_rss_mb": 512 * patients / 10, "peak_largest_process_rss_mb": 1024,
+                "machine": "x86_64, 2 cores"}  # fmt: skip
+
+    record = {
+        "runs": [
+            run(40, 80, 600.0, {"00_data": 10.0, "01_segmentation": 590.0}),
+            run(200, 400, 2400.0, {"01_segmentation": 2390.0}, reused=["00_data"]),
+        ]
+    }
+    path = tmp_path / "book_cohorts.json"
+    path.write_text(json.dumps(record))
+    table = book_cost_table(read_book_runs(path))
+    assert list(table.columns) == [
+        "40 patients (80 series, 560 discs)",
+        "200 patients (400 series, 2800 discs)",
+    ]
+    assert table.loc["00_data"].tolist() == [10.0, "reused"]
+    assert table.loc["whole book (min)"].tolist() == [10.0, 40.0]
+    assert table.loc["peak memory, all processes (GB)"].tolist() == [2.0, 10.0]  # 2048/1024
+    text = book_cost_text(read_book_runs(path))
+    assert "2.0 GB at 40 patients, 10.0 GB at 200 patients" in text
+    assert "grew" not in text  # the resumed run is not a whole one: no growth claimed
+    record["runs"][1] = run(200, 400, 2400.0, {"00_data": 30.0, "01_segmentation": 2370.0})
+    path.write_text(json.dumps(record))
+    assert "wall time grew 4.0-fold for 5.0 times the series" in book_cost_text(
+        read_book_runs(path)
+    )
+    assert book_cost_table(read_book_runs(path), "paper").empty

@@ -93,3 +93,63 @@ def scale_figure(record: dict) -> Any:
     ax.legend(title="", fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------
+# The whole book on growing cohorts (benchmarks/bench_book.py -> book_cohorts.json)
+# ---------------------------------------------------------------------------------------
+def read_book_runs(path: str | os.PathLike) -> dict | None:
+    """The record of ``benchmarks/bench_book.py``, or ``None`` when it has not been run."""
+    return read_benchmark(path, {"runs"}, "a book-cost record")
+
+
+def book_cost_table(record: dict, profile: str = "default") -> pd.DataFrame:
+    """Seconds per chapter (rows) for each recorded cohort (columns), then the wall time and
+    the peak memory of the whole process tree and of its largest process. A chapter that a
+    resumed run reused from an earlier run shows ``reused``; one not reached, ``-``."""
+    runs = [r for r in record["runs"] if r["profile"] == profile]
+    chapters = list(
+        dict.fromkeys(c for r in runs for c in (*r["chapters_s"], *r["reused_chapters"]))
+    )
+    columns = {}
+    for r in runs:
+        name = f"{r['patients']} patients ({r['series']} series, {r['discs']} discs)"
+        col: dict[str, object] = {
+            c: r["chapters_s"].get(c, "reused" if c in r["reused_chapters"] else "-")
+            for c in chapters
+        }
+        col["whole book (min)"] = round(r["wall_s"] / 60, 1)
+        col["peak memory, all processes (GB)"] = round(r["peak_tree_rss_mb"] / 1024, 2)
+        col["peak memory, largest process (GB)"] = round(r["peak_largest_process_rss_mb"] / 1024, 2)
+        col["finished"] = "yes" if r["returncode"] == 0 else f"no (exit {r['returncode']})"
+        columns[name] = col
+    return pd.DataFrame(columns)
+
+
+def book_cost_text(record: dict | None, profile: str = "default") -> str:
+    """What was measured, and how the cost grew from the smallest to the largest cohort."""
+    if record is None or not [r for r in record["runs"] if r["profile"] == profile]:
+        return (
+            "The book's cost on growing cohorts has not been recorded yet: "
+            "`python benchmarks/bench_book.py --patients N` measures it and writes "
+            "`benchmarks/results/book_cohorts.json`, which this section then shows."
+        )
+    runs = sorted(
+        (r for r in record["runs"] if r["profile"] == profile), key=lambda r: r["patients"]
+    )
+    first, last = runs[0], runs[-1]
+    text = (
+        f"The `{profile}` book on rehearsal cohorts (`phantom --like-spider`), measured on "
+        f"{first['machine']}: peak memory of all its processes together "
+        + ", ".join(
+            f"{r['peak_tree_rss_mb'] / 1024:.1f} GB at {r['patients']} patients" for r in runs
+        )
+        + " (a laptop's share is 8 GB)."
+    )
+    if len(runs) > 1 and first["complete"] and last["complete"]:
+        growth = last["wall_s"] / first["wall_s"]
+        text += (
+            f" From {first['patients']} to {last['patients']} patients the wall time grew "
+            f"{growth:.1f}-fold for {last['series'] / first['series']:.1f} times the series."
+        )
+    return text
