@@ -49,7 +49,6 @@ from disclatent.data.survey import describe_mask
 from disclatent.data.volume import (
     DataError,
     Volume,
-    list_images,
     read_image,
     read_mask,
     series_name,
@@ -176,9 +175,7 @@ def audit_cohort(
     ``scheduler``/``workers`` as in :func:`~disclatent.parallel.run_tasks`."""
     folder = SpiderFolder(Path(root))
     folder.check()
-    masks = list_images(folder.masks_dir)
-    if not masks:
-        raise DataError(f"{folder.masks_dir}: no mask files (.mha, .nii.gz, ...) found")
+    masks = mask_files(folder.root, modalities=None)
     tasks = []
     for path in masks:
         series = series_name(path)
