@@ -89,12 +89,18 @@ training.settings_table(config_from_profile(profile, model=primary))
 # segmented whole; the weights with the best validation IoU are kept. On a CPU profile a
 # wall-clock cap per model keeps the chapter's run time bounded; the stop reason is reported.
 # Trained models are cached under the build folder and reused while their settings and data
-# are unchanged.
+# are unchanged. The resampled training and validation series are written once to disk
+# and read patch by patch, so training holds one batch in memory, not the cohort.
 
 # %%
 runs = {
     name: training.train(
-        root, model_dir(name), config_from_profile(profile, model=name), reuse=True, log=None
+        root,
+        model_dir(name),
+        config_from_profile(profile, model=name),
+        reuse=True,
+        log=None,
+        case_dir=paths.segmentation_cases,
     )
     for name in settings.seg_models
 }

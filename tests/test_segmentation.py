@@ -688,7 +688,8 @@ def test_inference_runs_per_series_on_a_cluster_and_resumes(phantom_dir, tmp_pat
         )
 
 
-def test_a_mask_off_its_image_grid_costs_that_series_only(phantom_dir, tmp_path):
+@pytest.mark.parametrize("on_disk", [False, True], ids=["in memory", "kept on disk"])
+def test_a_mask_off_its_image_grid_costs_that_series_only(phantom_dir, tmp_path, on_disk):
     from disclatent.segmentation.data import SeriesSkippedWarning, load_cases
 
     cohort = tmp_path / "cohort"
@@ -704,13 +705,75 @@ def test_a_mask_off_its_image_grid_costs_that_series_only(phantom_dir, tmp_path)
     split = pd.DataFrame({"series": names, "role": "train"})
     cfg = config_from_profile("quick", "UNet")
     with pytest.warns(SeriesSkippedWarning) as said:
-        cases, skipped = load_cases(cohort, split, "train", cfg)
+        cases, skipped = load_cases(
+            cohort, split, "train", cfg, tmp_path / "cases" if on_disk else None
+        )
     assert [c.series for c in cases] == [names[0]]
     assert [r["series"] for r in skipped] == [bad, truncated]
     assert "mask grid does not match image" in skipped[0]["reason"]
     assert str(folder.mask_path(bad)) in skipped[0]["reason"]
     assert str(folder.image_path(truncated)) in skipped[1]["reason"]
     assert len(said) == 2 and bad in str(said[0].message)
+
+
+def _mapped(folder) -> list[str]:
+    """The lines of this process's memory map that name a file under ``folder`` (Linux)."""
+    return [ln for ln in open("/proc/self/maps").read().splitlines() if str(folder) in ln]
+
+
+def test_cases_kept_on_disk_are_the_cases_and_training_does_not_hold_them(
+    phantom_dir, tmp_path, monkeypatch
+):
+    """A stored case reads back the in-memory case voxel for voxel, with its grid; batches
+    cut from stored cases are the same as from in-memory ones; once a batch is made no file
+    of the store stays mapped; a rerun reads the store instead of resampling again, and a
+    changed mask is resampled anew."""
+    import gc
+
+    from disclatent.segmentation import data as seg_data
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(phantom_dir, cohort)
+    folder = spider.SpiderFolder(cohort)
+    names = ["1_t1", "2_t1"]
+    store = tmp_path / "cases"
+    split = pd.DataFrame({"series": names, "role": "train"})
+    cfg = config_from_profile("quick", "UNet")
+    memory, _ = seg_data.load_cases(cohort, split, "train", cfg)
+    stored, _ = seg_data.load_cases(cohort, split, "train", cfg, store)
+    assert len(list(store.glob("*.json"))) == 2 and len(list(store.glob("*.npy"))) == 4
+    for m, d in zip(memory, stored, strict=True):
+        assert isinstance(d, seg_data.StoredCase) and d.series == m.series
+        np.testing.assert_array_equal(d.image, m.image)
+        np.testing.assert_array_equal(d.label, m.label)
+        np.testing.assert_array_equal(d.foreground, m.foreground)
+        assert d.grid.spacing == m.grid.spacing and d.grid.origin == m.grid.origin
+        np.testing.assert_array_equal(d.grid.direction, m.grid.direction)
+        assert d.image.dtype == np.float32 and not d.image.flags.writeable
+    gc.collect()
+    assert _mapped(store) == []  # the comparisons' arrays are gone, so are their maps
+    batches = [
+        seg_data.make_batch(cases, 3, cfg.patch, np.random.default_rng(5), cfg.pos_fraction)
+        for cases in (memory, stored)
+    ]
+    for a, b in zip(*batches, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.flags.writeable and b.flags.writeable  # copies, not views of the files
+    gc.collect()
+    assert _mapped(store) == []
+
+    def no_resampling(*args, **kwargs):
+        raise AssertionError("resampled again")
+
+    monkeypatch.setattr(seg_data, "load_case", no_resampling)
+    again, _ = seg_data.load_cases(cohort, split, "train", cfg, store)
+    assert [c.meta for c in again] == [c.meta for c in stored]
+    monkeypatch.undo()
+    m = io.read_mask(folder.mask_path("2_t1"))
+    io.write_image(m.with_array(np.where(m.array == 203, 0, m.array)), m.path)
+    changed, _ = seg_data.load_cases(cohort, split, "train", cfg, store)
+    assert changed[0].meta == stored[0].meta and changed[1].meta != stored[1].meta
+    assert len(changed[1].foreground) < len(stored[1].foreground)
 
 
 def test_evaluation_leaves_out_a_series_it_cannot_score_and_names_it(phantom_dir, tmp_path):

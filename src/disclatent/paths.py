@@ -152,6 +152,12 @@ class BuildPaths:
         return self.data / "geometry.series"
 
     @property
+    def segmentation_cases(self) -> Path:
+        """Training and validation series on the network grid, kept on disk and shared by
+        the segmentation models, keyed on their files' bytes (01_segmentation)."""
+        return self.data / "segmentation.cases"
+
+    @property
     def phantom(self) -> Path:
         """The profile's phantom cohort (00_data, written on first use)."""
         return self.data / f"phantom-{self.profile}"

@@ -26,8 +26,10 @@ See ``book/method.md``, *Segmentation*.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
+from tqdm.auto import tqdm
 
 from disclatent import published
 from disclatent.conventions import PAPER_SPACING, Spacing
@@ -43,13 +46,16 @@ from disclatent.data.spider import SpiderFolder, read_overview
 from disclatent.data.volume import (
     DataError,
     Volume,
+    atomic_path,
     list_images,
     read_image,
     read_mask,
     series_name,
     to_canonical,
+    write_text_atomic,
 )
 from disclatent.formatting import natural_key
+from disclatent.parallel import Task, code_version, content_key
 
 if TYPE_CHECKING:
     from disclatent.segmentation.config import SegConfig
@@ -299,17 +305,136 @@ class SeriesSkippedWarning(UserWarning):
     its image's); the warning names the file and the problem."""
 
 
+# ---------------------------------------------------------------------------------------
+# Cases kept on disk: training on a cohort never holds the cohort
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class StoredCase:
+    """One series on the network grid, kept on disk: :class:`Case`'s fields, read when used.
+
+    The image (float32) and the disc foreground (uint8), both (SI, AP, LR), are ``.npy``
+    files beside the case's ``.json`` (grid geometry in mm, LPS). Every access to ``image``
+    or ``label`` maps its file anew, read-only, and the mapping goes with the last view of
+    that array: a training batch holds its patches, not the series they were cut from.
+    Only the foreground's flat indices (a few hundred kB) stay in memory.
+    """
+
+    series: str
+    meta: Path  # <series>-<key>.json
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]  # mm, ITK (x, y, z) order
+    origin: tuple[float, float, float]  # mm
+    direction: np.ndarray  # 3 x 3, columns: index axes in LPS
+    source: Path  # the image file the case was made from
+    foreground: np.ndarray  # flat indices of foreground voxels
+
+    def _file(self, part: str) -> Path:
+        return self.meta.with_name(f"{self.meta.stem}.{part}.npy")
+
+    @property
+    def image(self) -> np.ndarray:
+        return np.load(self._file("image"), mmap_mode="r")
+
+    @property
+    def label(self) -> np.ndarray:
+        return np.load(self._file("label"), mmap_mode="r")
+
+    @property
+    def grid(self) -> Volume:
+        return Volume(self.image, self.spacing, self.origin, self.direction, self.source)
+
+
+AnyCase = Case | StoredCase
+
+
+def _open_stored(meta: Path) -> StoredCase:
+    info = json.loads(meta.read_text())
+    label_file = meta.with_name(f"{meta.stem}.label.npy")
+    label = np.load(label_file, mmap_mode="r")
+    if tuple(label.shape) != tuple(info["shape"]):
+        raise DataError(f"{label_file}: shape {label.shape}, its case file says {info['shape']}")
+    return StoredCase(
+        series=info["series"],
+        meta=meta,
+        shape=tuple(info["shape"]),
+        spacing=tuple(info["spacing"]),
+        origin=tuple(info["origin"]),
+        direction=np.asarray(info["direction"], float),
+        source=Path(info["source"]),
+        foreground=np.flatnonzero(label),
+    )
+
+
+def store_case(
+    image_path: str | Path,
+    mask_path: str | Path,
+    case_dir: str | Path,
+    spacing: Spacing = PAPER_SPACING,
+) -> StoredCase:
+    """:func:`load_case` written once to ``case_dir`` and opened from there.
+
+    The files are named by a key of the image's and the mask's bytes, the spacing and this
+    module's code, so a rerun (or another model trained on the same series) reads them back
+    and a changed file is made anew. Each file is written to a temporary name and renamed;
+    the ``.json``, written last, marks a complete case.
+    """
+    image_path, mask_path = Path(image_path), Path(mask_path)
+    series = series_name(image_path)
+    task = Task(series, (image_path, mask_path), {"spacing": list(spacing.xyz)})
+    try:
+        key = content_key(task, salt=code_version("segmentation.data"))
+    except OSError as exc:
+        raise DataError(f"{series}: cannot read {exc.filename}: {exc.strerror}") from exc
+    meta = Path(case_dir) / f"{series}-{key}.json"
+    if not meta.exists():
+        case = load_case(image_path, mask_path, spacing)
+        assert case.label is not None  # a mask was given
+        for part, arr in (("image", case.image), ("label", case.label)):
+            with atomic_path(meta.with_name(f"{meta.stem}.{part}.npy")) as tmp:
+                np.save(tmp, arr)
+        grid = case.grid
+        info = {
+            "series": series,
+            "shape": list(case.image.shape),
+            "spacing": list(grid.spacing),
+            "origin": list(grid.origin),
+            "direction": grid.direction.tolist(),
+            "source": str(image_path),
+            "mask": str(mask_path),
+        }
+        write_text_atomic(json.dumps(info, indent=1) + "\n", meta)
+    return _open_stored(meta)
+
+
 def load_cases(
-    data_root: Path, split: pd.DataFrame, role: str, cfg: SegConfig
-) -> tuple[list[Case], list[dict[str, str]]]:
+    data_root: Path,
+    split: pd.DataFrame,
+    role: str,
+    cfg: SegConfig,
+    case_dir: str | Path | None = None,
+) -> tuple[list[AnyCase], list[dict[str, str]]]:
     """The ``role`` series of ``split`` on the network grid, and the series left out: a
     :class:`DataError` (corrupt or truncated file, a mask whose grid differs from its image,
-    unknown labels, no disc label at all) costs that series only, with a warning naming it."""
+    unknown labels, no disc label at all) costs that series only, with a warning naming it.
+
+    With ``case_dir``, each case is kept on disk there (:func:`store_case`) and only its
+    foreground indices stay in memory; without it, every case is held in memory."""
     folder = SpiderFolder(data_root)
-    cases, skipped = [], []
-    for s in split.loc[split["role"] == role, "series"]:
+    cases: list[AnyCase] = []
+    skipped = []
+    series = list(split.loc[split["role"] == role, "series"])
+    for s in tqdm(series, desc=f"{role} series", unit="series", disable=len(series) < 2):
         try:
-            cases.append(load_case(folder.image_path(s), folder.mask_path(s), cfg.network_spacing))
+            if case_dir is None:
+                cases.append(
+                    load_case(folder.image_path(s), folder.mask_path(s), cfg.network_spacing)
+                )
+            else:
+                cases.append(
+                    store_case(
+                        folder.image_path(s), folder.mask_path(s), case_dir, cfg.network_spacing
+                    )
+                )
         except DataError as exc:
             skipped.append({"series": str(s), "role": role, "reason": str(exc)})
             warnings.warn(f"{role} series {s} left out: {exc}", SeriesSkippedWarning, stacklevel=3)
@@ -326,21 +451,25 @@ def _crop(arr: np.ndarray, start: np.ndarray, patch: tuple[int, int, int]) -> np
 
 
 def sample_patch(
-    case: Case, patch: tuple[int, int, int], rng: np.random.Generator, pos_fraction: float = 2 / 3
+    case: AnyCase,
+    patch: tuple[int, int, int],
+    rng: np.random.Generator,
+    pos_fraction: float = 2 / 3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random patch, centred on a disc voxel with probability ``pos_fraction``."""
-    if case.label is None:
+    image, label = case.image, case.label  # a StoredCase maps its files here, once
+    if label is None:
         raise DataError(f"{case.series}: a training series needs its mask")
-    shape = np.array(case.image.shape)
+    shape = np.array(image.shape)
     p = np.array(patch)
     if case.foreground is not None and len(case.foreground) and rng.random() < pos_fraction:
         centre = np.array(
-            np.unravel_index(case.foreground[rng.integers(len(case.foreground))], case.image.shape)
+            np.unravel_index(case.foreground[rng.integers(len(case.foreground))], image.shape)
         )
     else:
         centre = np.array([rng.integers(n) for n in shape])
     start = np.clip(centre - p // 2, 0, np.maximum(shape - p, 0))
-    return _crop(case.image, start, patch), _crop(case.label, start, patch)
+    return _crop(image, start, patch), _crop(label, start, patch)
 
 
 def augment(
@@ -378,7 +507,7 @@ def augment(
 
 
 def make_batch(
-    cases: list[Case],
+    cases: Sequence[AnyCase],
     batch_size: int,
     patch: tuple[int, int, int],
     rng: np.random.Generator,
@@ -388,7 +517,7 @@ def make_batch(
     """``(batch, 1, *patch)`` image and label arrays from randomly chosen training cases."""
     xs, ys = [], []
     for _ in range(batch_size):
-        case = cases[rng.integers(len(cases))]
+        case = cases[int(rng.integers(len(cases)))]
         x, y = sample_patch(case, patch, rng, pos_fraction)
         if augmentation:
             x, y = augment(x, y, rng)

@@ -65,6 +65,13 @@ def set_threads(cfg: SegConfig, device: torch.device) -> None:
         torch.set_num_threads(cfg.threads)
 
 
+def _writable_float32(image: np.ndarray) -> np.ndarray:
+    """``image`` as a C-contiguous float32 array torch may share: a read-only array (a
+    case mapped from disk) is copied, an in-memory float32 one is used as it is."""
+    arr = np.ascontiguousarray(image, np.float32)
+    return arr if arr.flags.writeable else arr.copy()
+
+
 def sliding_logits(
     model: torch.nn.Module, image: np.ndarray, cfg: SegConfig, device: torch.device
 ) -> np.ndarray:
@@ -76,7 +83,7 @@ def sliding_logits(
     import torch
     from monai.inferers import sliding_window_inference
 
-    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
+    x = torch.from_numpy(_writable_float32(image))[None, None].to(device)
     with torch.inference_mode():
         logits = sliding_window_inference(
             x, cfg.patch, cfg.sw_batch_size, model, overlap=cfg.sw_overlap, mode="gaussian"

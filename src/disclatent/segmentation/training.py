@@ -55,7 +55,7 @@ from disclatent.segmentation.config import (
     SegConfig,
 )
 from disclatent.segmentation.data import (
-    Case,
+    AnyCase,
     load_cases,
     make_batch,
     make_split,
@@ -151,7 +151,7 @@ class BatchStream:
 
     def __init__(
         self,
-        cases: list[Case],
+        cases: Sequence[AnyCase],
         cfg: SegConfig,
         rng: np.random.Generator,
         device: torch.device,
@@ -225,15 +225,16 @@ class _Fit:
             losses.append(float(loss.detach()))
         return losses
 
-    def validate(self, cases: list[Case]) -> tuple[float, float]:
+    def validate(self, cases: Sequence[AnyCase]) -> tuple[float, float]:
         """Mean IoU and Dice of the whole validation series (eval mode, sliding window)."""
         self.model.eval()
         scores = []
         for c in cases:
-            if c.label is None:
+            label = c.label
+            if label is None:
                 raise DataError(f"{c.series}: a validation series needs its mask")
             prob = sigmoid(sliding_logits(self.model, c.image, self.cfg, self.device))
-            scores.append(binary_overlap(prob, c.label, self.cfg.threshold))
+            scores.append(binary_overlap(prob, label, self.cfg.threshold))
         return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
 
     def save(self, path: Path) -> None:
@@ -266,8 +267,8 @@ def _new_fit(cfg: SegConfig) -> _Fit:
 
 def _fit(
     fit: _Fit,
-    train_cases: list[Case],
-    val_cases: list[Case],
+    train_cases: Sequence[AnyCase],
+    val_cases: Sequence[AnyCase],
     iters: int,
     out_dir: Path,
     clock: _Clock,
@@ -285,7 +286,7 @@ def _fit(
 def _epochs(
     fit: _Fit,
     batches: BatchStream,
-    val_cases: list[Case],
+    val_cases: Sequence[AnyCase],
     iters: int,
     out_dir: Path,
     clock: _Clock,
@@ -359,10 +360,16 @@ def train(
     cfg: SegConfig,
     reuse: bool = False,
     log: Log | None = print,
+    case_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.model`` on a SPIDER-format folder; write the model folder; return
     ``train.json``'s content. With ``reuse``, a finished run with the same config and the
-    same data bytes is loaded instead of trained again."""
+    same data bytes is loaded instead of trained again.
+
+    The training and validation series are resampled once and kept on disk in ``case_dir``
+    (default ``<out_dir>/cases``; models trained on the same series can share one), keyed by
+    their bytes (:func:`~disclatent.segmentation.data.store_case`): memory holds the batch,
+    not the cohort, and an interrupted run does not resample again."""
     import torch
 
     log = log or _quiet
@@ -378,8 +385,9 @@ def train(
 
     clock = _Clock(cfg.max_minutes)
     load_start = _load_avg()
-    train_cases, skipped = load_cases(data_root, split, "train", cfg)
-    val_cases, val_skipped = load_cases(data_root, split, "val", cfg)
+    case_dir = Path(case_dir) if case_dir is not None else out_dir / "cases"
+    train_cases, skipped = load_cases(data_root, split, "train", cfg, case_dir)
+    val_cases, val_skipped = load_cases(data_root, split, "val", cfg, case_dir)
     skipped += val_skipped
     if skipped:
         log(f"{len(skipped)} series left out: " + "; ".join(r["reason"] for r in skipped))
