@@ -15,7 +15,9 @@ as such, so a resumed run is never reported as a whole one.
 
 ``--from-log LOG --tree-peak-mb MB`` records a run made outside this script instead: LOG
 is the output of ``/usr/bin/time -v python -m disclatent book ...`` (chapter times, wall
-time, largest process), MB the peak of the summed tree memory sampled beside it.
+time, largest process), MB the peak of the summed tree memory sampled beside it. LOG may
+also be this script's own output (a run stopped before its end, say at the end of a work
+session: the chapters it finished are recorded, and the one it was executing is named).
 
 Merges one record per (profile, patients) into ``benchmarks/results/book_cohorts.json``,
 which the results chapter shows as "how the cost grows with the cohort".
@@ -38,7 +40,21 @@ from pathlib import Path
 OUT = Path(__file__).parent / "results" / "book_cohorts.json"
 EXECUTED = re.compile(r"^(\S+): executed in ([0-9.]+) s$")
 REUSED = re.compile(r"^(\S+): up to date$")
+STARTED = re.compile(r"^(\S+): executing \(")
+# bench_book's own summary line (a run recorded from this script's log)
+SUMMARY = re.compile(
+    r"min wall \(exit (-?\d+)\); peak memory ([0-9.]+) GB for the whole process tree .*"
+    r"largest process ([0-9.]+) GB"
+)
+WALL = re.compile(r"\b([0-9.]+) min wall \(exit")
 LIMIT_GB = 8.0
+
+
+def unfinished_chapter(lines: list[str]) -> str | None:
+    """The chapter that was executing when the run stopped (``None``: none was)."""
+    started = [m.group(1) for line in lines if (m := STARTED.match(line.strip()))]
+    seconds, _ = parse_chapters(lines)
+    return started[-1] if started and started[-1] not in seconds else None
 
 
 def parse_chapters(lines: list[str]) -> tuple[dict[str, float], list[str]]:
@@ -108,6 +124,12 @@ def main() -> None:
     build = Path(args.build or f"{data}-build")
     if args.from_log:
         text = Path(args.from_log).read_text()
+        if m := SUMMARY.search(text):  # this script's own log
+            rc, tree_mb, largest = int(m.group(1)), float(m.group(2)) * 1024, float(m.group(3))
+            wall = 60 * float(WALL.search(text).group(1))
+            lines = [ln for ln in text.splitlines() if not SUMMARY.search(ln)]
+            save(args, data, build, lines, rc, wall, tree_mb, largest * 1024)
+            return
         wall = _clock(re.search(r"Elapsed \(wall clock\) time.*: (\S+)", text).group(1))
         largest = float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
         rc = int(re.search(r"Exit status: (\d+)", text).group(1))
@@ -168,6 +190,7 @@ def save(
         "wall_s": round(wall, 1),
         "chapters_s": seconds,
         "reused_chapters": reused,
+        "unfinished_chapter": unfinished_chapter(lines),
         "peak_tree_rss_mb": round(tree_mb),
         "peak_largest_process_rss_mb": round(largest_mb),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -190,6 +213,8 @@ def save(
         print(f"  {name:<18} {s:8.1f} s")
     if reused:
         print(f"  reused from an earlier run: {', '.join(reused)}")
+    if record["unfinished_chapter"]:
+        print(f"  stopped while executing {record['unfinished_chapter']}")
     runs = json.loads(OUT.read_text())["runs"] if OUT.exists() else []
     runs = [r for r in runs if (r["profile"], r["patients"]) != (args.profile, record["patients"])]
     runs = sorted([*runs, record], key=lambda r: (r["profile"], r["patients"]))

@@ -288,13 +288,16 @@ def test_book_cost_record_is_shown_per_cohort_with_resumed_chapters_marked(tmp_p
     from disclatent.report.scaling import book_cost_table, book_cost_text, read_book_runs
 
     sys.path.insert(0, str(project_root() / "benchmarks"))
-    from bench_book import parse_chapters
+    from bench_book import parse_chapters, unfinished_chapter
 
     assert read_book_runs(tmp_path / "none.json") is None
     assert "has not been recorded yet" in book_cost_text(None)
     lines = ["00_data: up to date", "01_segmentation: executed in 225.8 s", "noise", "book: x"]
     seconds, reused = parse_chapters(lines)
     assert seconds == {"01_segmentation": 225.8} and reused == ["00_data"]
+    assert unfinished_chapter(lines) is None
+    stopped = [*lines, "02_geometry: executing (default profile) ...", "[kernel] noise"]
+    assert unfinished_chapter(stopped) == "02_geometry"
 
     def run(patients, series, wall, chapters, reused=(), rc=0):
         return {"profile": "default", "patients": patients, "series": series, "discs": 7 * series,
@@ -328,3 +331,14 @@ def test_book_cost_record_is_shown_per_cohort_with_resumed_chapters_marked(tmp_p
         read_book_runs(path)
     )
     assert book_cost_table(read_book_runs(path), "paper").empty
+    # a run stopped in its third chapter: the chapters it finished grow, the rest are marked
+    record["runs"][1] = run(200, 400, 2400.0, {"00_data": 30.0, "01_segmentation": 1770.0})
+    record["runs"][1] |= {"unfinished_chapter": "02_geometry", "returncode": -15}
+    record["runs"][1]["complete"] = False
+    path.write_text(json.dumps(record))
+    table = book_cost_table(read_book_runs(path))
+    assert table.loc["02_geometry"].tolist() == ["-", "stopped"]
+    assert table.loc["finished"].tolist() == ["yes", "no (exit -15)"]
+    text = book_cost_text(read_book_runs(path))
+    assert "grew" not in text and "stopped while executing 02_geometry" in text
+    assert "3.0 times as long (00_data), 3.0 times as long (01_segmentation)" in text

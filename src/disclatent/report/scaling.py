@@ -103,21 +103,32 @@ def read_book_runs(path: str | os.PathLike) -> dict | None:
     return read_benchmark(path, {"runs"}, "a book-cost record")
 
 
+def _chapter_cell(run: dict, chapter: str) -> object:
+    if chapter in run["chapters_s"]:
+        return run["chapters_s"][chapter]
+    if chapter in run["reused_chapters"]:
+        return "reused"
+    return "stopped" if run.get("unfinished_chapter") == chapter else "-"
+
+
 def book_cost_table(record: dict, profile: str = "default") -> pd.DataFrame:
     """Seconds per chapter (rows) for each recorded cohort (columns), then the wall time and
     the peak memory of the whole process tree and of its largest process. A chapter that a
-    resumed run reused from an earlier run shows ``reused``; one not reached, ``-``."""
+    resumed run reused from an earlier run shows ``reused``; the one a stopped run was
+    executing, ``stopped``; one not reached, ``-``."""
     runs = [r for r in record["runs"] if r["profile"] == profile]
-    chapters = list(
-        dict.fromkeys(c for r in runs for c in (*r["chapters_s"], *r["reused_chapters"]))
+    chapters = sorted(
+        {
+            c
+            for r in runs
+            for c in (*r["chapters_s"], *r["reused_chapters"], r.get("unfinished_chapter"))
+            if c
+        }
     )
     columns = {}
     for r in runs:
         name = f"{r['patients']} patients ({r['series']} series, {r['discs']} discs)"
-        col: dict[str, object] = {
-            c: r["chapters_s"].get(c, "reused" if c in r["reused_chapters"] else "-")
-            for c in chapters
-        }
+        col: dict[str, object] = {c: _chapter_cell(r, c) for c in chapters}
         col["whole book (min)"] = round(r["wall_s"] / 60, 1)
         col["peak memory, all processes (GB)"] = round(r["peak_tree_rss_mb"] / 1024, 2)
         col["peak memory, largest process (GB)"] = round(r["peak_largest_process_rss_mb"] / 1024, 2)
@@ -152,4 +163,23 @@ def book_cost_text(record: dict | None, profile: str = "default") -> str:
             f" From {first['patients']} to {last['patients']} patients the wall time grew "
             f"{growth:.1f}-fold for {last['series'] / first['series']:.1f} times the series."
         )
+    elif len(runs) > 1:
+        both = [c for c in first["chapters_s"] if c in last["chapters_s"]]
+        if both:
+            text += (
+                f" The {last['patients']}-patient run is not a whole one "
+                + (
+                    f"(stopped while executing {last['unfinished_chapter']}); "
+                    if last.get("unfinished_chapter")
+                    else "; "
+                )
+                + f"from {first['patients']} to {last['patients']} patients "
+                f"({last['discs'] / max(first['discs'], 1):.1f} times the discs), the chapters "
+                "measured in both took "
+                + ", ".join(
+                    f"{last['chapters_s'][c] / first['chapters_s'][c]:.1f} times as long ({c})"
+                    for c in both
+                )
+                + "."
+            )
     return text
