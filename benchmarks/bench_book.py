@@ -128,6 +128,7 @@ def main() -> None:
             rc, tree_mb, largest = int(m.group(1)), float(m.group(2)) * 1024, float(m.group(3))
             wall = 60 * float(WALL.search(text).group(1))
             lines = [ln for ln in text.splitlines() if not SUMMARY.search(ln)]
+            args.own_log = True
             save(args, data, build, lines, rc, wall, tree_mb, largest * 1024)
             return
         wall = _clock(re.search(r"Elapsed \(wall clock\) time.*: (\S+)", text).group(1))
@@ -195,7 +196,10 @@ def save(
         "peak_largest_process_rss_mb": round(largest_mb),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "command": (
-            f"/usr/bin/time -v python -m disclatent book --profile {args.profile} --data "
+            f"python benchmarks/bench_book.py --patients {args.patients} --profile "
+            f"{args.profile} (its log recorded with --from-log)"
+            if getattr(args, "own_log", False)
+            else f"/usr/bin/time -v python -m disclatent book --profile {args.profile} --data "
             f"<phantom --like-spider --patients {args.patients}> (recorded with --from-log)"
             if args.from_log
             else f"python benchmarks/bench_book.py --patients {args.patients} "
