@@ -730,6 +730,7 @@ def test_cases_kept_on_disk_are_the_cases_and_training_does_not_hold_them(
     changed mask is resampled anew."""
     import gc
 
+    from disclatent.segmentation import cases as seg_cases
     from disclatent.segmentation import data as seg_data
 
     cohort = tmp_path / "cohort"
@@ -743,7 +744,7 @@ def test_cases_kept_on_disk_are_the_cases_and_training_does_not_hold_them(
     stored, _ = seg_data.load_cases(cohort, split, "train", cfg, store)
     assert len(list(store.glob("*.json"))) == 2 and len(list(store.glob("*.npy"))) == 4
     for m, d in zip(memory, stored, strict=True):
-        assert isinstance(d, seg_data.StoredCase) and d.series == m.series
+        assert isinstance(d, seg_cases.StoredCase) and d.series == m.series
         np.testing.assert_array_equal(d.image, m.image)
         np.testing.assert_array_equal(d.label, m.label)
         np.testing.assert_array_equal(d.foreground, m.foreground)
@@ -765,7 +766,7 @@ def test_cases_kept_on_disk_are_the_cases_and_training_does_not_hold_them(
     def no_resampling(*args, **kwargs):
         raise AssertionError("resampled again")
 
-    monkeypatch.setattr(seg_data, "load_case", no_resampling)
+    monkeypatch.setattr(seg_cases, "load_case", no_resampling)
     again, _ = seg_data.load_cases(cohort, split, "train", cfg, store)
     assert [c.meta for c in again] == [c.meta for c in stored]
     monkeypatch.undo()

@@ -44,6 +44,7 @@ from disclatent.accel import (
 )
 from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import DataError, atomic_path, write_csv_atomic, write_text_atomic
+from disclatent.segmentation.cases import AnyCase
 from disclatent.segmentation.config import (
     CONFIG_FILE,
     DONE_FILE,
@@ -55,7 +56,6 @@ from disclatent.segmentation.config import (
     SegConfig,
 )
 from disclatent.segmentation.data import (
-    AnyCase,
     load_cases,
     make_batch,
     make_split,
@@ -368,7 +368,7 @@ def train(
 
     The training and validation series are resampled once and kept on disk in ``case_dir``
     (default ``<out_dir>/cases``; models trained on the same series can share one), keyed by
-    their bytes (:func:`~disclatent.segmentation.data.store_case`): memory holds the batch,
+    their bytes (:func:`~disclatent.segmentation.cases.store_case`): memory holds the batch,
     not the cohort, and an interrupted run does not resample again."""
     import torch
 

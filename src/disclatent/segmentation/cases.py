@@ -1,0 +1,125 @@
+"""Segmentation cases kept on disk: training on a cohort never holds the cohort.
+
+:func:`store_case` resamples one series to the network grid once
+(:func:`~disclatent.segmentation.data.load_case`) and writes it beside a key of its files'
+bytes; :class:`StoredCase` reads it back patch by patch. ``load_cases(..., case_dir=...)``
+(:mod:`disclatent.segmentation.data`) and :func:`~disclatent.segmentation.training.train`
+use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from disclatent.conventions import PAPER_SPACING, Spacing
+from disclatent.data.volume import (
+    DataError,
+    Volume,
+    atomic_path,
+    series_name,
+    write_text_atomic,
+)
+from disclatent.parallel import Task, code_version, content_key
+from disclatent.segmentation.data import Case, load_case
+
+
+@dataclass(frozen=True, eq=False)
+class StoredCase:
+    """One series on the network grid, kept on disk: :class:`Case`'s fields, read when used.
+
+    The image (float32) and the disc foreground (uint8), both (SI, AP, LR), are ``.npy``
+    files beside the case's ``.json`` (grid geometry in mm, LPS). Every access to ``image``
+    or ``label`` maps its file anew, read-only, and the mapping goes with the last view of
+    that array: a training batch holds its patches, not the series they were cut from.
+    Only the foreground's flat indices (a few hundred kB) stay in memory.
+    """
+
+    series: str
+    meta: Path  # <series>-<key>.json
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]  # mm, ITK (x, y, z) order
+    origin: tuple[float, float, float]  # mm
+    direction: np.ndarray  # 3 x 3, columns: index axes in LPS
+    source: Path  # the image file the case was made from
+    foreground: np.ndarray  # flat indices of foreground voxels
+
+    def _file(self, part: str) -> Path:
+        return self.meta.with_name(f"{self.meta.stem}.{part}.npy")
+
+    @property
+    def image(self) -> np.ndarray:
+        return np.load(self._file("image"), mmap_mode="r")
+
+    @property
+    def label(self) -> np.ndarray:
+        return np.load(self._file("label"), mmap_mode="r")
+
+    @property
+    def grid(self) -> Volume:
+        return Volume(self.image, self.spacing, self.origin, self.direction, self.source)
+
+
+AnyCase = Case | StoredCase  # what training and validation accept
+
+
+def _open_stored(meta: Path) -> StoredCase:
+    info = json.loads(meta.read_text())
+    label_file = meta.with_name(f"{meta.stem}.label.npy")
+    label = np.load(label_file, mmap_mode="r")
+    if tuple(label.shape) != tuple(info["shape"]):
+        raise DataError(f"{label_file}: shape {label.shape}, its case file says {info['shape']}")
+    return StoredCase(
+        series=info["series"],
+        meta=meta,
+        shape=tuple(info["shape"]),
+        spacing=tuple(info["spacing"]),
+        origin=tuple(info["origin"]),
+        direction=np.asarray(info["direction"], float),
+        source=Path(info["source"]),
+        foreground=np.flatnonzero(label),
+    )
+
+
+def store_case(
+    image_path: str | Path,
+    mask_path: str | Path,
+    case_dir: str | Path,
+    spacing: Spacing = PAPER_SPACING,
+) -> StoredCase:
+    """:func:`load_case` written once to ``case_dir`` and opened from there.
+
+    The files are named by a key of the image's and the mask's bytes, the spacing and this
+    module's code, so a rerun (or another model trained on the same series) reads them back
+    and a changed file is made anew. Each file is written to a temporary name and renamed;
+    the ``.json``, written last, marks a complete case.
+    """
+    image_path, mask_path = Path(image_path), Path(mask_path)
+    series = series_name(image_path)
+    task = Task(series, (image_path, mask_path), {"spacing": list(spacing.xyz)})
+    try:
+        key = content_key(task, salt=code_version("segmentation.data", "segmentation.cases"))
+    except OSError as exc:
+        raise DataError(f"{series}: cannot read {exc.filename}: {exc.strerror}") from exc
+    meta = Path(case_dir) / f"{series}-{key}.json"
+    if not meta.exists():
+        case = load_case(image_path, mask_path, spacing)
+        assert case.label is not None  # a mask was given
+        for part, arr in (("image", case.image), ("label", case.label)):
+            with atomic_path(meta.with_name(f"{meta.stem}.{part}.npy")) as tmp:
+                np.save(tmp, arr)
+        grid = case.grid
+        info = {
+            "series": series,
+            "shape": list(case.image.shape),
+            "spacing": list(grid.spacing),
+            "origin": list(grid.origin),
+            "direction": grid.direction.tolist(),
+            "source": str(image_path),
+            "mask": str(mask_path),
+        }
+        write_text_atomic(json.dumps(info, indent=1) + "\n", meta)
+    return _open_stored(meta)
