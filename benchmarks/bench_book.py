@@ -128,8 +128,7 @@ def main() -> None:
             rc, tree_mb, largest = int(m.group(1)), float(m.group(2)) * 1024, float(m.group(3))
             wall = 60 * float(WALL.search(text).group(1))
             lines = [ln for ln in text.splitlines() if not SUMMARY.search(ln)]
-            args.own_log = True
-            save(args, data, build, lines, rc, wall, tree_mb, largest * 1024)
+            save(args, data, build, lines, rc, wall, tree_mb, largest * 1024, own_log=True)
             return
         wall = _clock(re.search(r"Elapsed \(wall clock\) time.*: (\S+)", text).group(1))
         largest = float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
@@ -171,6 +170,19 @@ def _clock(text: str) -> float:
     return sum(x * 60**i for i, x in enumerate(reversed(parts)))
 
 
+def _command(args: argparse.Namespace, own_log: bool) -> str:
+    """How the recorded run was made: by this script, or outside it (``--from-log``)."""
+    script = f"python benchmarks/bench_book.py --patients {args.patients} --profile {args.profile}"
+    if not args.from_log:
+        return script
+    if own_log:
+        return f"{script} (its log recorded with --from-log)"
+    return (
+        f"/usr/bin/time -v python -m disclatent book --profile {args.profile} --data "
+        f"<phantom --like-spider --patients {args.patients}> (recorded with --from-log)"
+    )
+
+
 def save(
     args: argparse.Namespace,
     data: Path,
@@ -180,6 +192,7 @@ def save(
     wall: float,
     tree_mb: float,
     largest_mb: float,
+    own_log: bool = False,
 ) -> None:
     """Print the run's figures and merge its record into :data:`OUT`."""
     seconds, reused = parse_chapters(lines)
@@ -195,16 +208,7 @@ def save(
         "peak_tree_rss_mb": round(tree_mb),
         "peak_largest_process_rss_mb": round(largest_mb),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "command": (
-            f"python benchmarks/bench_book.py --patients {args.patients} --profile "
-            f"{args.profile} (its log recorded with --from-log)"
-            if getattr(args, "own_log", False)
-            else f"/usr/bin/time -v python -m disclatent book --profile {args.profile} --data "
-            f"<phantom --like-spider --patients {args.patients}> (recorded with --from-log)"
-            if args.from_log
-            else f"python benchmarks/bench_book.py --patients {args.patients} "
-            f"--profile {args.profile}"
-        ),
+        "command": _command(args, own_log),
         "note": args.note,
     }
     print(

@@ -40,23 +40,19 @@ class StoredCase:
 
     series: str
     meta: Path  # <series>-<key>.json
-    shape: tuple[int, int, int]
     spacing: tuple[float, float, float]  # mm, ITK (x, y, z) order
     origin: tuple[float, float, float]  # mm
     direction: np.ndarray  # 3 x 3, columns: index axes in LPS
     source: Path  # the image file the case was made from
     foreground: np.ndarray  # flat indices of foreground voxels
 
-    def _file(self, part: str) -> Path:
-        return self.meta.with_name(f"{self.meta.stem}.{part}.npy")
-
     @property
     def image(self) -> np.ndarray:
-        return np.load(self._file("image"), mmap_mode="r")
+        return np.load(_part_file(self.meta, "image"), mmap_mode="r")
 
     @property
     def label(self) -> np.ndarray:
-        return np.load(self._file("label"), mmap_mode="r")
+        return np.load(_part_file(self.meta, "label"), mmap_mode="r")
 
     @property
     def grid(self) -> Volume:
@@ -66,16 +62,20 @@ class StoredCase:
 AnyCase = Case | StoredCase  # what training and validation accept
 
 
+def _part_file(meta: Path, part: str) -> Path:
+    """The ``image`` or ``label`` array file beside a case's ``.json``."""
+    return meta.with_name(f"{meta.stem}.{part}.npy")
+
+
 def _open_stored(meta: Path) -> StoredCase:
     info = json.loads(meta.read_text())
-    label_file = meta.with_name(f"{meta.stem}.label.npy")
+    label_file = _part_file(meta, "label")
     label = np.load(label_file, mmap_mode="r")
     if tuple(label.shape) != tuple(info["shape"]):
         raise DataError(f"{label_file}: shape {label.shape}, its case file says {info['shape']}")
     return StoredCase(
         series=info["series"],
         meta=meta,
-        shape=tuple(info["shape"]),
         spacing=tuple(info["spacing"]),
         origin=tuple(info["origin"]),
         direction=np.asarray(info["direction"], float),
@@ -109,7 +109,7 @@ def store_case(
         case = load_case(image_path, mask_path, spacing)
         assert case.label is not None  # a mask was given
         for part, arr in (("image", case.image), ("label", case.label)):
-            with atomic_path(meta.with_name(f"{meta.stem}.{part}.npy")) as tmp:
+            with atomic_path(_part_file(meta, part)) as tmp:
                 np.save(tmp, arr)
         grid = case.grid
         info = {

@@ -323,17 +323,13 @@ def load_cases(
     skipped = []
     series = list(split.loc[split["role"] == role, "series"])
     for s in tqdm(series, desc=f"{role} series", unit="series", disable=len(series) < 2):
+        image, mask, spacing = folder.image_path(s), folder.mask_path(s), cfg.network_spacing
         try:
-            if case_dir is None:
-                cases.append(
-                    load_case(folder.image_path(s), folder.mask_path(s), cfg.network_spacing)
-                )
-            else:
-                cases.append(
-                    store_case(
-                        folder.image_path(s), folder.mask_path(s), case_dir, cfg.network_spacing
-                    )
-                )
+            cases.append(
+                load_case(image, mask, spacing)
+                if case_dir is None
+                else store_case(image, mask, case_dir, spacing)
+            )
         except DataError as exc:
             skipped.append({"series": str(s), "role": role, "reason": str(exc)})
             warnings.warn(f"{role} series {s} left out: {exc}", SeriesSkippedWarning, stacklevel=3)
