@@ -240,3 +240,52 @@ def test_a_model_saved_before_a_neutral_field_existed_is_reused(cubes, tmp_path)
     stored.pop("code_init")  # a field whose absence is not neutral
     (tmp_path / checkpoint.CONFIG_FILE).write_text(json.dumps(stored))
     assert evaluation._cached(tmp_path, cfg, cubes, "cpu") is None
+
+
+def test_epoch_budgets_hold_for_up_to_budget_discs_then_the_optimiser_steps_do():
+    """Hand-computed: the default profile's 200 + 80 epochs hold for the phantom's 169
+    training discs; on the 218-patient cohort's 1090 discs each stage gets as many disc
+    presentations (epochs x discs <= budget x 250), hence as many optimiser steps."""
+    from disclatent.autoencoder.config import epochs_for_discs
+
+    assert epochs_for_discs(200, 169, 250) == 200
+    assert epochs_for_discs(200, 250, 250) == 200
+    assert (epochs_for_discs(200, 1090, 250), epochs_for_discs(80, 1090, 250)) == (45, 18)
+    assert 45 * 1090 <= 200 * 250 < 46 * 1090
+    assert epochs_for_discs(3, 10**6, 250) == 1  # never no training at all
+    assert epochs_for_discs(200, 10**6, None) == 200
+    default = A.AEConfig.from_profile("default")
+    assert default.budget_discs == 250 and A.AEConfig.from_profile("paper").budget_discs is None
+    # resolved for a training set: the same run as without the budget up to 250 discs
+    assert default.for_discs(169) == replace(default, budget_discs=None)
+    big = default.for_discs(1090)
+    assert (big.max_epochs, big.encoder_epochs, big.budget_discs) == (45, 18, None)
+    assert big.for_discs(1090) == big  # resolving twice changes nothing
+    assert "for up to 250 training discs" in A.describe_config(default)["epoch budget"]
+    with pytest.raises(ValueError, match="budget_discs"):
+        replace(DF, budget_discs=0)
+
+
+def test_a_training_set_above_the_budget_trains_fewer_epochs_and_is_cached_so(
+    cubes, tmp_path, monkeypatch
+):
+    """12 discs against a budget of 4: decoder 3 x 4 // 12 = 1 epoch, encoder 6 x 4 // 12 = 2;
+    the model folder records the run it had, and a rerun reuses it instead of retraining."""
+    cfg = replace(DF, encoder_epochs=6, budget_discs=4)
+    ae, _ = A.train_or_load(cubes, cfg, tmp_path, progress=False, device="cpu")
+    assert ae.history["stage"].tolist() == ["decoder", "encoder", "encoder"]
+    assert (ae.config.max_epochs, ae.config.encoder_epochs, ae.config.budget_discs) == (1, 2, None)
+    assert A.DiscAE.load(tmp_path).config == ae.config
+    direct = _fit(cubes, cfg)  # the same resolution without a folder
+    assert direct.history["stage"].tolist() == ae.history["stage"].tolist()
+    from disclatent.autoencoder import evaluation
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("retrained a cached model")
+
+    monkeypatch.setattr(evaluation.training, "fit", no_training)
+    again, _ = A.train_or_load(cubes, cfg, tmp_path, progress=False, device="cpu")
+    assert again.history.equals(ae.history)
+    # a set within the budget trains the stated epochs
+    within = A.DiscAE(cfg, device="cpu").fit(cubes[:4], progress=False)
+    assert within.history["stage"].tolist() == ["decoder"] * 3 + ["encoder"] * 6

@@ -197,3 +197,21 @@ def test_intensity_autoencoder_learns_shape_and_composition():
     assert r > 0.8
     mask, inten = model.decode(z[:2])
     assert mask.shape == (2, 16, 16, 16) and (inten[mask == 0] == 0).all()
+
+
+def test_intensity_autoencoder_epochs_follow_the_profile_budget_of_discs(monkeypatch):
+    """Like the shape model: the epoch budget holds up to the profile's ae_budget_discs
+    discs (12 here against 4: 3 x 4 // 12 = 1 epoch), then the optimiser steps do."""
+    from dataclasses import replace
+
+    from disclatent import profiles
+    from disclatent.autoencoder.composition import IntensityAutoencoder, two_channel
+
+    m, im = _cylinder(size=16, a_ap=5, a_lr=6, inner=1.0, outer=0.3)
+    x = two_channel(np.repeat(m[None], 12, 0), np.repeat(im[None], 12, 0))
+    kw = dict(latent_dim=2, profile="quick", epochs=3, cpu_threads=1)
+    assert len(IntensityAutoencoder(**kw).fit(x).history_) == 3  # quick: 250 discs
+    small = replace(profiles.PROFILES["quick"], ae_budget_discs=4)
+    monkeypatch.setitem(profiles.PROFILES, "quick", small)
+    model = IntensityAutoencoder(**kw).fit(x)
+    assert model.epochs_ == 1 and model.history_["epoch"].tolist() == [1]

@@ -110,6 +110,13 @@ class Profile:
     ae_latent_dims: tuple[int, ...] = tuple(int(k) for k in published.AUTOENCODER_SWEEP.latent_dim)
     ae_heldout_fraction: float = 0.2
     ae_channels_last: bool = False
+    # the epoch budgets above (and comp_epochs) are for up to this many training discs:
+    # beyond, a model gets the same optimiser steps, not the same epochs (a 1090-disc
+    # cohort: decoder 45, encoder 18 epochs), so the laptop's cost does not grow with the
+    # cohort; the phantom's 169 discs, and the budgets' measurement
+    # (benchmarks/results/autoencoder_default_300_epochs.json), are below it. None: epochs
+    # are epochs (disclatent.autoencoder.config.epochs_for_discs)
+    ae_budget_discs: int | None = 250
     # stability and plausibility (06_stability; disclatent.analysis.stability, .plausibility):
     # how many seeds of the chosen k (seed 0 is the autoencoder chapter's model; the others
     # are trained on the same discs with the same settings), the seeds of the variant
@@ -199,6 +206,7 @@ PROFILES: dict[str, Profile] = {
         ae_norm="batch",
         ae_decoder_kernel=3,
         ae_strategy="joint",
+        ae_budget_discs=None,
         comp_latent_dims=(4, 8),
         comp_epochs=200,
         comp_repeats=10,

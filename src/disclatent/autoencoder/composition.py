@@ -27,6 +27,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
 
+from disclatent.autoencoder.config import epochs_for_discs
 from disclatent.autoencoder.cubes import fit_cubes
 from disclatent.autoencoder.network import DiscAutoencoder, default_device
 from disclatent.conventions import latent_columns
@@ -65,7 +66,8 @@ def two_channel(masks: np.ndarray, intensities: np.ndarray, size: int | None = N
 
 class IntensityAutoencoder(BaseEstimator, TransformerMixin):
     """Two-channel (mask, intensity) autoencoder as a scikit-learn transformer (module
-    docstring). ``epochs`` of Adam at the profile's learning rate and batch size;
+    docstring). ``epochs`` of Adam at the profile's learning rate and batch size (fewer on
+    more than the profile's ``ae_budget_discs`` discs: the same optimiser steps; ``epochs_``);
     ``cpu_threads``: torch threads (``None``: torch's default)."""
 
     def __init__(
@@ -128,7 +130,9 @@ class IntensityAutoencoder(BaseEstimator, TransformerMixin):
         from tqdm.auto import tqdm
 
         desc = f"intensity autoencoder k={self.latent_dim}"
-        for epoch in tqdm(range(int(self.epochs)), desc=desc, disable=not self.progress):
+        # the profile's budget is for up to ae_budget_discs discs (epochs_for_discs)
+        self.epochs_ = epochs_for_discs(self.epochs, len(x), p.ae_budget_discs)
+        for epoch in tqdm(range(self.epochs_), desc=desc, disable=not self.progress):
             total = 0.0
             for idx in torch.randperm(len(x), generator=gen).split(int(p.ae_batch_size)):
                 opt.zero_grad()

@@ -10,7 +10,7 @@ criterion.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from disclatent import published
@@ -31,7 +31,18 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "code_noise": 0.0,
     "amp": "off",
     "deterministic": True,
+    "budget_discs": None,
 }
+
+
+def epochs_for_discs(epochs: int, n_discs: int, budget_discs: int | None) -> int:
+    """An epoch budget meant for up to ``budget_discs`` training discs, for ``n_discs``: the
+    same ``epochs`` up to that many discs; beyond, ``epochs x budget_discs // n_discs`` (at
+    least 1), so a stage shows the network at most ``epochs x budget_discs`` discs (the same
+    optimiser steps) however large the cohort. ``budget_discs`` ``None``: epochs are epochs."""
+    if budget_discs is None or n_discs <= budget_discs:
+        return int(epochs)
+    return max(1, int(epochs) * int(budget_discs) // int(n_discs))
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,10 @@ class AEConfig:
     amp: str = "off"
     # CUDA: deterministic algorithms (True) or cuDNN autotuning (False); see disclatent.accel
     deterministic: bool = True
+    # the epoch budgets (max_epochs, encoder_epochs) are meant for up to this many training
+    # discs; a larger training set gets as many optimiser steps, not as many epochs
+    # (epochs_for_discs; None: epochs are epochs). Training resolves it (for_discs).
+    budget_discs: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spacing_mm", tuple(float(s) for s in self.spacing_mm))
@@ -111,6 +126,8 @@ class AEConfig:
             raise ValueError("hard_weight must be non-negative")
         if self.max_epochs < 1 or self.batch_size < 1:
             raise ValueError("max_epochs and batch_size must be positive")
+        if self.budget_discs is not None and self.budget_discs < 1:
+            raise ValueError(f"budget_discs must be positive or None, got {self.budget_discs}")
         check_amp(self.amp)
         self._check_codes()
         if self.strategy == "decoder_first":
@@ -135,6 +152,21 @@ class AEConfig:
     def epoch_budget(self) -> int:
         """Most epochs a run may take: both stages' budgets for ``decoder_first``."""
         return self.max_epochs + (self.encoder_epochs if self.strategy == "decoder_first" else 0)
+
+    def for_discs(self, n_discs: int) -> AEConfig:
+        """This configuration for a training set of ``n_discs`` discs, with its epoch budgets
+        resolved (:func:`epochs_for_discs`) and ``budget_discs`` set to ``None``: the run
+        that is trained, checkpointed, cached and described. Up to ``budget_discs`` discs it
+        is the same run as with ``budget_discs = None``; resolving twice changes nothing."""
+        if self.budget_discs is None:
+            return self
+        b = self.budget_discs
+        return replace(
+            self,
+            budget_discs=None,
+            max_epochs=epochs_for_discs(self.max_epochs, n_discs, b),
+            encoder_epochs=epochs_for_discs(self.encoder_epochs, n_discs, b),
+        )
 
     @classmethod
     def from_profile(
@@ -165,6 +197,7 @@ class AEConfig:
             cpu_threads=cpu_threads(p),
             amp=p.amp,
             deterministic=p.deterministic,
+            budget_discs=p.ae_budget_discs,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -224,8 +257,16 @@ def describe_config(cfg: AEConfig, n_params: int | None = None) -> dict[str, str
         )
         if cfg.norm == "batch"
         else "none (GroupNorm)",
-        "epoch budget": str(cfg.max_epochs)
-        if cfg.strategy == "joint"
-        else f"decoder {cfg.max_epochs}, then encoder {cfg.encoder_epochs}",
+        "epoch budget": (
+            str(cfg.max_epochs)
+            if cfg.strategy == "joint"
+            else f"decoder {cfg.max_epochs}, then encoder {cfg.encoder_epochs}"
+        )
+        + (
+            f" (for up to {cfg.budget_discs} training discs; more discs: the same "
+            "optimiser steps, fewer epochs)"
+            if cfg.budget_discs is not None
+            else ""
+        ),
         "criterion": f"mean IoU >= {cfg.target_iou}, all training discs, eval mode",
     }

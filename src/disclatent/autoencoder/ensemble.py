@@ -178,7 +178,8 @@ def stability_jobs(
         if not 0 < dec <= total:
             raise ValueError(f"trained_epochs must be 0 < decoder <= total, got {trained_epochs}")
         enc = max(1, total - dec)
-        noisy = replace(config, max_epochs=dec, encoder_epochs=enc)
+        # the epochs the plain model ran (already resolved for its discs)
+        noisy = replace(config, max_epochs=dec, encoder_epochs=enc, budget_discs=None)
         notes.append(
             f"the latent-noise variant trains {dec} decoder-stage and {enc} "
             f"encoder-stage epochs, as many as the plain k = {config.latent_dim} model needed"

@@ -93,6 +93,7 @@ def train_or_load(
         if heldout is None
         else fit_cubes(heldout, config.size)
     )
+    config = config.for_discs(len(cubes))  # the run these discs get (AEConfig.budget_discs)
     ae = _cached(out, config, cubes, device)
     if ae is None:
         ae = training.fit(cubes, config, out_dir=out, device=device, progress=progress)

@@ -206,6 +206,7 @@ class DiscAE:
         cubes = self._check_cubes(cubes)
         if len(cubes) == 0:
             raise ValueError("no training discs")
+        self.config = self.config.for_discs(len(cubes))  # the epoch budgets for these discs
         out = Path(out_dir) if out_dir is not None else None
         digest = data_digest(cubes)
         opt, codes = self._start_training(cubes)
@@ -494,7 +495,7 @@ def fit(
     On the CPU, torch uses ``config.cpu_threads`` threads (set from the profile and
     ``DISCLATENT_CPU_THREADS`` by :meth:`AEConfig.from_profile`; 0 keeps torch's default).
     """
-    ae = DiscAE(config, device=device)
+    ae = DiscAE(config.for_discs(len(cubes)), device=device)
     if ae.device.type == "cpu" and config.cpu_threads > 0:
         torch.set_num_threads(config.cpu_threads)
     return ae.fit(cubes, out_dir=out_dir, **kwargs)
