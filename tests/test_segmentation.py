@@ -22,6 +22,7 @@ from disclatent.conventions import PAPER_SPACING, Spacing
 from disclatent.data import spider
 from disclatent.data import volume as io
 from disclatent.formatting import format_ci
+from disclatent.parallel import Task, code_version
 from disclatent.segmentation import evaluation as ev
 from disclatent.segmentation.config import SegConfig, config_from_profile
 from disclatent.segmentation.data import (
@@ -775,6 +776,57 @@ def test_cases_kept_on_disk_are_the_cases_and_training_does_not_hold_them(
     changed, _ = seg_data.load_cases(cohort, split, "train", cfg, store)
     assert changed[0].meta == stored[0].meta and changed[1].meta != stored[1].meta
     assert len(changed[1].foreground) < len(stored[1].foreground)
+
+
+def test_a_training_run_reads_each_series_files_once_for_its_digest_and_its_cases(
+    phantom_dir, tmp_path, monkeypatch
+):
+    """``split_digest`` keys the run's data by the series' case keys, and the cases are
+    stored under those keys without hashing the files again; a changed mask changes the
+    digest, and a missing file enters it by its error instead of failing the run."""
+    from disclatent.segmentation import cases as seg_cases
+    from disclatent.segmentation import data as seg_data
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(phantom_dir, cohort)
+    split = pd.DataFrame({"series": ["1_t1", "2_t1", "3_t1"], "role": ["train", "val", "test"]})
+    cfg = config_from_profile("quick", "UNet")
+    hashed: list[str] = []
+    real_key = seg_cases.content_key
+
+    def counted(task, salt=""):
+        hashed.append(task.name)
+        return real_key(task, salt)
+
+    monkeypatch.setattr(seg_cases, "content_key", counted)
+    digest, keys = seg_cases.split_digest(cohort, split, cfg.network_spacing)
+    assert hashed == ["1_t1", "2_t1"]  # training and validation series, not the test site
+    folder = spider.SpiderFolder(cohort)
+    assert keys["1_t1"] == real_key(
+        Task(
+            "1_t1",
+            (folder.image_path("1_t1"), folder.mask_path("1_t1")),
+            {"spacing": list(cfg.network_spacing.xyz)},
+        ),
+        code_version("segmentation.data", "segmentation.cases"),
+    )
+    store = tmp_path / "cases"
+    for role in ("train", "val"):
+        seg_data.load_cases(cohort, split, role, cfg, store, keys)
+    assert hashed == ["1_t1", "2_t1"]  # stored under the digest's keys: no second read
+    assert sorted(p.name for p in store.glob("*.json")) == sorted(
+        f"{s}-{keys[s]}.json" for s in ("1_t1", "2_t1")
+    )
+    m = io.read_mask(folder.mask_path("2_t1"))
+    io.write_image(m.with_array(np.where(m.array == 203, 0, m.array)), m.path)
+    changed, changed_keys = seg_cases.split_digest(cohort, split, cfg.network_spacing)
+    assert changed != digest and changed_keys["1_t1"] == keys["1_t1"]
+    folder.mask_path("2_t1").unlink()
+    missing, missing_keys = seg_cases.split_digest(cohort, split, cfg.network_spacing)
+    assert missing not in (digest, changed) and set(missing_keys) == {"1_t1"}
+    with pytest.warns(seg_data.SeriesSkippedWarning, match="2_t1"):
+        val, skipped = seg_data.load_cases(cohort, split, "val", cfg, store, missing_keys)
+    assert val == [] and "file not found" in skipped[0]["reason"]
 
 
 def test_evaluation_leaves_out_a_series_it_cannot_score_and_names_it(phantom_dir, tmp_path):

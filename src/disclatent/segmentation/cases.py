@@ -4,18 +4,21 @@
 (:func:`~disclatent.segmentation.data.load_case`) and writes it beside a key of its files'
 bytes; :class:`StoredCase` reads it back patch by patch. ``load_cases(..., case_dir=...)``
 (:mod:`disclatent.segmentation.data`) and :func:`~disclatent.segmentation.training.train`
-use it.
+use it; :func:`split_digest` keys a training run's data by the same case keys.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from disclatent.conventions import PAPER_SPACING, Spacing
+from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import (
     DataError,
     Volume,
@@ -84,26 +87,38 @@ def _open_stored(meta: Path) -> StoredCase:
     )
 
 
+def case_key(
+    image_path: str | Path, mask_path: str | Path, spacing: Spacing = PAPER_SPACING
+) -> str:
+    """The key of one series' case: its image's and mask's bytes, the spacing (mm) and the
+    code of :func:`load_case` and this module (:func:`~disclatent.parallel.content_key`). A
+    file that cannot be read is a :class:`DataError` naming it."""
+    image_path, mask_path = Path(image_path), Path(mask_path)
+    series = series_name(image_path)
+    task = Task(series, (image_path, mask_path), {"spacing": list(spacing.xyz)})
+    try:
+        return content_key(task, salt=code_version("segmentation.data", "segmentation.cases"))
+    except OSError as exc:
+        raise DataError(f"{series}: cannot read {exc.filename}: {exc.strerror}") from exc
+
+
 def store_case(
     image_path: str | Path,
     mask_path: str | Path,
     case_dir: str | Path,
     spacing: Spacing = PAPER_SPACING,
+    key: str | None = None,
 ) -> StoredCase:
     """:func:`load_case` written once to ``case_dir`` and opened from there.
 
-    The files are named by a key of the image's and the mask's bytes, the spacing and this
-    module's code, so a rerun (or another model trained on the same series) reads them back
-    and a changed file is made anew. Each file is written to a temporary name and renamed;
-    the ``.json``, written last, marks a complete case.
+    The files are named by the series' :func:`case_key` (``key``: already computed, so the
+    files are not read once more), so a rerun (or another model trained on the same series)
+    reads them back and a changed file is made anew. Each file is written to a temporary
+    name and renamed; the ``.json``, written last, marks a complete case.
     """
     image_path, mask_path = Path(image_path), Path(mask_path)
     series = series_name(image_path)
-    task = Task(series, (image_path, mask_path), {"spacing": list(spacing.xyz)})
-    try:
-        key = content_key(task, salt=code_version("segmentation.data", "segmentation.cases"))
-    except OSError as exc:
-        raise DataError(f"{series}: cannot read {exc.filename}: {exc.strerror}") from exc
+    key = key or case_key(image_path, mask_path, spacing)
     meta = Path(case_dir) / f"{series}-{key}.json"
     if not meta.exists():
         case = load_case(image_path, mask_path, spacing)
@@ -123,3 +138,21 @@ def store_case(
         }
         write_text_atomic(json.dumps(info, indent=1) + "\n", meta)
     return _open_stored(meta)
+
+
+def split_digest(root: Path, split: pd.DataFrame, spacing: Spacing) -> tuple[str, dict[str, str]]:
+    """SHA-256 of the split and of the case key of every training and validation series
+    (:func:`~disclatent.segmentation.cases.case_key`: its image's and mask's bytes, the
+    network spacing, the resampling code), and those keys by series, so that the cases are
+    stored under them without reading the files again. A series whose files cannot be read
+    enters the digest by its error and is left out when the cases are loaded."""
+    folder = SpiderFolder(root)
+    h = hashlib.sha256(split[["series", "role"]].to_csv(index=False).encode())
+    keys: dict[str, str] = {}
+    for s in split.loc[split["role"].isin(["train", "val"]), "series"]:
+        try:
+            keys[s] = case_key(folder.image_path(s), folder.mask_path(s), spacing)
+            h.update(keys[s].encode())
+        except DataError as exc:
+            h.update(f"unreadable: {exc}".encode())
+    return h.hexdigest(), keys

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -308,6 +308,7 @@ def load_cases(
     role: str,
     cfg: SegConfig,
     case_dir: str | Path | None = None,
+    keys: Mapping[str, str] | None = None,
 ) -> tuple[list[AnyCase], list[dict[str, str]]]:
     """The ``role`` series of ``split`` on the network grid, and the series left out: a
     :class:`DataError` (corrupt or truncated file, a mask whose grid differs from its image,
@@ -315,7 +316,8 @@ def load_cases(
 
     With ``case_dir``, each case is kept on disk there
     (:func:`~disclatent.segmentation.cases.store_case`) and only its
-    foreground indices stay in memory; without it, every case is held in memory."""
+    foreground indices stay in memory; without it, every case is held in memory. ``keys``:
+    the series' case keys if already computed (:func:`~disclatent.segmentation.cases.case_key`)."""
     from disclatent.segmentation.cases import store_case
 
     folder = SpiderFolder(data_root)
@@ -323,12 +325,12 @@ def load_cases(
     skipped = []
     series = list(split.loc[split["role"] == role, "series"])
     for s in tqdm(series, desc=f"{role} series", unit="series", disable=len(series) < 2):
-        image, mask, spacing = folder.image_path(s), folder.mask_path(s), cfg.network_spacing
         try:
+            image, mask, spacing = folder.image_path(s), folder.mask_path(s), cfg.network_spacing
             cases.append(
                 load_case(image, mask, spacing)
                 if case_dir is None
-                else store_case(image, mask, case_dir, spacing)
+                else store_case(image, mask, case_dir, spacing, (keys or {}).get(s))
             )
         except DataError as exc:
             skipped.append({"series": str(s), "role": role, "reason": str(exc)})

@@ -21,7 +21,6 @@ Inference is in :mod:`disclatent.segmentation.inference`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -42,9 +41,8 @@ from disclatent.accel import (
     reset_gpu_memory_peak,
     resolve_device,
 )
-from disclatent.data.spider import SpiderFolder
 from disclatent.data.volume import DataError, atomic_path, write_csv_atomic, write_text_atomic
-from disclatent.segmentation.cases import AnyCase
+from disclatent.segmentation.cases import AnyCase, split_digest
 from disclatent.segmentation.config import (
     CONFIG_FILE,
     DONE_FILE,
@@ -73,16 +71,6 @@ if TYPE_CHECKING:
     import torch
 
 Log = Callable[[str], None]
-
-
-def _data_digest(root: Path, split: pd.DataFrame) -> str:
-    """SHA-256 of the split and of the bytes of every image and mask it uses."""
-    folder = SpiderFolder(root)
-    h = hashlib.sha256(split[["series", "role"]].to_csv(index=False).encode())
-    for s in split.loc[split["role"].isin(["train", "val"]), "series"]:
-        for path in (folder.image_path(s), folder.mask_path(s)):
-            h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def binary_overlap(prob: np.ndarray, label: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -377,7 +365,7 @@ def train(
     split = make_split(
         site_table(data_root, cfg.modalities), cfg.test_site, cfg.val_fraction, cfg.seed
     )
-    digest = _data_digest(data_root, split)
+    digest, keys = split_digest(data_root, split, cfg.network_spacing)
     if reuse and is_trained(out_dir, cfg, digest):
         log(f"{cfg.model}: reusing the trained model in {out_dir}")
         return json.loads((out_dir / DONE_FILE).read_text())
@@ -386,8 +374,8 @@ def train(
     clock = _Clock(cfg.max_minutes)
     load_start = _load_avg()
     case_dir = Path(case_dir) if case_dir is not None else out_dir / "cases"
-    train_cases, skipped = load_cases(data_root, split, "train", cfg, case_dir)
-    val_cases, val_skipped = load_cases(data_root, split, "val", cfg, case_dir)
+    train_cases, skipped = load_cases(data_root, split, "train", cfg, case_dir, keys)
+    val_cases, val_skipped = load_cases(data_root, split, "val", cfg, case_dir, keys)
     skipped += val_skipped
     if skipped:
         log(f"{len(skipped)} series left out: " + "; ".join(r["reason"] for r in skipped))
