@@ -215,7 +215,9 @@ ae.metrics_table(models)
 # `benchmarks/bench_autoencoder.py` measures it (seconds and epochs to the criterion,
 # held-out IoU, the machine's load) and the table of training ideas above is its output.
 # Each model trains until it meets the criterion or spends its budget (200 decoder and 80
-# encoder epochs in `default`), and the tables above say which. The per-epoch times include
+# encoder epochs in `default` for up to 250 training discs; a larger cohort gets as many
+# optimiser steps, in fewer epochs: see the settings table), and the tables above say
+# which. The per-epoch times include
 # the evaluation of every training disc after every epoch, which the criterion requires.
 # On the `paper` profile (64^3, 9.4 M parameters) the same code trains on a GPU when one is
 # present.
