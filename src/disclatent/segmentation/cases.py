@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from disclatent.conventions import PAPER_SPACING, Spacing
 from disclatent.data.spider import SpiderFolder
@@ -149,7 +150,8 @@ def split_digest(root: Path, split: pd.DataFrame, spacing: Spacing) -> tuple[str
     folder = SpiderFolder(root)
     h = hashlib.sha256(split[["series", "role"]].to_csv(index=False).encode())
     keys: dict[str, str] = {}
-    for s in split.loc[split["role"].isin(["train", "val"]), "series"]:
+    series = list(split.loc[split["role"].isin(["train", "val"]), "series"])
+    for s in tqdm(series, desc="hashing series", unit="series", disable=len(series) < 2):
         try:
             keys[s] = case_key(folder.image_path(s), folder.mask_path(s), spacing)
             h.update(keys[s].encode())
