@@ -207,8 +207,7 @@ class DiscAE:
         if len(cubes) == 0:
             raise ValueError("no training discs")
         self.config = self.config.for_discs(len(cubes))  # the epoch budgets for these discs
-        out = Path(out_dir) if out_dir is not None else None
-        digest = data_digest(cubes)
+        out, digest = (Path(out_dir) if out_dir is not None else None), data_digest(cubes)
         opt, codes = self._start_training(cubes)
         ckpt = out / CHECKPOINT_FILE if out is not None else None
         resumed = self._resume(ckpt, codes, digest) if resume else None
