@@ -494,7 +494,7 @@ def fit(
     On the CPU, torch uses ``config.cpu_threads`` threads (set from the profile and
     ``DISCLATENT_CPU_THREADS`` by :meth:`AEConfig.from_profile`; 0 keeps torch's default).
     """
-    ae = DiscAE(config.for_discs(len(cubes)), device=device)
+    ae = DiscAE(config, device=device)
     if ae.device.type == "cpu" and config.cpu_threads > 0:
         torch.set_num_threads(config.cpu_threads)
     return ae.fit(cubes, out_dir=out_dir, **kwargs)
